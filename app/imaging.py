@@ -1,0 +1,71 @@
+"""Photo decoding and the one preprocessing function shared by training, export checks and the app."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"})
+# EfficientNet-Lite was trained on (pixel - 127) / 128, not on ImageNet mean/std.
+PIXEL_OFFSET = 127.0
+PIXEL_SCALE = 128.0
+# Test-time geometry: resize the short side to RESIZE_RATIO * crop size, then centre crop.
+RESIZE_RATIO = 256 / 224
+
+
+def is_image_path(path: Path) -> bool:
+    """True when the file name has a photo suffix we decode."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def load_image(path: Path, min_side: int | None = None) -> Image.Image:
+    """Decode a photo to RGB with EXIF orientation applied.
+
+    With ``min_side`` a JPEG is decoded by libjpeg at the smallest 1/2, 1/4 or 1/8 scale whose short
+    side stays at least ``min_side`` pixels (Pillow ``draft``), which is much faster for camera photos.
+    """
+    with Image.open(path) as image:
+        if min_side is not None and image.format == "JPEG":
+            width, height = image.size
+            scale = min_side / max(1, min(width, height))
+            image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
+        image = ImageOps.exif_transpose(image)
+        return image.convert("RGB")
+
+
+def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
+    """Resize so that the shorter side is ``short_side`` pixels, keeping the aspect ratio."""
+    width, height = image.size
+    scale = short_side / min(width, height)
+    size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
+def center_crop(image: Image.Image, size: int) -> Image.Image:
+    """Crop the central ``size`` x ``size`` square."""
+    width, height = image.size
+    left = (width - size) // 2
+    top = (height - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def to_network_input(image: Image.Image) -> np.ndarray:
+    """RGB image of the network's size -> float32 array [3, H, W] scaled as (pixel - 127) / 128."""
+    array = np.asarray(image, dtype=np.float32)
+    return np.ascontiguousarray(((array - PIXEL_OFFSET) / PIXEL_SCALE).transpose(2, 0, 1))
+
+
+def preprocess(image: Image.Image, size: int) -> np.ndarray:
+    """Test-time preprocessing: resize the short side, centre crop ``size``, scale to network input."""
+    resized = resize_short_side(image, round(size * RESIZE_RATIO))
+    return to_network_input(center_crop(resized, size))
+
+
+def load_and_preprocess(path: Path, size: int) -> np.ndarray:
+    """Decode ``path`` (reduced-scale JPEG decode where enough) and preprocess it for the network."""
+    return preprocess(load_image(path, min_side=round(size * RESIZE_RATIO)), size)

@@ -1,0 +1,50 @@
+"""Retrieval metrics shared by every evaluation path: mAP@all, mAP@k and precision@k."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ranked_relevance(scores: np.ndarray, query_labels: np.ndarray, database_labels: np.ndarray) -> np.ndarray:
+    """Boolean [Q, N]: relevance of the database items sorted by descending score for each query.
+
+    Ties are broken by database order (stable sort), so results are deterministic.
+    """
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return database_labels[order] == query_labels[:, None]
+
+
+def average_precision(relevance: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Average precision per query over the top ``k`` (all when None) of a ranked relevance matrix.
+
+    The normaliser is the number of relevant items retrieved within the top k (the usual mAP@k of the
+    hashing literature); queries without any relevant item retrieved score 0.
+    """
+    top = relevance if k is None else relevance[:, :k]
+    hits = np.cumsum(top, axis=1)
+    ranks = np.arange(1, top.shape[1] + 1)
+    precision_at_hits = np.where(top, hits / ranks, 0.0)
+    n_relevant = hits[:, -1] if top.shape[1] else np.zeros(top.shape[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = precision_at_hits.sum(axis=1) / n_relevant
+    return np.nan_to_num(ap, nan=0.0)
+
+
+def precision_at_k(relevance: np.ndarray, k: int) -> np.ndarray:
+    """Fraction of relevant items among the top ``k`` per query."""
+    return relevance[:, :k].mean(axis=1)
+
+
+def retrieval_report(
+    scores: np.ndarray,
+    query_labels: np.ndarray,
+    database_labels: np.ndarray,
+    ks: tuple[int, ...] = (10, 100),
+) -> dict[str, float]:
+    """mAP@all, mAP@k and P@k for a [Q, N] score matrix (higher is more similar)."""
+    relevance = ranked_relevance(scores, np.asarray(query_labels), np.asarray(database_labels))
+    report = {"mAP@all": float(average_precision(relevance).mean())}
+    for k in ks:
+        report[f"mAP@{k}"] = float(average_precision(relevance, k).mean())
+        report[f"P@{k}"] = float(precision_at_k(relevance, k).mean())
+    return report

@@ -1,0 +1,67 @@
+"""Shared fixtures: synthetic class-structured photo folders (nothing downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_CUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub200" / "train"
+
+
+def synthetic_photo(label: int, index: int, size: int = 96) -> Image.Image:
+    """A photo whose class is told by its colour and stripe pattern, with per-photo noise and offset."""
+    rng = np.random.default_rng(label * 1000 + index)
+    hues = [(220, 60, 40), (40, 160, 70), (50, 80, 210), (230, 200, 40), (150, 60, 180), (60, 200, 200)]
+    colour = np.array(hues[label % len(hues)], dtype=np.float32)
+    yy, xx = np.mgrid[0:size, 0:size]
+    period = 6 + 5 * (label % 3)
+    angle = (label // 3) * np.pi / 4 + rng.normal(0, 0.1)
+    stripes = 0.5 + 0.5 * np.sin((xx * np.cos(angle) + yy * np.sin(angle) + rng.integers(0, 20)) * 2 * np.pi / period)
+    image = stripes[..., None] * colour + (1 - stripes[..., None]) * (255 - colour) * 0.4
+    image += rng.normal(0, 18, image.shape)
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def write_image_folder(root: Path, n_classes: int = 4, per_class: int = 10, size: int = 96) -> Path:
+    for label in range(n_classes):
+        folder = root / f"{label + 1:03d}.class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            synthetic_photo(label, index, size).save(folder / f"photo_{index:03d}.jpg", quality=92)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 classes x 10 photos, ImageFolder layout."""
+    return write_image_folder(tmp_path_factory.mktemp("synthetic"), n_classes=4, per_class=10)
+
+
+@pytest.fixture(scope="session")
+def synthetic_folder_6(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 classes x 10 photos: the unseen protocol trains on 3 classes and retrieves among the other 3."""
+    return write_image_folder(tmp_path_factory.mktemp("synthetic6"), n_classes=6, per_class=10)
+
+
+def tiny_overrides(data: Path, output: Path, cache: Path) -> list[str]:
+    """A config that trains in seconds on CPU."""
+    return [
+        f'data="{data}"',
+        f'output="{output}"',
+        f'cache_dir="{cache}"',
+        "model.input_size=64",
+        "model.dim=32",
+        "model.n_subspaces=4",
+        "model.n_codewords=16",
+        "model.topk=4",
+        "views=3",
+        "epochs=6",
+        "batch_size=16",
+        "eval_every=3",
+        "workers=0",
+        "warmup_epochs=1",
+        "lr=0.01",
+    ]

@@ -1,0 +1,82 @@
+import numpy as np
+import torch
+
+from app.pq import adc_scores, decode, lookup_tables, sdc_scores
+from training.model import ProductQuantizer
+
+
+def make_quantizer(topk: int = 256, seed: int = 0) -> ProductQuantizer:
+    torch.manual_seed(seed)
+    return ProductQuantizer(dim=64, n_subspaces=8, n_codewords=256, alpha=10.0, topk=topk)
+
+
+def test_shapes_and_unit_norms():
+    quantizer = make_quantizer(topk=8)
+    out = quantizer(torch.randn(5, 64))
+    assert out.subvectors.shape == (5, 8, 8)
+    assert out.similarities.shape == (5, 8, 256)
+    assert out.soft.shape == out.hard.shape == (5, 8, 8)
+    assert out.codes.shape == (5, 8) and out.codes.dtype == torch.int64
+    torch.testing.assert_close(out.subvectors.norm(dim=-1), torch.ones(5, 8))
+    torch.testing.assert_close(out.hard.norm(dim=-1), torch.ones(5, 8))
+
+
+def test_hard_codes_are_the_argmax_of_inner_products():
+    quantizer = make_quantizer()
+    x = torch.randn(7, 64)
+    out = quantizer(x)
+    sub = torch.nn.functional.normalize(x.view(7, 8, 8), dim=-1)
+    books = quantizer.normalized_codebooks()
+    brute = torch.stack([(sub[:, m] @ books[m].T).argmax(dim=1) for m in range(8)], dim=1)
+    assert torch.equal(out.codes, brute)
+    torch.testing.assert_close(out.hard, books[torch.arange(8)[None], brute])
+
+
+def test_partial_attention_with_k_equal_K_is_the_full_softmax():
+    full, partial = make_quantizer(topk=256), make_quantizer(topk=256)
+    similarities = torch.randn(3, 8, 256)
+    torch.testing.assert_close(partial.attention(similarities), torch.softmax(10.0 * similarities, dim=-1))
+    torch.testing.assert_close(full(torch.ones(2, 64)).soft, partial(torch.ones(2, 64)).soft)
+
+
+def test_partial_attention_only_reaches_the_top_k_codewords():
+    quantizer = make_quantizer(topk=4)
+    x = torch.randn(1, 64)
+    out = quantizer(x)
+    weights = quantizer.attention(out.similarities)
+    assert ((weights > 0).sum(dim=-1) == 4).all()
+    torch.testing.assert_close(weights.sum(dim=-1), torch.ones(1, 8))
+    out.soft.sum().backward()
+    touched = (quantizer.codebooks.grad.abs().sum(dim=-1) > 0).sum(dim=-1)
+    assert (touched == 4).all(), touched  # gradients reach exactly the k attended codewords per sub-codebook
+    top4 = out.similarities.topk(4, dim=-1).indices[0]
+    for m in range(8):
+        assert set(torch.nonzero(quantizer.codebooks.grad[m].abs().sum(-1)).flatten().tolist()) == set(top4[m].tolist())
+
+
+def test_adc_equals_inner_product_with_decoded_vectors_and_sdc_with_both_decoded():
+    rng = np.random.default_rng(0)
+    books = rng.normal(size=(4, 16, 8)).astype(np.float32)
+    queries = rng.normal(size=(3, 4, 8)).astype(np.float32)
+    codes = rng.integers(0, 16, size=(20, 4)).astype(np.uint8)
+    decoded = decode(codes, books).reshape(20, -1)
+    expected = queries.reshape(3, -1) @ decoded.T
+    np.testing.assert_allclose(adc_scores(lookup_tables(queries, books), codes), expected, rtol=1e-5, atol=1e-5)
+    query_codes = codes[:3]
+    np.testing.assert_allclose(
+        sdc_scores(query_codes, codes, books),
+        decode(query_codes, books).reshape(3, -1) @ decoded.T,
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_kmeans_initialisation_fits_clustered_data():
+    torch.manual_seed(0)
+    quantizer = ProductQuantizer(dim=8, n_subspaces=2, n_codewords=4, alpha=10.0, topk=4)
+    centres = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    data = centres.repeat_interleave(50, dim=0) + 0.01 * torch.randn(200, 8)
+    before = (quantizer(data).subvectors * quantizer(data).hard).sum(-1).mean()
+    quantizer.init_from_kmeans(data)
+    after = (quantizer(data).subvectors * quantizer(data).hard).sum(-1).mean()
+    assert after > 0.99 > before

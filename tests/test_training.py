@@ -1,0 +1,125 @@
+"""Tiny end-to-end trainings on synthetic class-structured photos (CPU, seconds each)."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import tiny_overrides
+from training.cli import eval_main
+from training.config import load_config
+from training.data import load_photo_set, split_protocol
+from training.train import Trainer, load_checkpoint, model_from_checkpoint, setup_runtime, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def chance_map(labels_query: np.ndarray, labels_database: np.ndarray) -> float:
+    """Expected mAP of a random ranking, about the fraction of relevant items."""
+    return float(np.mean([(labels_database == q).mean() for q in labels_query]))
+
+
+def test_cached_training_raises_map_far_above_chance_and_checkpoints_round_trip(synthetic_folder, tmp_path):
+    config = load_config(None, tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache"))
+    trainer = Trainer(config, setup_runtime("cpu"))
+    split = split_protocol(load_photo_set(synthetic_folder), "val")
+    chance = chance_map(np.array([p.label for p in split.query]), np.array([p.label for p in split.database]))
+    metrics = trainer.fit()
+    assert metrics["mAP@all"] > 0.9 > chance + 0.5
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == list(range(1, 7)) and "mAP@all" in log[-1]
+    assert (tmp_path / "run" / "training.png").stat().st_size > 1000
+
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert payload["epoch"] == 6 and payload["class_names"][0] == "001.class_0"
+    model = model_from_checkpoint(payload)
+    for name, tensor in trainer.model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], tensor.cpu(), msg=name)
+    images = torch.randn(2, 3, 64, 64)
+    trainer.model.eval()
+    for a, b in zip(model.encode(images), trainer.model.encode(images), strict=True):
+        torch.testing.assert_close(a, b)
+
+    # phpq-eval on the checkpoint reproduces the training-time number (same split, same encodings).
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        eval_main(
+            [
+                "--checkpoint",
+                str(tmp_path / "run" / "last.pt"),
+                "--data",
+                str(synthetic_folder),
+                "--protocol",
+                "val",
+                "--workers",
+                "0",
+                "--json",
+            ]
+        )
+    report = json.loads(buffer.getvalue())
+    assert report["mAP@all"] == pytest.approx(metrics["mAP@all"], abs=0.05)
+
+
+def test_resume_continues_from_the_checkpoint(synthetic_folder, tmp_path):
+    overrides = tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache")
+    train(load_config(None, [*overrides, "epochs=2"]))
+    config = load_config(None, [*overrides, "epochs=3"])
+    metrics = train(config, resume=tmp_path / "run" / "last.pt")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
+    assert metrics["mAP@all"] > 0.5
+
+
+def test_unseen_species_protocol_trains_on_half_the_classes(synthetic_folder_6, tmp_path):
+    overrides = tiny_overrides(synthetic_folder_6, tmp_path / "run", tmp_path / "cache")
+    config = load_config(None, [*overrides, 'protocol="unseen"', "loss.structure=1.0"])
+    trainer = Trainer(config, setup_runtime("cpu"))
+    assert trainer.model.config.n_classes == 3
+    assert {p.label for p in trainer.split.train} == {0, 1, 2}
+    assert {p.label for p in trainer.split.query} == {3, 4, 5}
+    metrics = trainer.fit()
+    assert metrics["mAP@all"] > 0.6  # chance is about 1/3
+
+
+def test_finetune_mode_runs_end_to_end_on_cpu(synthetic_folder, tmp_path):
+    overrides = tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache")
+    config = load_config(
+        None, [*overrides, 'mode="finetune"', "epochs=2", "trainable_blocks=2", "loss.structure=0.5", "eval_every=0"]
+    )
+    trainer = Trainer(config, setup_runtime("cpu"))
+    frozen = trainer.model.backbone.blocks[0]._depthwise_conv.weight.clone()
+    trained = trainer.model.backbone.blocks[-1]._project_conv.weight.clone()
+    metrics = trainer.fit()
+    assert torch.equal(trainer.model.backbone.blocks[0]._depthwise_conv.weight, frozen)
+    assert not torch.equal(trainer.model.backbone.blocks[-1]._project_conv.weight, trained)
+    assert 0.0 <= metrics["mAP@all"] <= 1.0
+
+
+def test_ddp_with_two_gloo_processes(synthetic_folder, tmp_path):
+    overrides = tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "training",
+        *[arg for item in [*overrides, "epochs=2", 'device="cpu"'] for arg in ("--set", item)],
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]  # written once, by rank 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2

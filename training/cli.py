@@ -1,0 +1,166 @@
+"""Command lines: ``phpq-train`` (also ``python -m training``), ``phpq-eval`` and ``phpq-compact``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Train PHPQ from a TOML config plus ``--set key=value`` overrides."""
+    parser = argparse.ArgumentParser(prog="phpq-train", description=train_main.__doc__)
+    parser.add_argument("--config", type=Path, help="TOML config file (see configs/)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set model.n_subspaces=4 --set epochs=10",
+    )
+    parser.add_argument("--output", help="run directory (checkpoint, log.jsonl, training.png)")
+    parser.add_argument("--resume", type=Path, help="continue from a checkpoint (e.g. RUN/last.pt)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    from training.config import load_config
+    from training.train import train
+
+    overrides = args.overrides + ([f"output={json.dumps(args.output)}"] if args.output else [])
+    try:
+        config = load_config(args.config, overrides)
+    except (ValueError, TypeError, OSError) as error:
+        parser.error(str(error))
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    metrics = train(config, resume=args.resume)
+    if metrics:
+        print(json.dumps({"output": config.output, **metrics}, indent=2))
+    return 0
+
+
+def _print_table(rows: dict[str, float]) -> None:
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """Retrieval mAP of a PHPQ checkpoint (or of the frozen-backbone baseline) on two ImageFolder trees
+    (--query/--database, classes matched by folder name) or on a protocol of one tree (--data/--protocol)."""
+    parser = argparse.ArgumentParser(prog="phpq-eval", description=eval_main.__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="a phpq-train checkpoint (.pt)")
+    source.add_argument("--baseline", choices=["gap"], help="frozen backbone, global average pooling, cosine")
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="backbone of --baseline")
+    parser.add_argument("--query", type=Path)
+    parser.add_argument("--database", type=Path)
+    parser.add_argument("--data", type=Path, help="one labelled tree split by --protocol")
+    parser.add_argument("--protocol", choices=["val", "unseen"], default="val")
+    parser.add_argument("--distance", choices=["adc", "sdc"], default="adc")
+    parser.add_argument("--engine", choices=["auto", "onnxruntime", "torch"], default="auto")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    _setup_logging(False)
+    if args.data is None and (args.query is None or args.database is None):
+        parser.error("give --query and --database, or --data with --protocol")
+    from training.evaluate import evaluate_codes, evaluate_cosine
+    from training.train import encode_photos, load_checkpoint, model_from_checkpoint
+
+    try:
+        query, database = _evaluation_sets(args)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    query_labels = np.array([p.label for p in query])
+    database_labels = np.array([p.label for p in database])
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.checkpoint:
+        model = model_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)
+        encoded_query = encode_photos(model, query, device, args.engine, workers=args.workers)
+        encoded_database = encode_photos(model, database, device, args.engine, workers=args.workers)
+        codebooks = model.head.quantizer.normalized_codebooks().detach().cpu().numpy()
+        report = {
+            "method": f"PHPQ {model.config.bits} bits ({args.distance.upper()})",
+            **evaluate_codes(
+                encoded_query.subvectors,
+                encoded_query.codes,
+                query_labels,
+                encoded_database.codes,
+                database_labels,
+                codebooks,
+                args.distance,
+            ),
+        }
+    else:
+        from training.features import PyramidFeatureExtractor
+        from training.inference import BatchRunner, run_over_photos
+
+        extractor = PyramidFeatureExtractor(args.backbone, 224)
+        index = extractor.layout.global_average_index("head").numpy()
+        runner = BatchRunner(extractor, 224, 1, engine=args.engine)
+        features = [
+            run_over_photos(runner, photos, 224, workers=args.workers)[0][:, index] for photos in (query, database)
+        ]
+        report = {
+            "method": f"{args.backbone} GAP + cosine (float)",
+            **evaluate_cosine(features[0], query_labels, features[1], database_labels),
+        }
+    report.update({"queries": len(query), "database": len(database)})
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_table(report)
+    return 0
+
+
+def _evaluation_sets(args: argparse.Namespace) -> tuple[list, list]:
+    from training.data import Photo, load_photo_set, scan_image_folder, split_protocol
+
+    if args.data is not None:
+        split = split_protocol(load_photo_set(args.data), args.protocol)
+        return split.query, split.database
+    query_set, database_set = scan_image_folder(args.query), scan_image_folder(args.database)
+    names = {name: index for index, name in enumerate(database_set.class_names)}
+    next_label = len(names)
+    query = []
+    for photo in query_set.photos:  # classes absent from the database get labels of their own
+        name = query_set.class_names[photo.label]
+        if name not in names:
+            names[name] = next_label
+            next_label += 1
+        query.append(Photo(photo.path, names[name]))
+    return query, database_set.photos
+
+
+def compact_main(argv: list[str] | None = None) -> int:
+    """Write a compact JPEG copy of a photo tree (for moving training data to a GPU machine)."""
+    parser = argparse.ArgumentParser(prog="phpq-compact", description=compact_main.__doc__)
+    parser.add_argument("source", type=Path)
+    parser.add_argument("destination", type=Path)
+    parser.add_argument("--short-side", type=int, default=288)
+    parser.add_argument("--quality", type=int, default=85)
+    args = parser.parse_args(argv)
+    _setup_logging(False)
+    from training.compact import compact_copy
+
+    try:
+        count, size = compact_copy(args.source, args.destination, args.short_side, args.quality)
+    except (OSError, ValueError) as error:
+        print(f"phpq-compact: {error}", file=sys.stderr)
+        return 2
+    print(f"{count} photos, {size / 2**20:.1f} MiB in {args.destination}")
+    return 0

@@ -1,0 +1,67 @@
+"""PHPQ losses: cosine-classifier cross-entropy on continuous and quantized features, a quantization
+term, and a relational structure term that keeps the frozen backbone's similarity structure (for
+species never seen in training)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from training.model import HeadOutput
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and temperatures (all DECISIONS, see README)."""
+
+    classification_continuous: float = 1.0
+    classification_quantized: float = 1.0
+    quantization: float = 0.1
+    structure: float = 0.0
+    label_smoothing: float = 0.1
+    structure_temperature: float = 0.05
+    classifier_scale: float = 16.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def structure_loss(embedding: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL between the batch neighbour distributions of the teacher features and of the embeddings.
+
+    Each row is a softmax over the other items of the batch of cosine similarity / temperature.
+    """
+    student = F.normalize(embedding.float(), dim=-1)
+    reference = F.normalize(teacher.float(), dim=-1)
+    eye = torch.eye(len(student), dtype=torch.bool, device=student.device)
+    student_logits = (student @ student.T / temperature).masked_fill(eye, float("-inf"))
+    teacher_logits = (reference @ reference.T / temperature).masked_fill(eye, float("-inf"))
+    teacher_probs = torch.softmax(teacher_logits, dim=1)
+    log_student = torch.log_softmax(student_logits, dim=1).masked_fill(eye, 0.0)
+    log_teacher = torch.log_softmax(teacher_logits, dim=1).masked_fill(eye, 0.0)
+    return (teacher_probs * (log_teacher - log_student)).sum(dim=1).mean()
+
+
+def phpq_loss(
+    output: HeadOutput, labels: torch.Tensor, config: LossConfig, teacher: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of the loss terms, and each term's value for the log."""
+    quantized = output.quantized
+    terms = {
+        "classification_continuous": F.cross_entropy(
+            output.logits_continuous.float(), labels, label_smoothing=config.label_smoothing
+        ),
+        "classification_quantized": F.cross_entropy(
+            output.logits_quantized.float(), labels, label_smoothing=config.label_smoothing
+        ),
+        # Pull each sub-vector and its nearest codeword together (both are unit vectors).
+        "quantization": (1 - (quantized.subvectors * quantized.hard).sum(dim=-1)).mean(),
+    }
+    if config.structure > 0:
+        if teacher is None:
+            raise ValueError("the structure loss needs teacher features (the 'head' tap)")
+        terms["structure"] = structure_loss(quantized.subvectors.flatten(1), teacher, config.structure_temperature)
+    total = sum(getattr(config, name) * value for name, value in terms.items())
+    return total, {name: float(value.detach()) for name, value in terms.items()}
