@@ -80,3 +80,24 @@ def test_kmeans_initialisation_fits_clustered_data():
     quantizer.init_from_kmeans(data)
     after = (quantizer(data).subvectors * quantizer(data).hard).sum(-1).mean()
     assert after > 0.99 > before
+
+
+def test_margin_cross_entropy_reduces_to_scaled_softmax_and_margin_raises_the_loss():
+    from training.losses import LossConfig, margin_cross_entropy
+
+    cosine = torch.tensor([[0.9, 0.1, -0.2], [0.0, 0.5, 0.4]])
+    labels = torch.tensor([0, 2])
+    plain = LossConfig(classifier_scale=10.0, margin=0.0, label_smoothing=0.0)
+    expected = torch.nn.functional.cross_entropy(10.0 * cosine, labels)
+    torch.testing.assert_close(margin_cross_entropy(cosine, labels, plain), expected)
+    with_margin = LossConfig(classifier_scale=10.0, margin=0.3, label_smoothing=0.0)
+    assert margin_cross_entropy(cosine, labels, with_margin) > expected
+
+
+def test_structure_loss_is_zero_for_identical_neighbourhoods_and_positive_otherwise():
+    from training.losses import structure_loss
+
+    torch.manual_seed(0)
+    features = torch.randn(6, 16)
+    assert structure_loss(features, features, 0.1).abs() < 1e-6
+    assert structure_loss(torch.randn(6, 16), features, 0.1) > 0.01

@@ -24,6 +24,7 @@ class TrainConfig:
     protocol: str = "val"  # val | unseen | all (see training.data.split_protocol)
     mode: str = "cached"
     views: int = 5  # cached mode: view 0 is the centre crop, the others random resized crops + flips
+    train_on_centre_crop: bool = True  # cached mode: sample view 0 too (database photos are training photos)
     epochs: int = 40
     batch_size: int = 128
     lr: float = 2e-3

@@ -23,9 +23,17 @@ class LossConfig:
     label_smoothing: float = 0.1
     structure_temperature: float = 0.05
     classifier_scale: float = 16.0
+    margin: float = 0.0  # additive cosine margin (CosFace) on the target class
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def margin_cross_entropy(cosine: torch.Tensor, labels: torch.Tensor, config: LossConfig) -> torch.Tensor:
+    """Cross-entropy of scale * (cosine - margin on the target class), with label smoothing."""
+    target = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
+    logits = config.classifier_scale * (cosine.float() - config.margin * target)
+    return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
 
 
 def structure_loss(embedding: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -50,12 +58,8 @@ def phpq_loss(
     """Weighted sum of the loss terms, and each term's value for the log."""
     quantized = output.quantized
     terms = {
-        "classification_continuous": F.cross_entropy(
-            output.logits_continuous.float(), labels, label_smoothing=config.label_smoothing
-        ),
-        "classification_quantized": F.cross_entropy(
-            output.logits_quantized.float(), labels, label_smoothing=config.label_smoothing
-        ),
+        "classification_continuous": margin_cross_entropy(output.cosine_continuous, labels, config),
+        "classification_quantized": margin_cross_entropy(output.cosine_quantized, labels, config),
         # Pull each sub-vector and its nearest codeword together (both are unit vectors).
         "quantization": (1 - (quantized.subvectors * quantized.hard).sum(dim=-1)).mean(),
     }

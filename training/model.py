@@ -272,33 +272,32 @@ def _kmeans_plus_plus(data: torch.Tensor, k: int, generator: torch.Generator) ->
 
 
 class CosineClassifier(nn.Module):
-    """Class prototypes compared to normalised features by cosine, scaled by ``scale``."""
+    """Class prototypes compared to normalised features by cosine (scale and margin live in the loss)."""
 
-    def __init__(self, dim: int, n_classes: int, scale: float = 16.0):
+    def __init__(self, dim: int, n_classes: int):
         super().__init__()
         self.prototypes = nn.Parameter(torch.randn(n_classes, dim) * 0.01)
-        self.scale = scale
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.scale * F.normalize(features, dim=-1) @ F.normalize(self.prototypes, dim=-1).T
+        return F.normalize(features, dim=-1) @ F.normalize(self.prototypes, dim=-1).T
 
 
 @dataclass
 class HeadOutput:
     embedding: torch.Tensor  # [B, D] continuous fused feature (before intra-normalisation)
     quantized: Quantized
-    logits_continuous: torch.Tensor
-    logits_quantized: torch.Tensor
+    cosine_continuous: torch.Tensor  # [B, classes] cosine to the class prototypes
+    cosine_quantized: torch.Tensor
 
 
 class PHPQHead(nn.Module):
     """Everything after the pooling: fusion/projection, quantizer and the training-only classifier."""
 
-    def __init__(self, config: ModelConfig, layout: PyramidLayout, classifier_scale: float = 16.0):
+    def __init__(self, config: ModelConfig, layout: PyramidLayout):
         super().__init__()
         self.fusion = HybridFusion(layout, config.hybrid, config.dim, config.dropout)
         self.quantizer = ProductQuantizer(config.dim, config.n_subspaces, config.n_codewords, config.alpha, config.topk)
-        self.classifier = CosineClassifier(config.dim, max(1, config.n_classes), classifier_scale)
+        self.classifier = CosineClassifier(config.dim, max(1, config.n_classes))
 
     def forward(self, pooled: torch.Tensor) -> HeadOutput:
         embedding = self.fusion(pooled)

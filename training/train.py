@@ -329,7 +329,8 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
         order = torch.randperm(len(self.train_index), generator=generator)
         order = order[self.runtime.rank :: self.runtime.world_size]
-        views = torch.randint(1, self.config.views, (len(order),), generator=generator)
+        first_view = 0 if self.config.train_on_centre_crop else 1
+        views = torch.randint(first_view, self.config.views, (len(order),), generator=generator)
         batch_size = self.config.batch_size
         batches = []
         for start in range(0, len(order), batch_size):

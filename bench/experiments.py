@@ -1,0 +1,41 @@
+"""Run a list of cached-mode trainings (each a set of --set overrides) and print one line per run.
+
+Usage: python bench/experiments.py --config configs/cub_cpu.toml --runs runs/exp --run NAME "k=v k=v" ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from training.config import load_config
+from training.train import train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--runs", type=Path, default=Path("runs/exp"))
+    parser.add_argument("--run", nargs=2, action="append", metavar=("NAME", "OVERRIDES"), required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    for name, overrides in args.run:
+        output = args.runs / name
+        config = load_config(args.config, [*overrides.split(), f'output="{output}"'])
+        metrics = train(config)
+        line = {
+            "run": name,
+            "overrides": overrides,
+            "bits": config.model.bits,
+            "mAP@all": round(metrics["mAP@all"], 4),
+            "continuous": round(metrics["continuous_mAP@all"], 4),
+        }
+        print(json.dumps(line), flush=True)
+        with (args.runs / "results.jsonl").open("a") as stream:
+            stream.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()

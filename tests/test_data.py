@@ -1,0 +1,121 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.imaging import load_and_preprocess, load_image, preprocess
+from tests.conftest import SHARED_CUB, synthetic_photo
+from training.compact import compact_copy
+from training.config import apply_overrides, load_config
+from training.data import PhotoDataset, load_photo_set, scan_image_folder, split_protocol
+
+
+def test_image_folder_ignores_stray_files_and_hidden_entries(synthetic_folder, tmp_path):
+    root = tmp_path / "tree"
+    (root / "b_species").mkdir(parents=True)
+    (root / "a_species").mkdir()
+    (root / ".hidden").mkdir()
+    (root / ".DS_Store").write_bytes(b"junk")
+    synthetic_photo(0, 0).save(root / "a_species" / "x.jpg")
+    synthetic_photo(1, 0).save(root / "b_species" / "y.png")
+    (root / "b_species" / "notes.txt").write_text("not a photo")
+    photo_set = scan_image_folder(root)
+    assert photo_set.class_names == ["a_species", "b_species"]
+    assert [(p.path.name, p.label) for p in photo_set.photos] == [("x.jpg", 0), ("y.png", 1)]
+    with pytest.raises(ValueError, match="no class sub-directories"):
+        scan_image_folder(root / "a_species")
+
+
+def test_official_cub_layout_is_read_with_its_split(tmp_path):
+    root = tmp_path / "CUB_200_2011"
+    (root / "images" / "001.A").mkdir(parents=True)
+    (root / "images" / "002.B").mkdir(parents=True)
+    names = ["001.A/a1.jpg", "001.A/a2.jpg", "002.B/b1.jpg", "002.B/b2.jpg"]
+    for name in names:
+        synthetic_photo(0, 0, 32).save(root / "images" / name)
+    (root / "images.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(names)))
+    (root / "image_class_labels.txt").write_text("1 1\n2 1\n3 2\n4 2\n")
+    (root / "train_test_split.txt").write_text("1 1\n2 0\n3 1\n4 0\n")
+    (root / "classes.txt").write_text("1 001.A\n2 002.B\n")
+    train, test = load_photo_set(root, "train"), load_photo_set(root, "test")
+    assert [(p.path.name, p.label) for p in train.photos] == [("a1.jpg", 0), ("b1.jpg", 1)]
+    assert [(p.path.name, p.label) for p in test.photos] == [("a2.jpg", 0), ("b2.jpg", 1)]
+    assert train.class_names == ["001.A", "002.B"]
+
+
+def test_protocols_are_deterministic_and_disjoint(synthetic_folder_6):
+    photo_set = load_photo_set(synthetic_folder_6)
+    val = split_protocol(photo_set, "val")
+    assert len(val.query) == 6 * 2 and len(val.database) == 6 * 8
+    assert {p.path for p in val.query}.isdisjoint(p.path for p in val.database)
+    assert val.train == val.database and val.train_classes == 6
+    assert all(int(p.path.stem.split("_")[1]) % 5 == 0 for p in val.query)
+    unseen = split_protocol(photo_set, "unseen")
+    assert {p.label for p in unseen.train} == {0, 1, 2} and len(unseen.train) == 30
+    assert {p.label for p in unseen.query} | {p.label for p in unseen.database} == {3, 4, 5}
+    assert split_protocol(photo_set, "val").query == val.query
+    everything = split_protocol(photo_set, "all")
+    assert len(everything.train) == 60
+    with pytest.raises(ValueError):
+        split_protocol(photo_set, "test")
+
+
+def test_preprocessing_geometry_and_scaling(tmp_path):
+    image = Image.new("RGB", (400, 300), (255, 127, 0))
+    array = preprocess(image, 224)
+    assert array.shape == (3, 224, 224) and array.dtype == np.float32
+    np.testing.assert_allclose(array[:, 100, 100], [(255 - 127) / 128, 0.0, -127 / 128])
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (3000, 2000), (10, 200, 30)).save(path, quality=95)
+    assert load_image(path, min_side=256).size == (750, 500)  # libjpeg decoded at 1/4 scale
+    assert load_and_preprocess(path, 224).shape == (3, 224, 224)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    Image.new("RGB", (200, 100), (0, 0, 255)).save(path, exif=exif)
+    assert load_image(path).size == (100, 200)
+
+
+def test_augmented_views_are_reproducible_and_differ_from_the_centre_crop(synthetic_folder):
+    photos = load_photo_set(synthetic_folder).photos[:2]
+    centre = PhotoDataset(photos, 64, view=0)[0][0]
+    view1, again = PhotoDataset(photos, 64, view=1, seed=3)[0][0], PhotoDataset(photos, 64, view=1, seed=3)[0][0]
+    assert view1.shape == centre.shape == (3, 64, 64)
+    assert np.array_equal(view1.numpy(), again.numpy())
+    assert not np.array_equal(view1.numpy(), centre.numpy())
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("epochs = 3\n[model]\nn_subspaces = 4\n")
+    config = load_config(path, ["model.topk=16", 'protocol="unseen"'])
+    assert (config.epochs, config.model.n_subspaces, config.model.topk, config.protocol) == (3, 4, 16, "unseen")
+    assert config.model.bits == 32
+    with pytest.raises(ValueError, match="unknown config key"):
+        apply_overrides({}, ["epoch=3"])
+    with pytest.raises(ValueError, match="mode"):
+        load_config(None, ['mode="gpu"'])
+
+
+def test_compact_copy_keeps_the_tree_and_never_touches_the_source(synthetic_folder, tmp_path):
+    before = {p: p.read_bytes() for p in synthetic_folder.rglob("*.jpg")}
+    count, size = compact_copy(synthetic_folder, tmp_path / "compact", short_side=48)
+    assert count == len(before) and size > 0
+    copied = sorted((tmp_path / "compact").rglob("*.jpg"))
+    assert len(copied) == count and min(Image.open(copied[0]).size) == 48
+    assert {p: p.read_bytes() for p in synthetic_folder.rglob("*.jpg")} == before
+    with pytest.raises(ValueError):
+        compact_copy(synthetic_folder, synthetic_folder / "inside")
+
+
+@pytest.mark.skipif(not SHARED_CUB.is_dir(), reason="../shared CUB photos are not present")
+def test_real_cub_photos_decode_and_preprocess():
+    photo_set = load_photo_set(SHARED_CUB)
+    assert len(photo_set.class_names) == 200 and len(photo_set.photos) == 5994
+    for photo in photo_set.photos[::1500]:
+        array = load_and_preprocess(Path(photo.path), 224)
+        assert array.shape == (3, 224, 224) and array.min() >= -1.0 and array.max() <= 1.0

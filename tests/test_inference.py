@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+import torch
+
+from training.data import load_photo_set
+from training.features import PyramidFeatureExtractor, build_or_load_cache
+from training.inference import BatchRunner
+from training.model import PHPQ, ModelConfig
+from training.train import RetrievalEncoder
+
+
+def test_onnxruntime_matches_torch_for_pyramid_features_and_codes():
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    images = torch.randn(3, 3, 96, 96)
+    extractor = PyramidFeatureExtractor("efficientnet_lite0", 96)
+    fast = BatchRunner(extractor, 96, 1, engine="onnxruntime")
+    with torch.inference_mode():
+        expected = extractor(images).numpy()
+    np.testing.assert_allclose(fast(images)[0], expected, atol=2e-4, rtol=1e-4)
+
+    model = PHPQ(ModelConfig(input_size=96, dim=32, n_subspaces=4, n_codewords=16, topk=4, n_classes=3))
+    encoder = RetrievalEncoder(model.eval())
+    subvectors, codes = BatchRunner(encoder, 96, 2, engine="onnxruntime")(images)
+    with torch.inference_mode():
+        torch_sub, torch_codes = encoder(images)
+    np.testing.assert_allclose(subvectors, torch_sub.numpy(), atol=1e-4)
+    assert (codes == torch_codes.numpy()).mean() >= 0.99
+
+
+def test_feature_cache_is_reused_and_keyed_by_views(synthetic_folder, tmp_path):
+    photos = load_photo_set(synthetic_folder).photos[:6]
+    first = build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=2, workers=0)
+    assert first.features.shape == (2, 6, first.layout.size)
+    again = build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=2, workers=0)
+    np.testing.assert_array_equal(first.features, again.features)
+    assert len(list(tmp_path.iterdir())) == 1
+    build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=3, workers=0)
+    assert len(list(tmp_path.iterdir())) == 2
