@@ -234,7 +234,9 @@ class Trainer:
         trainable = self.model.head if self.cached else self.model
         self.trainable = trainable
         self.wrapped = (
-            DistributedDataParallel(trainable, device_ids=[self.runtime.device.index] if self.amp else None)
+            DistributedDataParallel(
+                trainable, device_ids=[self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            )
             if self.runtime.distributed
             else trainable
         )
@@ -248,8 +250,9 @@ class Trainer:
 
     def _prepare_cache(self) -> None:
         config = self.config
-        if self.runtime.is_main:
-            build_or_load_cache(
+
+        def load() -> FeatureCache:
+            return build_or_load_cache(
                 self.photo_set.photos,
                 Path(config.cache_dir),
                 config.model.backbone,
@@ -260,19 +263,12 @@ class Trainer:
                 engine=config.engine,
                 pretrained=config.pretrained,
             )
+
+        if self.runtime.is_main:
+            load()  # rank 0 builds the cache once; the other ranks wait, then read it
         if self.runtime.distributed:
             dist.barrier()
-        cache: FeatureCache = build_or_load_cache(
-            self.photo_set.photos,
-            Path(config.cache_dir),
-            config.model.backbone,
-            config.model.input_size,
-            config.views,
-            seed=config.seed,
-            workers=config.workers,
-            engine=config.engine,
-            pretrained=config.pretrained,
-        )
+        cache = load()
         gather = cache.layout.gather_index(self.model.layout).numpy()
         teacher_index = cache.layout.global_average_index("head").numpy()
         features = np.array(cache.features)  # [views, photos, F] float16, read into memory once
@@ -370,15 +366,14 @@ class Trainer:
 
     @torch.no_grad()
     def init_codebooks(self) -> None:
-        """Spherical k-means on training embeddings (centre crops) -> initial codewords."""
+        """Spherical k-means on training embeddings -> initial codewords (rank 0, then broadcast)."""
         if self.cached:
             embeddings = self._embed_cached(self.train_index)
         else:
-            encoder = RetrievalEncoder(self.model)
             self.model.eval()
             embeddings = []
             for images, _ in self.loader:
-                embeddings.append(encoder.model.head.fusion(encoder.model.pool(images.to(self.runtime.device))).float())
+                embeddings.append(self.model.head.fusion(self.model.pool(images.to(self.runtime.device))).float())
                 if sum(len(e) for e in embeddings) >= 4096:
                     break
             embeddings = torch.cat(embeddings)
