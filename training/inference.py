@@ -27,7 +27,10 @@ def export_onnx(module: nn.Module, input_size: int, path: Path, output_names: li
     module.eval()
     example = torch.zeros(1, 3, input_size, input_size)
     with warnings.catch_warnings():
+        # The TorchScript exporter (dynamo=False) is deprecated upstream but traces this model into a
+        # compact graph that ONNX Runtime runs about 4x faster than torch on CPU; keep it quiet.
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
             module,
             (example,),
