@@ -5,8 +5,7 @@ import torch
 from training.data import load_photo_set
 from training.features import PyramidFeatureExtractor, build_or_load_cache
 from training.inference import BatchRunner
-from training.model import PHPQ, ModelConfig
-from training.train import RetrievalEncoder
+from training.model import PHPQ, ModelConfig, RetrievalEncoder
 
 
 def test_onnxruntime_matches_torch_for_pyramid_features_and_codes():

@@ -22,8 +22,13 @@ ENGINES = ("auto", "onnxruntime", "torch")
 OPSET = 17
 
 
-def export_onnx(module: nn.Module, input_size: int, path: Path, output_names: list[str]) -> None:
-    """Trace ``module`` on a [B, 3, S, S] input into an ONNX file with a dynamic batch axis."""
+def export_onnx(
+    module: nn.Module, input_size: int, path: Path, output_names: list[str], constant_folding: bool = True
+) -> None:
+    """Trace ``module`` on a [B, 3, S, S] input into an ONNX file with a dynamic batch axis.
+
+    Without constant folding, buffers keep their names as initializers (ONNX Runtime folds at load).
+    """
     module.eval()
     example = torch.zeros(1, 3, input_size, input_size)
     with warnings.catch_warnings():
@@ -39,6 +44,7 @@ def export_onnx(module: nn.Module, input_size: int, path: Path, output_names: li
             output_names=output_names,
             dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in output_names}},
             opset_version=OPSET,
+            do_constant_folding=constant_folding,
             dynamo=False,
         )
 

@@ -334,3 +334,25 @@ class PHPQ(nn.Module):
         """Images -> (normalised sub-vectors [B, M, d], codes [B, M])."""
         quantized = self.head.quantizer(self.head.fusion(self.pool(images)))
         return quantized.subvectors, quantized.codes
+
+
+class RetrievalEncoder(nn.Module):
+    """Images -> (sub-vectors [B, M, d], codes [B, M]): what the app's ONNX model computes.
+
+    The normalised codebooks are baked into a buffer named ``phpq_codebooks``, which becomes an ONNX
+    initializer of that name, so the app can read them without running the graph.
+    """
+
+    def __init__(self, model: PHPQ):
+        super().__init__()
+        self.backbone = model.backbone
+        self.pooling = model.pooling
+        self.fusion = model.head.fusion
+        self.n_subspaces = model.config.n_subspaces
+        self.register_buffer("phpq_codebooks", model.head.quantizer.normalized_codebooks().detach().clone())
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.fusion(self.pooling(self.backbone(images)))
+        subvectors = F.normalize(embedding.view(embedding.shape[0], self.n_subspaces, -1), dim=-1)
+        similarities = torch.matmul(subvectors.transpose(0, 1), self.phpq_codebooks.transpose(1, 2))  # [M, B, K]
+        return subvectors, similarities.argmax(dim=-1).transpose(0, 1)

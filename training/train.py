@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
@@ -27,7 +26,7 @@ from training.evaluate import evaluate_codes, evaluate_cosine
 from training.features import FeatureCache, build_or_load_cache
 from training.inference import BatchRunner, run_over_photos
 from training.losses import phpq_loss
-from training.model import PHPQ, ModelConfig
+from training.model import PHPQ, ModelConfig, RetrievalEncoder
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -162,18 +161,6 @@ def plot_history(history: list[dict], path: Path) -> None:
 class Encoded:
     subvectors: np.ndarray  # [N, M, d]
     codes: np.ndarray  # [N, M]
-
-
-class RetrievalEncoder(nn.Module):
-    """Images -> (sub-vectors, codes) as a traceable module (what the app's ONNX model computes)."""
-
-    def __init__(self, model: PHPQ):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        quantized = self.model.head.quantizer(self.model.head.fusion(self.model.pool(images)))
-        return quantized.subvectors, quantized.codes
 
 
 def encode_photos(

@@ -1,0 +1,46 @@
+"""``phpq-export CHECKPOINT -o model.onnx``: export, then check parity on photos (fails when it does not hold)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from app.imaging import is_image_path
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """Export a phpq-train checkpoint to a self-describing ONNX model and check it against PyTorch."""
+    parser = argparse.ArgumentParser(prog="phpq-export", description=export_main.__doc__)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--photos", type=Path, help="photo folder for the parity check (default: the training data)")
+    parser.add_argument("--parity-photos", type=int, default=64, help="how many photos the parity check encodes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    from export.onnx_export import export_checkpoint
+    from export.parity import check_parity
+    from training.train import load_checkpoint, model_from_checkpoint
+
+    try:
+        payload = load_checkpoint(args.checkpoint)
+    except Exception as error:  # torch.load raises pickle, zip and runtime errors for foreign files
+        print(f"phpq-export: cannot read checkpoint {args.checkpoint}: {error}", file=sys.stderr)
+        return 2
+    model = model_from_checkpoint(payload)
+    folder = args.photos or Path(payload.get("train_config", {}).get("data", ""))
+    photos = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p)) if folder.is_dir() else []
+    if not photos:
+        print(f"phpq-export: no photos for the parity check in {folder} (give --photos DIR)", file=sys.stderr)
+        return 2
+    step = max(1, len(photos) // args.parity_photos)
+    model_id = export_checkpoint(model, payload, args.output)
+    report = check_parity(model, args.output, photos[::step][: args.parity_photos])
+    print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB), model id {model_id[:16]}")
+    print(report)
+    if not report.ok:
+        args.output.rename(args.output.with_suffix(".failed-parity.onnx"))
+        print("phpq-export: parity check failed; the file was renamed *.failed-parity.onnx", file=sys.stderr)
+        return 1
+    return 0

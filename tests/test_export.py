@@ -1,0 +1,106 @@
+"""Export of a tiny model: parity, metadata, codebooks, and refusal of bad model files."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from app.model import CODEBOOKS_NAME, ModelError, PHPQModel
+from export.cli import export_main
+from export.onnx_export import export_checkpoint
+from export.parity import check_parity
+from training.config import TrainConfig
+from training.data import load_photo_set
+from training.model import PHPQ, ModelConfig
+from training.train import load_checkpoint, save_checkpoint
+
+TINY = ModelConfig(input_size=64, dim=32, n_subspaces=4, n_codewords=16, topk=4, n_classes=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, synthetic_folder) -> Path:
+    torch.manual_seed(0)
+    model = PHPQ(TINY)
+    model.head.quantizer.init_from_kmeans(model.head.fusion(torch.randn(64, model.layout.size)))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    config = TrainConfig(data=str(synthetic_folder), model=TINY)
+    save_checkpoint(path, model, config, [f"class_{i}" for i in range(4)], 1, metrics={"mAP@all": 0.5})
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    assert export_main([str(tiny_checkpoint), "-o", str(output), "--parity-photos", "12"]) == 0
+    return output
+
+
+def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, exported, synthetic_folder):
+    payload = load_checkpoint(tiny_checkpoint)
+    from training.train import model_from_checkpoint
+
+    model = model_from_checkpoint(payload)
+    runtime = PHPQModel(exported)
+    assert runtime.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
+    info = runtime.info
+    assert (info.backbone, info.input_size, info.n_subspaces, info.n_codewords, info.bits, info.dim) == (
+        "efficientnet_lite0", 64, 4, 16, 16, 32)
+    assert info.class_names == ["class_0", "class_1", "class_2", "class_3"]
+    assert info.validation == {"mAP@all": 0.5} and len(info.model_id) == 64
+    np.testing.assert_allclose(runtime.codebooks, model.head.quantizer.normalized_codebooks().detach().numpy(),
+                               atol=1e-6)
+    photos = [p.path for p in load_photo_set(synthetic_folder).photos]
+    report = check_parity(model, exported, photos)
+    assert report.ok and report.max_abs_diff <= 1e-4 and report.code_agreement >= 0.995, str(report)
+    subvectors, codes = runtime.encode(np.zeros((3, 3, 64, 64), np.float32))
+    assert subvectors.shape == (3, 4, 8) and codes.shape == (3, 4) and codes.dtype == np.uint8
+
+
+def test_the_model_id_is_the_content_hash(tiny_checkpoint, tmp_path):
+    payload = load_checkpoint(tiny_checkpoint)
+    from training.train import model_from_checkpoint
+
+    model = model_from_checkpoint(payload)
+    first = export_checkpoint(model, payload, tmp_path / "a.onnx")
+    assert export_checkpoint(model, payload, tmp_path / "b.onnx") == first
+    with torch.no_grad():
+        model.head.quantizer.codebooks.add_(0.1)
+    assert export_checkpoint(model, payload, tmp_path / "c.onnx") != first
+
+
+def test_damaged_foreign_and_unlabelled_models_are_refused(exported, tmp_path):
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(exported.read_bytes()[:5000])
+    with pytest.raises(ModelError, match="not a readable ONNX file|cannot be loaded|not a PHPQ model"):
+        PHPQModel(truncated)
+    random_bytes = tmp_path / "random.onnx"
+    random_bytes.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ModelError):
+        PHPQModel(random_bytes)
+    with pytest.raises(ModelError, match="cannot read model file"):
+        PHPQModel(tmp_path / "missing.onnx")
+
+    no_metadata = onnx.load(exported)
+    del no_metadata.metadata_props[:]
+    onnx.save(no_metadata, tmp_path / "bare.onnx")
+    with pytest.raises(ModelError, match="missing metadata"):
+        PHPQModel(tmp_path / "bare.onnx")
+
+    foreign = onnx.load(exported)
+    for initializer in foreign.graph.initializer:
+        if initializer.name == CODEBOOKS_NAME:
+            initializer.name = "something_else"
+            for node in foreign.graph.node:
+                node.input[:] = ["something_else" if name == CODEBOOKS_NAME else name for name in node.input]
+    onnx.save(foreign, tmp_path / "foreign.onnx")
+    with pytest.raises(ModelError, match="no phpq_codebooks"):
+        PHPQModel(tmp_path / "foreign.onnx")
+
+
+def test_export_cli_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    assert export_main([str(bogus), "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
