@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from app.imaging import load_and_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,22 @@ class PHPQModel:
         expected = (self.info.n_subspaces, self.info.n_codewords, self.info.dim // self.info.n_subspaces)
         if self.codebooks.shape != expected:
             raise ModelError(f"{self.path} codebooks have shape {self.codebooks.shape}, metadata says {expected}")
+
+    def encode_paths(self, paths: list[Path], batch_size: int = 32, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """Decode and preprocess photos in a thread pool, encode them in batches (test-time geometry)."""
+        size = self.info.input_size
+        subvectors, codes = [], []
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for start in range(0, len(paths), batch_size):
+                batch = list(pool.map(lambda path: load_and_preprocess(path, size), paths[start : start + batch_size]))
+                batch_sub, batch_codes = self.encode(np.stack(batch))
+                subvectors.append(batch_sub)
+                codes.append(batch_codes)
+        if not subvectors:
+            return np.zeros((0, self.info.n_subspaces, self.info.dim // self.info.n_subspaces), np.float32), np.zeros(
+                (0, self.info.n_subspaces), np.uint8
+            )
+        return np.concatenate(subvectors), np.concatenate(codes)
 
     def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed images [B, 3, S, S] -> (sub-vectors [B, M, d] float32, codes [B, M] uint8)."""

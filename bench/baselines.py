@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.data import load_photo_set, split_protocol
+from app.datasets import load_photo_set, split_protocol
 from training.evaluate import evaluate_codes, evaluate_cosine
 from training.features import build_or_load_cache
 from training.model import ProductQuantizer

@@ -7,12 +7,12 @@ import onnx
 import pytest
 import torch
 
+from app.datasets import load_photo_set
 from app.model import CODEBOOKS_NAME, ModelError, PHPQModel
 from export.cli import export_main
 from export.onnx_export import export_checkpoint
 from export.parity import check_parity
 from training.config import TrainConfig
-from training.data import load_photo_set
 from training.model import PHPQ, ModelConfig
 from training.train import load_checkpoint, save_checkpoint
 
@@ -46,11 +46,18 @@ def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, expor
     assert runtime.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
     info = runtime.info
     assert (info.backbone, info.input_size, info.n_subspaces, info.n_codewords, info.bits, info.dim) == (
-        "efficientnet_lite0", 64, 4, 16, 16, 32)
+        "efficientnet_lite0",
+        64,
+        4,
+        16,
+        16,
+        32,
+    )
     assert info.class_names == ["class_0", "class_1", "class_2", "class_3"]
     assert info.validation == {"mAP@all": 0.5} and len(info.model_id) == 64
-    np.testing.assert_allclose(runtime.codebooks, model.head.quantizer.normalized_codebooks().detach().numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        runtime.codebooks, model.head.quantizer.normalized_codebooks().detach().numpy(), atol=1e-6
+    )
     photos = [p.path for p in load_photo_set(synthetic_folder).photos]
     report = check_parity(model, exported, photos)
     assert report.ok and report.max_abs_diff <= 1e-4 and report.code_agreement >= 0.995, str(report)
@@ -73,7 +80,7 @@ def test_the_model_id_is_the_content_hash(tiny_checkpoint, tmp_path):
 def test_damaged_foreign_and_unlabelled_models_are_refused(exported, tmp_path):
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(exported.read_bytes()[:5000])
-    with pytest.raises(ModelError, match="not a readable ONNX file|cannot be loaded|not a PHPQ model"):
+    with pytest.raises(ModelError, match=r"not a readable ONNX file|cannot be loaded|not a PHPQ model"):
         PHPQModel(truncated)
     random_bytes = tmp_path / "random.onnx"
     random_bytes.write_bytes(np.random.default_rng(0).bytes(4096))
@@ -104,3 +111,36 @@ def test_export_cli_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     bogus.write_bytes(b"not a checkpoint")
     assert export_main([str(bogus), "-o", str(tmp_path / "x.onnx")]) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_onnx_evaluation_matches_the_checkpoint_and_never_imports_torch(tiny_checkpoint, exported, synthetic_folder):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    common = ["--data", str(synthetic_folder), "--protocol", "val", "--workers", "0", "--json"]
+    script = (
+        "import sys, json\n"
+        "from training.cli import eval_main\n"
+        f"eval_main({['--model', str(exported), *common]!r})\n"
+        "assert 'torch' not in sys.modules, 'the ONNX evaluation path imported torch'\n"
+    )
+    onnx_run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300)
+    assert onnx_run.returncode == 0, onnx_run.stderr[-2000:]
+    onnx_report = json.loads(onnx_run.stdout.strip().splitlines()[-1])
+    torch_run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from training.cli import eval_main; eval_main({['--checkpoint', str(tiny_checkpoint), *common]!r})",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert torch_run.returncode == 0, torch_run.stderr[-2000:]
+    torch_report = json.loads(torch_run.stdout.strip().splitlines()[-1])
+    assert onnx_report["mAP@all"] == pytest.approx(torch_report["mAP@all"], abs=0.005)
+    assert onnx_report["queries"] == 8 and onnx_report["database"] == 32

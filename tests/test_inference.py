@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import load_photo_set
+from app.datasets import load_photo_set
 from training.features import PyramidFeatureExtractor, build_or_load_cache
 from training.inference import BatchRunner
 from training.model import PHPQ, ModelConfig, RetrievalEncoder

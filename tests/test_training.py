@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from app.datasets import load_photo_set, split_protocol
 from tests.conftest import tiny_overrides
 from training.cli import eval_main
 from training.config import load_config
-from training.data import load_photo_set, split_protocol
 from training.train import Trainer, load_checkpoint, model_from_checkpoint, setup_runtime, train
 
 ROOT = Path(__file__).resolve().parents[1]

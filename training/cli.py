@@ -61,7 +61,8 @@ def eval_main(argv: list[str] | None = None) -> int:
     (--query/--database, classes matched by folder name) or on a protocol of one tree (--data/--protocol)."""
     parser = argparse.ArgumentParser(prog="phpq-eval", description=eval_main.__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="a phpq-train checkpoint (.pt)")
+    source.add_argument("--checkpoint", type=Path, help="a phpq-train checkpoint (.pt, needs torch)")
+    source.add_argument("--model", type=Path, help="an exported .onnx model (ONNX Runtime only, no torch)")
     source.add_argument("--baseline", choices=["gap"], help="frozen backbone, global average pooling, cosine")
     parser.add_argument("--backbone", default="efficientnet_lite0", help="backbone of --baseline")
     parser.add_argument("--query", type=Path)
@@ -76,8 +77,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     _setup_logging(False)
     if args.data is None and (args.query is None or args.database is None):
         parser.error("give --query and --database, or --data with --protocol")
-    from training.evaluate import evaluate_codes, evaluate_cosine
-    from training.train import encode_photos, load_checkpoint, model_from_checkpoint
+    from training.evaluate import evaluate_codes
 
     try:
         query, database = _evaluation_sets(args)
@@ -85,40 +85,25 @@ def eval_main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     query_labels = np.array([p.label for p in query])
     database_labels = np.array([p.label for p in database])
-    import torch
+    if args.model:
+        from app.model import ModelError, PHPQModel
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if args.checkpoint:
-        model = model_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)
-        encoded_query = encode_photos(model, query, device, args.engine, workers=args.workers)
-        encoded_database = encode_photos(model, database, device, args.engine, workers=args.workers)
-        codebooks = model.head.quantizer.normalized_codebooks().detach().cpu().numpy()
+        try:
+            model = PHPQModel(args.model)
+        except ModelError as error:
+            parser.exit(2, f"phpq-eval: {error}\n")
+        query_sub, query_codes = model.encode_paths([p.path for p in query], threads=args.workers or 1)
+        _, database_codes = model.encode_paths([p.path for p in database], threads=args.workers or 1)
         report = {
-            "method": f"PHPQ {model.config.bits} bits ({args.distance.upper()})",
+            "method": f"PHPQ {model.info.bits} bits ({args.distance.upper()}, ONNX Runtime {model.provider})",
             **evaluate_codes(
-                encoded_query.subvectors,
-                encoded_query.codes,
-                query_labels,
-                encoded_database.codes,
-                database_labels,
-                codebooks,
-                args.distance,
+                query_sub, query_codes, query_labels, database_codes, database_labels, model.codebooks, args.distance
             ),
         }
+    elif args.checkpoint:
+        report = _evaluate_checkpoint(args, query, query_labels, database, database_labels)
     else:
-        from training.features import PyramidFeatureExtractor
-        from training.inference import BatchRunner, run_over_photos
-
-        extractor = PyramidFeatureExtractor(args.backbone, 224)
-        index = extractor.layout.global_average_index("head").numpy()
-        runner = BatchRunner(extractor, 224, 1, engine=args.engine)
-        features = [
-            run_over_photos(runner, photos, 224, workers=args.workers)[0][:, index] for photos in (query, database)
-        ]
-        report = {
-            "method": f"{args.backbone} GAP + cosine (float)",
-            **evaluate_cosine(features[0], query_labels, features[1], database_labels),
-        }
+        report = _evaluate_baseline(args, query, query_labels, database, database_labels)
     report.update({"queries": len(query), "database": len(database)})
     if args.json:
         print(json.dumps(report))
@@ -127,8 +112,52 @@ def eval_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _evaluate_checkpoint(
+    args: argparse.Namespace, query: list, query_labels: np.ndarray, database: list, database_labels: np.ndarray
+) -> dict:
+    import torch
+
+    from training.evaluate import evaluate_codes
+    from training.train import encode_photos, load_checkpoint, model_from_checkpoint
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)
+    encoded_query = encode_photos(model, query, device, args.engine, workers=args.workers)
+    encoded_database = encode_photos(model, database, device, args.engine, workers=args.workers)
+    codebooks = model.head.quantizer.normalized_codebooks().detach().cpu().numpy()
+    return {
+        "method": f"PHPQ {model.config.bits} bits ({args.distance.upper()}, PyTorch checkpoint)",
+        **evaluate_codes(
+            encoded_query.subvectors,
+            encoded_query.codes,
+            query_labels,
+            encoded_database.codes,
+            database_labels,
+            codebooks,
+            args.distance,
+        ),
+    }
+
+
+def _evaluate_baseline(
+    args: argparse.Namespace, query: list, query_labels: np.ndarray, database: list, database_labels: np.ndarray
+) -> dict:
+    from training.evaluate import evaluate_cosine
+    from training.features import PyramidFeatureExtractor
+    from training.inference import BatchRunner, run_over_photos
+
+    extractor = PyramidFeatureExtractor(args.backbone, 224)
+    index = extractor.layout.global_average_index("head").numpy()
+    runner = BatchRunner(extractor, 224, 1, engine=args.engine)
+    features = [run_over_photos(runner, photos, 224, workers=args.workers)[0][:, index] for photos in (query, database)]
+    return {
+        "method": f"{args.backbone} GAP + cosine (float)",
+        **evaluate_cosine(features[0], query_labels, features[1], database_labels),
+    }
+
+
 def _evaluation_sets(args: argparse.Namespace) -> tuple[list, list]:
-    from training.data import Photo, load_photo_set, scan_image_folder, split_protocol
+    from app.datasets import Photo, load_photo_set, scan_image_folder, split_protocol
 
     if args.data is not None:
         split = split_protocol(load_photo_set(args.data), args.protocol)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.datasets import Photo
 from training.backbone import TAP_NAMES, EfficientNetLiteTaps
-from training.data import Photo
 from training.inference import BatchRunner, photo_list_digest, run_over_photos
 from training.model import PyramidLayout, PyramidPooling
 

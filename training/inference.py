@@ -15,7 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from training.data import Photo, PhotoDataset
+from app.datasets import Photo
+from training.data import PhotoDataset
 
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "onnxruntime", "torch")

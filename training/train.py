@@ -19,9 +19,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from app.datasets import Photo, PhotoSet, load_photo_set, split_protocol
 from training.backbone import EfficientNetLiteTaps
 from training.config import TrainConfig
-from training.data import Photo, PhotoDataset, PhotoSet, load_photo_set, split_protocol
+from training.data import PhotoDataset
 from training.evaluate import evaluate_codes, evaluate_cosine
 from training.features import FeatureCache, build_or_load_cache
 from training.inference import BatchRunner, run_over_photos

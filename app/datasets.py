@@ -1,0 +1,117 @@
+"""Labelled photo sets (ImageFolder and official CUB_200_2011 layouts) and the evaluation protocols.
+
+Torch-free, so ONNX-only evaluation (``phpq-eval --model``) and the app can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.imaging import is_image_path
+
+PROTOCOLS = ("val", "unseen", "all")
+QUERY_EVERY = 5
+
+
+@dataclass(frozen=True)
+class Photo:
+    path: Path
+    label: int
+
+
+@dataclass
+class PhotoSet:
+    """Photos with integer labels and the class names they index."""
+
+    photos: list[Photo]
+    class_names: list[str]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([photo.label for photo in self.photos], dtype=np.int64)
+
+
+def scan_image_folder(root: Path) -> PhotoSet:
+    """One sub-directory per class (sorted by name); files directly inside the root are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise ValueError(f"{root} has no class sub-directories (expected one folder per class)")
+    photos = []
+    for label, class_dir in enumerate(class_dirs):
+        files = sorted(
+            p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_path(p)
+        )
+        photos.extend(Photo(path, label) for path in files)
+    return PhotoSet(photos, [d.name for d in class_dirs])
+
+
+def load_cub_official(root: Path, split: str = "train") -> PhotoSet:
+    """The official CUB_200_2011 layout (images.txt, image_class_labels.txt, train_test_split.txt)."""
+    root = Path(root)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+    def table(name: str) -> dict[str, str]:
+        lines = (root / name).read_text().split("\n")
+        return dict(line.split(" ", 1) for line in lines if line.strip())
+
+    images, labels, is_train = table("images.txt"), table("image_class_labels.txt"), table("train_test_split.txt")
+    class_names = [name for _, name in sorted(table("classes.txt").items(), key=lambda kv: int(kv[0]))]
+    wanted = "1" if split == "train" else "0"
+    photos = [
+        Photo(root / "images" / images[i], int(labels[i]) - 1) for i in sorted(images, key=int) if is_train[i] == wanted
+    ]
+    return PhotoSet(photos, class_names)
+
+
+def load_photo_set(root: Path, split: str = "train") -> PhotoSet:
+    """Detect the layout: official CUB_200_2011 when images.txt is present, else ImageFolder."""
+    root = Path(root)
+    if (root / "images.txt").is_file():
+        return load_cub_official(root, split)
+    return scan_image_folder(root)
+
+
+@dataclass
+class ProtocolSplit:
+    """Training photos and the query/database sets of one evaluation protocol."""
+
+    train: list[Photo]
+    query: list[Photo]
+    database: list[Photo]
+    train_classes: int
+
+
+def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
+    """Deterministic protocols carved from one labelled photo set (photos sorted by path in each class).
+
+    - ``val``: in every class, photos 0, 5, 10, ... are queries; the rest are the database and the
+      training set (trained classes, unseen photos).
+    - ``unseen``: the first half of the classes (sorted by name) is the training set; among the other
+      half, photos 0, 5, 10, ... are queries and the rest the database (species never trained on).
+    - ``all``: every photo trains; queries/database as in ``val`` (monitoring only, not a measurement).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    by_class: dict[int, list[Photo]] = {}
+    for photo in photo_set.photos:
+        by_class.setdefault(photo.label, []).append(photo)
+    query, database = [], []
+    n_classes = len(photo_set.class_names)
+    held_out_from = n_classes // 2 if protocol == "unseen" else 0
+    for label in sorted(by_class):
+        if label < held_out_from:
+            continue
+        for index, photo in enumerate(sorted(by_class[label], key=lambda p: p.path)):
+            (query if index % QUERY_EVERY == 0 else database).append(photo)
+    if protocol == "unseen":
+        train = [p for p in photo_set.photos if p.label < held_out_from]
+        return ProtocolSplit(train, query, database, held_out_from)
+    train = list(photo_set.photos) if protocol == "all" else list(database)
+    return ProtocolSplit(train, query, database, n_classes)
