@@ -144,3 +144,19 @@ def test_onnx_evaluation_matches_the_checkpoint_and_never_imports_torch(tiny_che
     torch_report = json.loads(torch_run.stdout.strip().splitlines()[-1])
     assert onnx_report["mAP@all"] == pytest.approx(torch_report["mAP@all"], abs=0.005)
     assert onnx_report["queries"] == 8 and onnx_report["database"] == 32
+
+
+def test_int8_variant_runs_and_keeps_float_codebooks(exported, synthetic_folder, tmp_path):
+    from export.quantize import quantize_int8
+
+    photos = [p.path for p in load_photo_set(synthetic_folder).photos]
+    output = tmp_path / "tiny.int8.onnx"
+    model_id = quantize_int8(exported, output, photos[:16], 64)
+    fp32, int8 = PHPQModel(exported), PHPQModel(output)
+    assert int8.info.metadata["precision"] == "int8" and int8.info.model_id == model_id != fp32.info.model_id
+    np.testing.assert_array_equal(int8.codebooks, fp32.codebooks)
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(output).graph.node)
+    sub8, codes8 = int8.encode_paths(photos)
+    sub32, codes32 = fp32.encode_paths(photos)
+    assert sub8.shape == sub32.shape and codes8.shape == codes32.shape
+    assert (codes8 == codes32).mean() > 0.3  # a random tiny model; the real agreement is in bench/int8.py
