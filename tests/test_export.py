@@ -33,7 +33,18 @@ def tiny_checkpoint(tmp_path_factory, synthetic_folder) -> Path:
 @pytest.fixture(scope="module")
 def exported(tiny_checkpoint, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    assert export_main([str(tiny_checkpoint), "-o", str(output), "--parity-photos", "12"]) == 0
+    arguments = [
+        str(tiny_checkpoint),
+        "-o",
+        str(output),
+        "--parity-photos",
+        "12",
+        "--int8",
+        "--calibration-photos",
+        "8",
+    ]
+    assert export_main(arguments) == 0
+    assert output.with_suffix(".int8.onnx").is_file()
     return output
 
 
