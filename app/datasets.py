@@ -86,6 +86,7 @@ class ProtocolSplit:
     query: list[Photo]
     database: list[Photo]
     train_classes: int
+    held_out: bool = True  # False for "all": the queries were trained on, so no measurement is made
 
 
 def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
@@ -114,4 +115,4 @@ def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
         train = [p for p in photo_set.photos if p.label < held_out_from]
         return ProtocolSplit(train, query, database, held_out_from)
     train = list(photo_set.photos) if protocol == "all" else list(database)
-    return ProtocolSplit(train, query, database, n_classes)
+    return ProtocolSplit(train, query, database, n_classes, held_out=protocol != "all")

@@ -57,7 +57,7 @@ def test_protocols_are_deterministic_and_disjoint(synthetic_folder_6):
     assert {p.label for p in unseen.query} | {p.label for p in unseen.database} == {3, 4, 5}
     assert split_protocol(photo_set, "val").query == val.query
     everything = split_protocol(photo_set, "all")
-    assert len(everything.train) == 60
+    assert len(everything.train) == 60 and not everything.held_out and val.held_out and unseen.held_out
     with pytest.raises(ValueError):
         split_protocol(photo_set, "test")
 

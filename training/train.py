@@ -446,7 +446,8 @@ class Trainer:
                 "seconds": round(time.time() - started, 2),
             }
             last = epoch + 1 == config.epochs
-            if self.runtime.is_main and (last or (config.eval_every > 0 and (epoch + 1) % config.eval_every == 0)):
+            due = last or (config.eval_every > 0 and (epoch + 1) % config.eval_every == 0)
+            if self.runtime.is_main and self.split.held_out and due:
                 metrics = self.evaluate()
                 record.update(metrics)
                 log.info(
