@@ -17,6 +17,7 @@ def export_main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--photos", type=Path, help="photo folder for the parity check (default: the training data)")
     parser.add_argument("--parity-photos", type=int, default=64, help="how many photos the parity check encodes")
+    parser.add_argument("--fp16-weights", action="store_true", help="store weights as float16 (half the size)")
     parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ quantization)")
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
     args = parser.parse_args(argv)
@@ -37,7 +38,7 @@ def export_main(argv: list[str] | None = None) -> int:
         print(f"phpq-export: no photos for the parity check in {folder} (give --photos DIR)", file=sys.stderr)
         return 2
     step = max(1, len(photos) // args.parity_photos)
-    model_id = export_checkpoint(model, payload, args.output)
+    model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights)
     report = check_parity(model, args.output, photos[::step][: args.parity_photos])
     print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB), model id {model_id[:16]}")
     print(report)

@@ -9,7 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
+import torch
+from onnx import helper, numpy_helper
 
 from app.imaging import PIXEL_OFFSET, PIXEL_SCALE, RESIZE_RATIO
 from app.model import CODEBOOKS_NAME, FORMAT_VERSION, INPUT_NAME, METADATA_PREFIX, OUTPUT_NAMES
@@ -17,7 +20,7 @@ from training.inference import export_onnx
 from training.model import PHPQ, RetrievalEncoder
 
 
-def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str) -> dict[str, str]:
+def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_weights: bool) -> dict[str, str]:
     """The ``phpq.*`` metadata props of an exported model."""
     config = model.config
     train_config = checkpoint.get("train_config", {})
@@ -38,12 +41,55 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str) -> di
         "training_data": json.dumps({k: train_config.get(k) for k in ("data", "split", "protocol", "mode", "epochs")}),
         "class_names": json.dumps(checkpoint.get("class_names", [])),
         "validation": json.dumps({k: round(v, 4) for k, v in metrics.items()}),
+        "weights": "float16" if fp16_weights else "float32",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def export_checkpoint(model: PHPQ, checkpoint: dict[str, Any], output: Path) -> str:
-    """Write ``output`` and return its model id (SHA-256 of the graph, weights included)."""
+FP16_MIN_ELEMENTS = 4096
+
+
+def round_weights_to_fp16(model: PHPQ) -> None:
+    """Round every floating parameter and buffer to float16 precision, in place (values stay float32).
+
+    The exported file then stores exactly these values as float16, so PyTorch and ONNX Runtime compute
+    from identical weights and the parity check keeps its 1e-4 bound.
+    """
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
+def store_weights_as_fp16(graph_model: onnx.ModelProto) -> None:
+    """Store large float32 initializers as float16 plus a Cast back to float32 (ONNX Runtime folds the
+    Cast at load time, so inference still runs in float32). The codebooks stay float32."""
+    graph = graph_model.graph
+    casts = []
+    for initializer in graph.initializer:
+        if (
+            initializer.data_type != onnx.TensorProto.FLOAT
+            or initializer.name == CODEBOOKS_NAME
+            or int(np.prod(initializer.dims)) < FP16_MIN_ELEMENTS
+        ):
+            continue
+        values = numpy_helper.to_array(initializer).astype(np.float16)
+        name = initializer.name
+        initializer.CopyFrom(numpy_helper.from_array(values, name + "_fp16"))
+        casts.append(helper.make_node("Cast", [name + "_fp16"], [name], to=onnx.TensorProto.FLOAT))
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+
+
+def export_checkpoint(model: PHPQ, checkpoint: dict[str, Any], output: Path, fp16_weights: bool = False) -> str:
+    """Write ``output`` and return its model id (SHA-256 of the graph, weights included).
+
+    With ``fp16_weights`` the model's weights are first rounded to float16 in place and the file stores
+    them as float16 (about half the size).
+    """
+    if fp16_weights:
+        round_weights_to_fp16(model)
     encoder = RetrievalEncoder(model.eval().cpu())
     with tempfile.TemporaryDirectory(prefix="phpq-export-") as tmp:
         path = Path(tmp) / "model.onnx"
@@ -53,8 +99,10 @@ def export_checkpoint(model: PHPQ, checkpoint: dict[str, Any], output: Path) -> 
         raise RuntimeError(f"exported input is named {graph_model.graph.input[0].name!r}, expected {INPUT_NAME!r}")
     if not any(init.name == CODEBOOKS_NAME for init in graph_model.graph.initializer):
         raise RuntimeError(f"the exported graph lost the {CODEBOOKS_NAME} initializer")
+    if fp16_weights:
+        store_weights_as_fp16(graph_model)
     model_id = hashlib.sha256(graph_model.graph.SerializeToString()).hexdigest()
-    for key, value in model_metadata(model, checkpoint, model_id).items():
+    for key, value in model_metadata(model, checkpoint, model_id, fp16_weights).items():
         entry = graph_model.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, value
     graph_model.producer_name = "phpq-export"

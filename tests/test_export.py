@@ -171,3 +171,18 @@ def test_int8_variant_runs_and_keeps_float_codebooks(exported, synthetic_folder,
     sub32, codes32 = fp32.encode_paths(photos)
     assert sub8.shape == sub32.shape and codes8.shape == codes32.shape
     assert (codes8 == codes32).mean() > 0.3  # a random tiny model; the real agreement is in bench/int8.py
+
+
+def test_fp16_weight_storage_halves_the_file_and_keeps_parity(tiny_checkpoint, exported, synthetic_folder, tmp_path):
+    from training.train import model_from_checkpoint
+
+    payload = load_checkpoint(tiny_checkpoint)
+    model = model_from_checkpoint(payload)
+    output = tmp_path / "tiny.fp16.onnx"
+    export_checkpoint(model, payload, output, fp16_weights=True)
+    assert output.stat().st_size < 0.6 * exported.stat().st_size
+    runtime = PHPQModel(output)
+    assert runtime.info.metadata["weights"] == "float16"
+    assert runtime.codebooks.dtype == np.float32
+    report = check_parity(model, output, [p.path for p in load_photo_set(synthetic_folder).photos])
+    assert report.ok, str(report)
