@@ -186,3 +186,13 @@ def test_fp16_weight_storage_halves_the_file_and_keeps_parity(tiny_checkpoint, e
     assert runtime.codebooks.dtype == np.float32
     report = check_parity(model, output, [p.path for p in load_photo_set(synthetic_folder).photos])
     assert report.ok, str(report)
+
+
+def test_the_shipped_default_model_loads_and_encodes():
+    path = Path(__file__).resolve().parents[1] / "assets" / "models" / "phpq-cub200-lite0-64bit.onnx"
+    model = PHPQModel(path)
+    assert (model.info.bits, model.info.n_subspaces, model.info.n_codewords, model.info.input_size) == (64, 8, 256, 224)
+    assert len(model.info.class_names) == 200 and model.info.metadata["weights"] == "float16"
+    subvectors, codes = model.encode(np.zeros((2, 3, 224, 224), np.float32))
+    assert subvectors.shape == (2, 8, 128) and codes.shape == (2, 8)
+    np.testing.assert_allclose(np.linalg.norm(model.codebooks, axis=-1), 1.0, atol=1e-5)
