@@ -180,8 +180,8 @@ def compact_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="phpq-compact", description=compact_main.__doc__)
     parser.add_argument("source", type=Path)
     parser.add_argument("destination", type=Path)
-    parser.add_argument("--short-side", type=int, default=288)
-    parser.add_argument("--quality", type=int, default=85)
+    parser.add_argument("--short-side", type=int, default=240)
+    parser.add_argument("--quality", type=int, default=70)
     args = parser.parse_args(argv)
     _setup_logging(False)
     from training.compact import compact_copy

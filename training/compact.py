@@ -12,7 +12,7 @@ from app.imaging import is_image_path, load_image, resize_short_side
 log = logging.getLogger(__name__)
 
 
-def compact_copy(source: Path, destination: Path, short_side: int = 288, quality: int = 85) -> tuple[int, int]:
+def compact_copy(source: Path, destination: Path, short_side: int = 240, quality: int = 70) -> tuple[int, int]:
     """Re-encode every photo under ``source`` as a JPEG whose short side is at most ``short_side``.
 
     The folder structure and file stems are kept (suffix .jpg). Returns (photos written, bytes written).
