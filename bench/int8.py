@@ -17,7 +17,7 @@ import numpy as np
 from app.datasets import load_photo_set, split_protocol
 from app.imaging import load_and_preprocess
 from app.model import PHPQModel
-from training.evaluate import evaluate_codes
+from training.evaluate import evaluate_exported_model
 
 
 def images_per_second(model: PHPQModel, batch: np.ndarray, repeats: int) -> float:
@@ -52,12 +52,8 @@ def main() -> None:
         speeds["int8"].append(images_per_second(int8, batch, 3))
     results = {}
     for name, model in (("fp32", fp32), ("int8", int8)):
-        query_sub, query_codes = model.encode_paths([p.path for p in split.query])
-        _, database_codes = model.encode_paths([p.path for p in split.database])
-        labels_q = np.array([p.label for p in split.query])
-        labels_d = np.array([p.label for p in split.database])
-        metrics = evaluate_codes(query_sub, query_codes, labels_q, database_codes, labels_d, model.codebooks)
-        results[name] = {"codes": np.concatenate([query_codes, database_codes]), "mAP@all": metrics["mAP@all"]}
+        metrics, codes = evaluate_exported_model(model, split.query, split.database)
+        results[name] = {"codes": codes, "mAP@all": metrics["mAP@all"]}
     agreement = float((results["fp32"]["codes"] == results["int8"]["codes"]).mean())
     report = {
         "protocol": args.protocol,

@@ -77,7 +77,6 @@ def eval_main(argv: list[str] | None = None) -> int:
     _setup_logging(False)
     if args.data is None and (args.query is None or args.database is None):
         parser.error("give --query and --database, or --data with --protocol")
-    from training.evaluate import evaluate_codes
 
     try:
         query, database = _evaluation_sets(args)
@@ -87,18 +86,16 @@ def eval_main(argv: list[str] | None = None) -> int:
     database_labels = np.array([p.label for p in database])
     if args.model:
         from app.model import ModelError, PHPQModel
+        from training.evaluate import evaluate_exported_model
 
         try:
             model = PHPQModel(args.model)
         except ModelError as error:
             parser.exit(2, f"phpq-eval: {error}\n")
-        query_sub, query_codes = model.encode_paths([p.path for p in query], threads=args.workers or 1)
-        _, database_codes = model.encode_paths([p.path for p in database], threads=args.workers or 1)
+        metrics, _ = evaluate_exported_model(model, query, database, args.distance, threads=args.workers or 1)
         report = {
             "method": f"PHPQ {model.info.bits} bits ({args.distance.upper()}, ONNX Runtime {model.provider})",
-            **evaluate_codes(
-                query_sub, query_codes, query_labels, database_codes, database_labels, model.codebooks, args.distance
-            ),
+            **metrics,
         }
     elif args.checkpoint:
         report = _evaluate_checkpoint(args, query, query_labels, database, database_labels)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.datasets import Photo
 from app.metrics import retrieval_report
+from app.model import PHPQModel
 from app.pq import adc_scores, lookup_tables, sdc_scores
 
 
@@ -42,3 +44,24 @@ def evaluate_cosine(
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     return retrieval_report(unit(query_features) @ unit(database_features).T, query_labels, database_labels, ks)
+
+
+def evaluate_exported_model(
+    model: PHPQModel, query: list[Photo], database: list[Photo], distance: str = "adc", threads: int = 2
+) -> tuple[dict[str, float], np.ndarray]:
+    """Encode query and database photos with an exported model (no torch) and score them.
+
+    Returns the metrics and the codes of all photos, queries first.
+    """
+    query_subvectors, query_codes = model.encode_paths([p.path for p in query], threads=threads)
+    _, database_codes = model.encode_paths([p.path for p in database], threads=threads)
+    metrics = evaluate_codes(
+        query_subvectors,
+        query_codes,
+        np.array([p.label for p in query]),
+        database_codes,
+        np.array([p.label for p in database]),
+        model.codebooks,
+        distance,
+    )
+    return metrics, np.concatenate([query_codes, database_codes])

@@ -200,6 +200,11 @@ class Quantized:
     codes: torch.Tensor  # [B, M], argmax of the similarities
 
 
+def split_subvectors(features: torch.Tensor, n_subspaces: int) -> torch.Tensor:
+    """[B, D] -> sub-vectors [B, M, D/M], each L2-normalised (intra-normalisation)."""
+    return F.normalize(features.view(features.shape[0], n_subspaces, -1), dim=-1)
+
+
 class ProductQuantizer(nn.Module):
     """Learnable product quantizer with intra-normalisation and partial codebook attention."""
 
@@ -216,7 +221,7 @@ class ProductQuantizer(nn.Module):
 
     def split(self, features: torch.Tensor) -> torch.Tensor:
         """[B, D] -> L2-normalised sub-vectors [B, M, d]."""
-        return F.normalize(features.view(features.shape[0], self.n_subspaces, -1), dim=-1)
+        return split_subvectors(features, self.n_subspaces)
 
     def attention(self, similarities: torch.Tensor) -> torch.Tensor:
         """Softmax of alpha * similarity over the top-k codewords of each sub-codebook (others get 0)."""
@@ -353,6 +358,6 @@ class RetrievalEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.fusion(self.pooling(self.backbone(images)))
-        subvectors = F.normalize(embedding.view(embedding.shape[0], self.n_subspaces, -1), dim=-1)
+        subvectors = split_subvectors(embedding, self.n_subspaces)
         similarities = torch.matmul(subvectors.transpose(0, 1), self.phpq_codebooks.transpose(1, 2))  # [M, B, K]
         return subvectors, similarities.argmax(dim=-1).transpose(0, 1)

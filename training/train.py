@@ -252,21 +252,23 @@ class Trainer:
                 pretrained=config.pretrained,
             )
 
-        if self.runtime.is_main:
-            load()  # rank 0 builds the cache once; the other ranks wait, then read it
+        cache = load() if self.runtime.is_main else None  # rank 0 builds the cache once
         if self.runtime.distributed:
             dist.barrier()
-        cache = load()
+        if cache is None:
+            cache = load()  # the other ranks read what rank 0 wrote
         gather = cache.layout.gather_index(self.model.layout).numpy()
-        teacher_index = cache.layout.global_average_index("head").numpy()
         features = np.array(cache.features)  # [views, photos, F] float16, read into memory once
         self.features = torch.from_numpy(
             features[:, :, gather]
             if len(gather) != features.shape[2] or (gather != np.arange(len(gather))).any()
             else features
         )
-        self.teacher = torch.from_numpy(features[:, :, teacher_index].astype(np.float32))
-        self.teacher -= self.teacher.mean(dim=(0, 1), keepdim=True)  # centred: cosine then spreads out
+        self.teacher = None  # the frozen GAP feature, only when the structure loss needs it
+        if config.loss.structure > 0:
+            teacher_index = cache.layout.global_average_index("head").numpy()
+            self.teacher = torch.from_numpy(features[:, :, teacher_index].astype(np.float32))
+            self.teacher -= self.teacher.mean(dim=(0, 1), keepdim=True)  # centred: cosine then spreads out
         self.train_index = self._photo_indices(self.split.train)
         self.train_labels = torch.as_tensor([p.label for p in self.split.train])
         self.query_index = self._photo_indices(self.split.query)
@@ -322,14 +324,15 @@ class Trainer:
             if len(chunk) < 2:
                 continue
             photo = torch.from_numpy(self.train_index[chunk.numpy()])
-            batches.append((self.features[view, photo].float(), self.train_labels[chunk], self.teacher[view, photo]))
+            teacher = self.teacher[view, photo] if self.teacher is not None else None
+            batches.append((self.features[view, photo].float(), self.train_labels[chunk], teacher))
         return batches
 
     # -- steps -------------------------------------------------------------------------------------
     def _forward(self, batch: tuple) -> tuple[torch.Tensor, dict[str, float]]:
         device = self.runtime.device
         if self.cached:
-            pooled, labels, teacher = (t.to(device) for t in batch)
+            pooled, labels, teacher = (t.to(device) if t is not None else None for t in batch)
             output = self.wrapped(pooled)
         else:
             images, labels = (t.to(device, non_blocking=True) for t in batch)
@@ -391,7 +394,6 @@ class Trainer:
             )
             query_labels = np.array([p.label for p in self.split.query])
             database_labels = np.array([p.label for p in self.split.database])
-            self.model.to(self.runtime.device)
         return evaluation_metrics(query, query_labels, database, database_labels, codebooks)
 
     def resume(self, path: Path) -> None:
