@@ -10,6 +10,13 @@ from PIL import Image, ImageOps
 
 log = logging.getLogger(__name__)
 
+try:  # HEIC/HEIF photos (iPhones) decode through pillow-heif when it is installed
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - pillow-heif is a dependency, but the rest works without it
+    log.debug("pillow-heif not installed: HEIC/HEIF photos cannot be decoded")
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"})
 # EfficientNet-Lite was trained on (pixel - 127) / 128, not on ImageNet mean/std.
 PIXEL_OFFSET = 127.0
@@ -23,19 +30,31 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def load_image(path: Path, min_side: int | None = None) -> Image.Image:
-    """Decode a photo to RGB with EXIF orientation applied.
+# EXIF orientations 5 to 8 turn the photo by 90 degrees, so width and height swap.
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+
+
+def load_image_with_size(path: Path, min_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode a photo to RGB with EXIF orientation applied; also return its full (width, height) as shown.
 
     With ``min_side`` a JPEG is decoded by libjpeg at the smallest 1/2, 1/4 or 1/8 scale whose short
     side stays at least ``min_side`` pixels (Pillow ``draft``), which is much faster for camera photos.
     """
     with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS:
+            width, height = height, width
         if min_side is not None and image.format == "JPEG":
-            width, height = image.size
-            scale = min_side / max(1, min(width, height))
-            image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
+            scale = min_side / max(1, min(image.size))
+            image.draft("RGB", (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
         image = ImageOps.exif_transpose(image)
-        return image.convert("RGB")
+        return image.convert("RGB"), (width, height)
+
+
+def load_image(path: Path, min_side: int | None = None) -> Image.Image:
+    """Decode a photo to RGB with EXIF orientation applied (see ``load_image_with_size``)."""
+    return load_image_with_size(path, min_side)[0]
 
 
 def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
@@ -66,6 +85,12 @@ def preprocess(image: Image.Image, size: int) -> np.ndarray:
     return to_network_input(center_crop(resized, size))
 
 
+def load_and_preprocess_with_size(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode and preprocess ``path`` for the network; also return the photo's full (width, height)."""
+    image, full_size = load_image_with_size(path, min_side=round(size * RESIZE_RATIO))
+    return preprocess(image, size), full_size
+
+
 def load_and_preprocess(path: Path, size: int) -> np.ndarray:
     """Decode ``path`` (reduced-scale JPEG decode where enough) and preprocess it for the network."""
-    return preprocess(load_image(path, min_side=round(size * RESIZE_RATIO)), size)
+    return load_and_preprocess_with_size(path, size)[0]

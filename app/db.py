@@ -1,0 +1,358 @@
+"""The index database: one SQLite file (WAL) holding folders, photos, models and PQ codes per model.
+
+Photos are never stored, only their paths, change-detection fields and codes. All access goes through
+``IndexDatabase``, which serialises use of its one connection with a lock so that an indexing thread
+and a searching thread can share it; other processes see committed batches through WAL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+from sqlite_utils import Migrations
+
+MIGRATIONS = Migrations("phpq-search")
+
+
+@MIGRATIONS()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    _execute_statements(
+        db,
+        """
+        CREATE TABLE folders (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            added REAL NOT NULL,
+            scanned REAL
+        );
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            width INTEGER,
+            height INTEGER,
+            error TEXT
+        );
+        CREATE INDEX images_folder ON images(folder_id);
+        CREATE INDEX images_hash ON images(hash);
+        CREATE TABLE models (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            added REAL NOT NULL
+        );
+        CREATE TABLE codes (
+            model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            code BLOB NOT NULL,
+            PRIMARY KEY (model_id, image_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX codes_image ON codes(image_id);
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        """,
+    )
+
+
+SCHEMA_VERSION = len(MIGRATIONS._migrations)
+
+
+class DatabaseError(Exception):
+    """The index database cannot be opened or used; the message says why."""
+
+
+@dataclass(frozen=True)
+class FolderRecord:
+    id: int
+    path: Path
+    n_images: int
+    n_errors: int
+    scanned: float | None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What the database knows of one photo file (``has_code`` for the model asked about)."""
+
+    id: int
+    folder_id: int
+    path: Path
+    size: int
+    mtime_ns: int
+    hash: str
+    error: str | None
+    has_code: bool
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: str
+    name: str
+    path: Path
+    metadata: dict[str, str]
+    added: float
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An indexing result for one photo: a code, or the reason it could not be read."""
+
+    image_id: int
+    code: bytes | None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+
+
+class IndexDatabase:
+    """The SQLite index. Thread-safe: every method holds the connection's lock."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0, isolation_level=None)
+            self.db = sqlite_utils.Database(connection, execute_plugins=False)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA busy_timeout = 10000")
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except (sqlite3.DatabaseError, OSError) as error:
+            raise DatabaseError(f"cannot open the index database {self.path}: {error}") from error
+
+    def _migrate(self) -> None:
+        applied = {migration.name for migration in MIGRATIONS.applied(self.db)}
+        unknown = applied - {migration.name for migration in MIGRATIONS._migrations}
+        if unknown:
+            raise DatabaseError(
+                f"{self.path} was written by a newer PHPQ Search (schema steps {sorted(unknown)}); update the app"
+            )
+        MIGRATIONS.apply(self.db)
+
+    @property
+    def schema_version(self) -> int:
+        with self.lock:
+            return len(MIGRATIONS.applied(self.db))
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One atomic write (a batch); nested calls become savepoints."""
+        with self.lock, self.db.atomic():
+            yield self.db
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits to this database."""
+        with self.lock:
+            return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    # Settings -------------------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db["settings"].upsert({"key": key, "value": value}, pk="key")
+
+    # Folders --------------------------------------------------------------------------------------
+
+    def add_folder(self, path: Path) -> int:
+        """Register a folder (idempotent); returns its id."""
+        with self.transaction() as db:
+            row = db.execute("SELECT id FROM folders WHERE path = ?", [str(path)]).fetchone()
+            if row:
+                return row[0]
+            return db["folders"].insert({"path": str(path), "added": time.time()}).last_pk
+
+    def remove_folder(self, folder_id: int) -> None:
+        """Forget a folder with its photos and their codes (cascade). The files are not touched."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM folders WHERE id = ?", [folder_id])
+
+    def mark_scanned(self, folder_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE folders SET scanned = ? WHERE id = ?", [time.time(), folder_id])
+
+    def folders(self) -> list[FolderRecord]:
+        with self.lock:
+            rows = self.db.execute(
+                """
+                SELECT f.id, f.path, COUNT(i.id), COUNT(i.error), f.scanned
+                FROM folders f LEFT JOIN images i ON i.folder_id = f.id
+                GROUP BY f.id ORDER BY f.path
+                """
+            ).fetchall()
+        return [FolderRecord(row[0], Path(row[1]), row[2], row[3], row[4]) for row in rows]
+
+    # Images ---------------------------------------------------------------------------------------
+
+    def images_in_folder(self, folder_id: int, model_id: str) -> dict[Path, ImageRecord]:
+        with self.lock:
+            rows = self.db.execute(_IMAGE_SELECT + " WHERE i.folder_id = ?", [model_id, folder_id]).fetchall()
+        return {Path(row[2]): _image_record(row) for row in rows}
+
+    def images_with_hash(self, content_hash: str, size: int, model_id: str) -> list[ImageRecord]:
+        with self.lock:
+            rows = self.db.execute(
+                _IMAGE_SELECT + " WHERE i.hash = ? AND i.size = ?", [model_id, content_hash, size]
+            ).fetchall()
+        return [_image_record(row) for row in rows]
+
+    def image_by_path(self, path: Path, model_id: str) -> ImageRecord | None:
+        with self.lock:
+            row = self.db.execute(_IMAGE_SELECT + " WHERE i.path = ?", [model_id, str(path)]).fetchone()
+        return _image_record(row) if row else None
+
+    def insert_image(self, folder_id: int, path: Path, size: int, mtime_ns: int, content_hash: str) -> int:
+        with self.transaction() as db:
+            record = {"folder_id": folder_id, "path": str(path), "size": size, "mtime_ns": mtime_ns}
+            return db["images"].insert({**record, "hash": content_hash}).last_pk
+
+    def update_file(self, image_id: int, size: int, mtime_ns: int, content_hash: str, content_changed: bool) -> None:
+        """New size/mtime for a file; when its content changed, its codes and error are dropped."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE images SET size = ?, mtime_ns = ?, hash = ? WHERE id = ?",
+                [size, mtime_ns, content_hash, image_id],
+            )
+            if content_changed:
+                db.execute("UPDATE images SET error = NULL, width = NULL, height = NULL WHERE id = ?", [image_id])
+                db.execute("DELETE FROM codes WHERE image_id = ?", [image_id])
+
+    def move_image(self, image_id: int, folder_id: int, path: Path, mtime_ns: int) -> None:
+        """A renamed or moved file keeps its row, and so its codes."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE images SET folder_id = ?, path = ?, mtime_ns = ? WHERE id = ?",
+                [folder_id, str(path), mtime_ns, image_id],
+            )
+
+    def delete_images(self, image_ids: Iterable[int]) -> None:
+        ids = list(image_ids)
+        with self.transaction() as db:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                db.execute(f"DELETE FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+
+    def store_encoded(self, model_id: str, results: Iterable[EncodedImage]) -> None:
+        """Write one batch of indexing results atomically."""
+        results = list(results)
+        with self.transaction() as db:
+            db.conn.executemany(
+                "UPDATE images SET width = ?, height = ?, error = ? WHERE id = ?",
+                [(r.width, r.height, r.error, r.image_id) for r in results],
+            )
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO codes (model_id, image_id, code) VALUES (?, ?, ?)",
+                [(model_id, r.image_id, r.code) for r in results if r.code is not None],
+            )
+
+    def paths(self, image_ids: Iterable[int]) -> dict[int, Path]:
+        return {image_id: Path(path) for image_id, path in self._column_by_id("path", image_ids)}
+
+    def folder_ids(self, image_ids: Iterable[int]) -> dict[int, int]:
+        return dict(self._column_by_id("folder_id", image_ids))
+
+    def _column_by_id(self, column: str, image_ids: Iterable[int]) -> list[tuple[int, object]]:
+        ids = list(image_ids)
+        rows: list[tuple[int, object]] = []
+        with self.lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = f"SELECT id, {column} FROM images WHERE id IN ({','.join('?' * len(chunk))})"
+                rows.extend(self.db.execute(query, chunk).fetchall())
+        return rows
+
+    def errors(self, limit: int | None = None) -> list[tuple[Path, str]]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT path, error FROM images WHERE error IS NOT NULL ORDER BY path LIMIT ?", [limit or -1]
+            ).fetchall()
+        return [(Path(row[0]), row[1]) for row in rows]
+
+    def counts(self, model_id: str) -> dict[str, int]:
+        with self.lock:
+            images, errors = self.db.execute("SELECT COUNT(*), COUNT(error) FROM images").fetchone()
+            coded = self.db.execute("SELECT COUNT(*) FROM codes WHERE model_id = ?", [model_id]).fetchone()[0]
+        return {"images": images, "errors": errors, "indexed": coded, "pending": images - errors - coded}
+
+    def load_codes(self, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All codes of one model in one query: (image ids [N], folder ids [N], codes [N, M] uint8)."""
+        with self.lock:
+            rows = self.db.execute(
+                """
+                SELECT c.image_id, i.folder_id, c.code FROM codes c JOIN images i ON i.id = c.image_id
+                WHERE c.model_id = ? ORDER BY c.image_id
+                """,
+                [model_id],
+            ).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.uint8)
+        image_ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+        folder_ids = np.fromiter((row[1] for row in rows), np.int64, len(rows))
+        codes = np.frombuffer(b"".join(row[2] for row in rows), np.uint8).reshape(len(rows), -1)
+        return image_ids, folder_ids, codes
+
+    def code_of(self, image_id: int, model_id: str) -> bytes | None:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT code FROM codes WHERE model_id = ? AND image_id = ?", [model_id, image_id]
+            ).fetchone()
+        return row[0] if row else None
+
+    # Models ---------------------------------------------------------------------------------------
+
+    def add_model(self, model_id: str, name: str, path: Path, metadata: dict[str, str]) -> None:
+        with self.transaction() as db:
+            record = {"id": model_id, "name": name, "path": str(path), "metadata": json.dumps(metadata)}
+            db["models"].upsert({**record, "added": time.time()}, pk="id")
+
+    def models(self) -> list[ModelRecord]:
+        with self.lock:
+            rows = self.db.execute("SELECT id, name, path, metadata, added FROM models ORDER BY added").fetchall()
+        return [ModelRecord(row[0], row[1], Path(row[2]), json.loads(row[3]), row[4]) for row in rows]
+
+    def delete_model(self, model_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM models WHERE id = ?", [model_id])
+
+
+def _execute_statements(db: sqlite_utils.Database, script: str) -> None:
+    """Run ``;``-separated DDL one statement at a time (``executescript`` would commit the migration)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_IMAGE_SELECT = """
+    SELECT i.id, i.folder_id, i.path, i.size, i.mtime_ns, i.hash, i.error,
+           EXISTS (SELECT 1 FROM codes c WHERE c.model_id = ? AND c.image_id = i.id)
+    FROM images i
+"""
+
+
+def _image_record(row: tuple) -> ImageRecord:
+    return ImageRecord(row[0], row[1], Path(row[2]), row[3], row[4], row[5], row[6], bool(row[7]))

@@ -1,0 +1,271 @@
+"""Indexing: walk folders, detect what changed, decode in a thread pool and encode in batches.
+
+Change detection: a file whose size and mtime are unchanged is skipped. A new path whose content hash
+(size + first and last 64 KiB) matches a photo whose file is gone is a rename or a move, and keeps its
+row and codes. A changed file is re-encoded, a vanished one is dropped. Results are committed one
+batch at a time, so an interrupted run keeps its work and the next run carries on from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from app.db import EncodedImage, ImageRecord, IndexDatabase
+from app.imaging import is_image_path, load_and_preprocess_with_size
+from app.model import PHPQModel
+
+log = logging.getLogger(__name__)
+
+HASH_CHUNK = 64 * 1024
+
+
+class CancelToken:
+    """Set from any thread to stop an indexing run after the batch in progress is committed."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class IndexProgress:
+    """What an indexing run has done so far; passed to the progress callback after every batch."""
+
+    phase: str  # "scanning", "encoding" or "done"
+    done: int = 0  # photos encoded (or failed) in this run
+    total: int = 0  # photos this run has to encode
+    failed: int = 0
+    elapsed: float = 0.0
+    folder: Path | None = None
+
+    @property
+    def photos_per_second(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.photos_per_second
+        return (self.total - self.done) / rate if rate > 0 else None
+
+
+ProgressCallback = Callable[[IndexProgress], None]
+
+
+@dataclass
+class FileState:
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class FolderChanges:
+    """The outcome of comparing one folder on disk with the database (written, except deletions)."""
+
+    folder_id: int
+    unchanged: int = 0
+    added: int = 0
+    modified: int = 0
+    moved: dict[int, int] = field(default_factory=dict)  # image id -> new folder id
+    vanished: list[int] = field(default_factory=list)  # gone from disk; deleted unless moved by another folder
+    invalidated: list[int] = field(default_factory=list)  # image ids whose content changed
+    pending: list[tuple[int, Path]] = field(default_factory=list)  # (image id, path) to encode
+    problems: list[str] = field(default_factory=list)  # unreadable directories and files
+
+
+def content_hash(path: Path, size: int) -> str:
+    """A partial content hash: the size plus the first and last 64 KiB (fast on large photos)."""
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with path.open("rb") as handle:
+        digest.update(handle.read(HASH_CHUNK))
+        if size > 2 * HASH_CHUNK:
+            handle.seek(-HASH_CHUNK, os.SEEK_END)
+            digest.update(handle.read(HASH_CHUNK))
+        elif size > HASH_CHUNK:
+            digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def walk_photos(folder: Path, problems: list[str]) -> Iterator[tuple[Path, FileState]]:
+    """Photo files under ``folder`` (recursive; hidden entries and symlinked directories skipped)."""
+    stack = [folder]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as error:
+            problems.append(f"{directory}: cannot list folder ({error.strerror or error})")
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif is_image_path(Path(entry.name)) and entry.is_file():
+                    stat = entry.stat()
+                    yield Path(entry.path), FileState(stat.st_size, stat.st_mtime_ns)
+            except OSError as error:
+                problems.append(f"{entry.path}: cannot read file information ({error.strerror or error})")
+
+
+def sync_folder(db: IndexDatabase, folder_id: int, folder: Path, model_id: str) -> FolderChanges:
+    """Bring one folder's rows up to date with the disk; returns what changed and what needs encoding.
+
+    Files are hashed before the write transaction, so searches are not held up while a large folder
+    is read.
+    """
+    changes = FolderChanges(folder_id)
+    on_disk = dict(walk_photos(folder, changes.problems))
+    known = db.images_in_folder(folder_id, model_id)
+    digests: dict[Path, str] = {}
+    for path, state in sorted(on_disk.items()):
+        record = known.get(path)
+        if record is None or (record.size, record.mtime_ns) != (state.size, state.mtime_ns):
+            try:
+                digests[path] = content_hash(path, state.size)
+            except OSError as error:
+                changes.problems.append(f"{path}: cannot read ({error.strerror or error})")
+    vanished = [record for path, record in known.items() if path not in on_disk]
+    vanished_by_hash = {(record.hash, record.size): record for record in vanished}
+    with db.transaction():
+        for path, state in sorted(on_disk.items()):
+            record = known.get(path)
+            if record is not None and path not in digests:
+                changes.unchanged += 1
+                if not record.has_code and record.error is None:
+                    changes.pending.append((record.id, path))
+            elif record is not None:
+                content_changed = digests[path] != record.hash
+                db.update_file(record.id, state.size, state.mtime_ns, digests[path], content_changed)
+                if content_changed:
+                    changes.modified += 1
+                    changes.invalidated.append(record.id)
+                    changes.pending.append((record.id, path))
+                else:
+                    changes.unchanged += 1
+            elif path in digests:
+                _add_file(db, changes, folder_id, path, state, digests[path], vanished_by_hash, model_id)
+        changes.vanished = [record.id for record in vanished if record.id not in changes.moved]
+    db.mark_scanned(folder_id)
+    return changes
+
+
+def _add_file(
+    db: IndexDatabase,
+    changes: FolderChanges,
+    folder_id: int,
+    path: Path,
+    state: FileState,
+    digest: str,
+    vanished_by_hash: dict[tuple[str, int], ImageRecord],
+    model_id: str,
+) -> None:
+    source = vanished_by_hash.pop((digest, state.size), None) or _moved_from_elsewhere(db, digest, state, model_id)
+    if source is not None:
+        db.move_image(source.id, folder_id, path, state.mtime_ns)
+        changes.moved[source.id] = folder_id
+        if not source.has_code and source.error is None:
+            changes.pending.append((source.id, path))
+        return
+    image_id = db.insert_image(folder_id, path, state.size, state.mtime_ns, digest)
+    changes.added += 1
+    changes.pending.append((image_id, path))
+
+
+def _moved_from_elsewhere(db: IndexDatabase, digest: str, state: FileState, model_id: str) -> ImageRecord | None:
+    """A known photo with this content whose file no longer exists: the same photo, moved here."""
+    for record in db.images_with_hash(digest, state.size, model_id):
+        if not record.path.exists():
+            return record
+    return None
+
+
+def describe_error(error: Exception) -> str:
+    """A short, readable reason why a photo could not be indexed."""
+    if isinstance(error, UnidentifiedImageError):
+        return "not a photo format that can be read (or the file is damaged)"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"image too large to decode safely ({error})"
+    if isinstance(error, OSError) and error.strerror:
+        return f"cannot read the file: {error.strerror}"
+    return f"cannot decode: {error}" if str(error) else f"cannot decode ({type(error).__name__})"
+
+
+def _decode(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]] | Exception:
+    try:
+        return load_and_preprocess_with_size(path, size)
+    except Exception as error:  # any failure of one photo is recorded, never fatal
+        return error
+
+
+def encode_pending(
+    model: PHPQModel,
+    pending: list[tuple[int, Path]],
+    store: Callable[[list[EncodedImage]], None],
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    batch_size: int = 32,
+    decode_threads: int = 2,
+) -> IndexProgress:
+    """Decode photos in a thread pool (one batch ahead) and encode them in batches; ``store`` each batch."""
+    state = IndexProgress("encoding", total=len(pending))
+    start = time.perf_counter()
+    size = model.info.input_size
+    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+    with ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="phpq-decode") as pool:
+
+        def submit(batch: list[tuple[int, Path]]) -> list[Future]:
+            return [pool.submit(_decode, path, size) for _, path in batch]
+
+        upcoming = submit(batches[0]) if batches else []
+        for index, batch in enumerate(batches):
+            if cancel is not None and cancel.cancelled:
+                for future in upcoming:
+                    future.cancel()
+                break
+            decoded = [future.result() for future in upcoming]
+            upcoming = submit(batches[index + 1]) if index + 1 < len(batches) else []
+            results = _encode_batch(model, batch, decoded)
+            store(results)
+            state.done += len(results)
+            state.failed += sum(result.error is not None for result in results)
+            state.elapsed = time.perf_counter() - start
+            if progress is not None:
+                progress(state)
+    state.elapsed = time.perf_counter() - start
+    return state
+
+
+def _encode_batch(
+    model: PHPQModel, batch: list[tuple[int, Path]], decoded: list[tuple[np.ndarray, tuple[int, int]] | Exception]
+) -> list[EncodedImage]:
+    results: list[EncodedImage] = []
+    good = [i for i, item in enumerate(decoded) if not isinstance(item, Exception)]
+    codes = model.encode(np.stack([decoded[i][0] for i in good]))[1] if good else np.zeros((0, 0), np.uint8)
+    code_of = dict(zip(good, codes, strict=True))
+    for i, ((image_id, path), item) in enumerate(zip(batch, decoded, strict=True)):
+        if isinstance(item, Exception):
+            reason = describe_error(item)
+            log.warning("%s: %s", path, reason)
+            results.append(EncodedImage(image_id, None, error=reason))
+        else:
+            width, height = item[1]
+            results.append(EncodedImage(image_id, code_of[i].astype(np.uint8).tobytes(), width, height))
+    return results

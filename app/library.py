@@ -1,0 +1,360 @@
+"""The photo library: the one object the command line and the window use (folders, index, search, models).
+
+It owns the index database, the active model and the in-memory code matrix of that model, and keeps
+the three consistent: every committed indexing batch is applied to the matrix, and changes written by
+another process are noticed through SQLite's ``data_version`` and reloaded before the next search.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.db import EncodedImage, FolderRecord, IndexDatabase, ModelRecord
+from app.imaging import load_and_preprocess
+from app.index import CancelToken, IndexProgress, ProgressCallback, encode_pending, sync_folder
+from app.locations import bundled_models, default_database_path
+from app.model import ModelError, PHPQModel
+from app.pq import decode, lookup_tables
+from app.scan import N_CODEWORDS
+from app.search import CodeMatrix, SearchHit, SearchResult
+
+log = logging.getLogger(__name__)
+
+ACTIVE_MODEL_KEY = "active_model"
+
+
+class LibraryError(Exception):
+    """A request the library cannot carry out (unknown folder, unreadable query photo, ...)."""
+
+
+@dataclass
+class IndexReport:
+    folders: int = 0
+    unchanged: int = 0
+    added: int = 0
+    modified: int = 0
+    moved: int = 0
+    removed: int = 0
+    encoded: int = 0
+    failed: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+    problems: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class LibraryStatus:
+    database: Path
+    schema_version: int
+    model: ModelRecord
+    provider: str
+    bits: int
+    folders: list[FolderRecord]
+    images: int
+    indexed: int
+    pending: int
+    errors: int
+
+
+class Library:
+    """Folders of photos indexed with PQ codes of the active model, searchable by photo."""
+
+    def __init__(self, database: Path | None = None, prefer_cuda: bool = True):
+        self.db = IndexDatabase(database or default_database_path())
+        self.models_dir = self.db.path.parent / "models"
+        self.prefer_cuda = prefer_cuda
+        self._lock = threading.RLock()
+        self._models: dict[str, PHPQModel] = {}
+        self._matrix: CodeMatrix | None = None
+        self._data_version = self.db.data_version()
+        self._register_bundled_models()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # Models ---------------------------------------------------------------------------------------
+
+    def _register_bundled_models(self) -> None:
+        known_paths = {record.path for record in self.db.models()}
+        for path in bundled_models():
+            if path in known_paths:
+                continue
+            try:
+                self._register(path)
+            except ModelError as error:
+                log.error("bundled model %s cannot be used: %s", path, error)
+        if self.db.get_setting(ACTIVE_MODEL_KEY) is None and self.db.models():
+            self.db.set_setting(ACTIVE_MODEL_KEY, self.db.models()[0].id)
+
+    def _register(self, path: Path) -> ModelRecord:
+        model = self._check_model(PHPQModel(path, prefer_cuda=self.prefer_cuda))
+        self._models[model.info.model_id] = model
+        self.db.add_model(model.info.model_id, path.stem, path, model.info.metadata)
+        return self.model_record(model.info.model_id)
+
+    @staticmethod
+    def _check_model(model: PHPQModel) -> PHPQModel:
+        if model.info.n_codewords > N_CODEWORDS:
+            raise ModelError(f"{model.path} uses {model.info.n_codewords} codewords; the index stores at most 256")
+        return model
+
+    def models(self) -> list[ModelRecord]:
+        return self.db.models()
+
+    def model_record(self, model_id: str) -> ModelRecord:
+        """The model whose id is ``model_id`` or starts with it."""
+        matches = [record for record in self.db.models() if record.id.startswith(model_id)]
+        if len(matches) != 1:
+            raise LibraryError(f"no model {model_id!r}" if not matches else f"model id {model_id!r} is ambiguous")
+        return matches[0]
+
+    def import_model(self, path: Path) -> ModelRecord:
+        """Check an exported .onnx model and copy it into the data directory (the original is untouched)."""
+        path = Path(path)
+        model = self._check_model(PHPQModel(path, prefer_cuda=self.prefer_cuda))
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        target = self.models_dir / f"{path.stem}-{model.info.model_id[:12]}.onnx"
+        if not target.exists():
+            partial = target.with_suffix(".partial")
+            shutil.copyfile(path, partial)
+            partial.replace(target)
+        return self._register(target)
+
+    def activate_model(self, model_id: str) -> ModelRecord:
+        """Make another model the one searches use; its codes must be built with ``index`` (old ones stay)."""
+        record = self.model_record(model_id)
+        self.model_for(record.id)  # refuse a model whose file went missing before switching to it
+        with self._lock:
+            self.db.set_setting(ACTIVE_MODEL_KEY, record.id)
+            self._matrix = None
+        return record
+
+    @property
+    def active_model_id(self) -> str:
+        model_id = self.db.get_setting(ACTIVE_MODEL_KEY)
+        if model_id is None:
+            raise LibraryError("no model is installed: import one with `phpq models import FILE`")
+        return model_id
+
+    def model_for(self, model_id: str | None = None) -> PHPQModel:
+        """The loaded model (the active one by default), loaded on first use."""
+        record = self.model_record(model_id or self.active_model_id)
+        with self._lock:
+            if record.id not in self._models:
+                self._models[record.id] = self._check_model(PHPQModel(record.path, prefer_cuda=self.prefer_cuda))
+            return self._models[record.id]
+
+    # Folders --------------------------------------------------------------------------------------
+
+    def folders(self) -> list[FolderRecord]:
+        return self.db.folders()
+
+    def add_folder(self, path: Path) -> FolderRecord:
+        folder = Path(path).expanduser().resolve()
+        if not folder.is_dir():
+            raise LibraryError(f"not a folder: {path}")
+        folder_id = self.db.add_folder(folder)
+        return next(record for record in self.db.folders() if record.id == folder_id)
+
+    def folder(self, path: Path) -> FolderRecord:
+        """The indexed folder at ``path`` (compared after resolving it)."""
+        wanted = Path(path).expanduser().resolve()
+        for record in self.db.folders():
+            if record.path == wanted:
+                return record
+        raise LibraryError(f"not an indexed folder: {path}")
+
+    def remove_folder(self, path: Path) -> FolderRecord:
+        """Forget a folder and its codes; the photos on disk are not touched."""
+        record = self.folder(path)
+        self.db.remove_folder(record.id)
+        with self._lock:
+            if self._matrix is not None:
+                self._matrix.remove_folder(record.id)
+        return record
+
+    # Indexing -------------------------------------------------------------------------------------
+
+    def index(
+        self,
+        folders: list[Path] | None = None,
+        model_id: str | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        batch_size: int = 32,
+    ) -> IndexReport:
+        """Bring the index of these folders (all by default) up to date for a model (the active one)."""
+        start = time.perf_counter()
+        model = self.model_for(model_id)
+        model_id = model.info.model_id
+        records = self.db.folders() if folders is None else [self.folder(path) for path in folders]
+        report = IndexReport(folders=len(records), problems=[])
+        pending: list[tuple[int, Path]] = []
+        moved: set[int] = set()
+        vanished: list[int] = []
+        for number, record in enumerate(records):
+            if progress is not None:
+                progress(IndexProgress("scanning", done=number, total=len(records), folder=record.path))
+            if not record.path.is_dir():
+                report.problems.append(f"{record.path}: folder not found (unplugged drive?); its photos are kept")
+                continue
+            changes = sync_folder(self.db, record.id, record.path, model_id)
+            report.unchanged += changes.unchanged
+            report.added += changes.added
+            report.modified += changes.modified
+            report.moved += len(changes.moved)
+            report.problems.extend(changes.problems)
+            pending.extend(changes.pending)
+            moved.update(changes.moved)
+            vanished.extend(changes.vanished)
+            self._apply_to_matrix(lambda matrix, c=changes: _apply_changes(matrix, c))
+            if cancel is not None and cancel.cancelled:
+                break
+        removed = [image_id for image_id in vanished if image_id not in moved]
+        self.db.delete_images(removed)
+        self._apply_to_matrix(lambda matrix: matrix.remove(removed))
+        report.removed = len(removed)
+
+        def store(results: list[EncodedImage]) -> None:
+            self.db.store_encoded(model_id, results)
+            if model_id == self.active_model_id:
+                self._apply_to_matrix(lambda matrix: _add_codes(matrix, self.db, results))
+
+        encoding = IndexProgress("encoding")
+        if pending and not (cancel is not None and cancel.cancelled):
+            encoding = encode_pending(model, pending, store, progress, cancel, batch_size)
+        report.encoded = encoding.done - encoding.failed
+        report.failed = encoding.failed
+        report.cancelled = cancel is not None and cancel.cancelled
+        report.seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(IndexProgress("done", encoding.done, len(pending), encoding.failed, report.seconds))
+        return report
+
+    def _apply_to_matrix(self, update) -> None:
+        with self._lock:
+            if self._matrix is not None:
+                update(self._matrix)
+
+    # Search ---------------------------------------------------------------------------------------
+
+    def matrix(self) -> CodeMatrix:
+        """The active model's code matrix, loaded in one query, reloaded when another process wrote."""
+        with self._lock:
+            version = self.db.data_version()
+            model_id = self.active_model_id
+            stale = self._matrix is None or self._matrix.model_id != model_id or version != self._data_version
+            if stale:
+                n_subspaces = self.model_for(model_id).info.n_subspaces
+                self._matrix = CodeMatrix.load(self.db, model_id, n_subspaces)
+                self._data_version = version
+            return self._matrix
+
+    def search(self, query: Path, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
+        """Photos that look most like the photo at ``query`` (it need not be indexed)."""
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        model = self.model_for()
+        try:
+            image = load_and_preprocess(Path(query), model.info.input_size)
+        except Exception as error:  # any unreadable query gets one readable message
+            raise LibraryError(f"cannot read the query photo {query}: {error}") from error
+        timings["decode"] = _lap(clock)
+        clock = time.perf_counter()
+        subvectors = model.encode(image[None])[0][0]
+        timings["encode"] = _lap(clock)
+        indexed = self.db.image_by_path(Path(query).resolve(), model.info.model_id)
+        exclude = {indexed.id} if indexed is not None else set()
+        return self._search_table(lookup_tables(subvectors[None], model.codebooks)[0], top_k, folders, exclude, timings)
+
+    def search_indexed(self, image_id: int, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
+        """Photos that look like an indexed photo: its file re-encoded, or its stored code if it is gone."""
+        path = self.db.paths([image_id]).get(image_id)
+        if path is None:
+            raise LibraryError(f"no indexed photo with id {image_id}")
+        if path.exists():
+            return self.search(path, top_k, folders)
+        model = self.model_for()
+        code = self.db.code_of(image_id, model.info.model_id)
+        if code is None:
+            raise LibraryError(f"{path} is gone and has no code for the active model")
+        reconstructed = decode(np.frombuffer(code, np.uint8)[None], model.codebooks)
+        table = lookup_tables(reconstructed, model.codebooks)[0]
+        return self._search_table(table, top_k, folders, {image_id}, {})
+
+    def _search_table(
+        self,
+        table: np.ndarray,
+        top_k: int,
+        folders: list[Path] | None,
+        exclude: set[int],
+        timings: dict[str, float],
+    ) -> SearchResult:
+        clock = time.perf_counter()
+        folder_ids = None if folders is None else [self.folder(path).id for path in folders]
+        matrix = self.matrix()
+        scores, image_ids, n_searched = matrix.search(table, top_k, folder_ids, exclude)
+        timings["scan"] = _lap(clock)
+        clock = time.perf_counter()
+        paths = self.db.paths(image_ids.tolist())
+        n_subspaces = matrix.n_subspaces
+        hits = [
+            SearchHit(image_id, paths[image_id], score / n_subspaces)
+            for image_id, score in zip(image_ids.tolist(), scores.tolist(), strict=True)
+            if image_id in paths
+        ]
+        timings["fetch"] = _lap(clock)
+        return SearchResult(hits, n_searched, timings)
+
+    # Status ---------------------------------------------------------------------------------------
+
+    def status(self) -> LibraryStatus:
+        model = self.model_for()
+        counts = self.db.counts(model.info.model_id)
+        return LibraryStatus(
+            database=self.db.path,
+            schema_version=self.db.schema_version,
+            model=self.model_record(model.info.model_id),
+            provider=model.provider,
+            bits=model.info.bits,
+            folders=self.db.folders(),
+            images=counts["images"],
+            indexed=counts["indexed"],
+            pending=counts["pending"],
+            errors=counts["errors"],
+        )
+
+
+def _apply_changes(matrix: CodeMatrix, changes) -> None:
+    matrix.remove(changes.invalidated)
+    for image_id, folder_id in changes.moved.items():
+        matrix.move(image_id, folder_id)
+
+
+def _add_codes(matrix: CodeMatrix, db: IndexDatabase, results: list[EncodedImage]) -> None:
+    coded = [result for result in results if result.code is not None]
+    if not coded:
+        return
+    image_ids = np.array([result.image_id for result in coded], np.int64)
+    folder_of = db.folder_ids(image_ids.tolist())
+    keep = np.array([image_id in folder_of for image_id in image_ids.tolist()], bool)  # rows deleted meanwhile
+    folder_ids = np.array([folder_of[image_id] for image_id in image_ids[keep].tolist()], np.int64)
+    codes = np.frombuffer(b"".join(result.code for result in coded), np.uint8).reshape(len(coded), -1)
+    matrix.upsert(image_ids[keep], folder_ids, codes[keep])
+
+
+def _lap(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
