@@ -65,3 +65,25 @@ def tiny_overrides(data: Path, output: Path, cache: Path) -> list[str]:
         "warmup_epochs=1",
         "lr=0.01",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, synthetic_folder: Path) -> Path:
+    """A tiny PHPQ model trained on the 4 synthetic classes (all photos) and exported to ONNX."""
+    from export.cli import export_main
+    from training.config import load_config
+    from training.train import train
+
+    work = tmp_path_factory.mktemp("tiny_model")
+    config = load_config(None, [*tiny_overrides(synthetic_folder, work / "run", work / "cache"), 'protocol="all"'])
+    train(config)
+    output = work / "tiny.onnx"
+    assert export_main([str(work / "run" / "last.pt"), "-o", str(output), "--parity-photos", "8"]) == 0
+    return output
+
+
+def write_photo(path: Path, label: int, index: int, size: int = 96) -> Path:
+    """One synthetic photo of class ``label`` at ``path`` (format from the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    synthetic_photo(label, index, size).save(path)
+    return path

@@ -1,0 +1,238 @@
+"""The indexing and search engine over SQLite: ranking, incremental indexing, models, errors, cancel."""
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.cli import main as phpq
+from app.index import CancelToken, IndexProgress
+from app.library import Library, LibraryError
+from app.model import ModelError
+from tests.conftest import write_image_folder, write_photo
+
+
+@pytest.fixture
+def library(tmp_path, tiny_model) -> Library:
+    """A library in a temporary data directory with the tiny trained model active."""
+    with Library(tmp_path / "data" / "index.sqlite3", prefer_cuda=False) as opened:
+        opened.activate_model(opened.import_model(tiny_model).id)
+        yield opened
+
+
+def folder_of_photos(root: Path, per_class: int = 6) -> Path:
+    return write_image_folder(root, n_classes=4, per_class=per_class)
+
+
+def class_of(path: Path) -> str:
+    return path.parent.name
+
+
+def test_search_ranks_photos_of_the_query_class_first(library, tmp_path):
+    photos = folder_of_photos(tmp_path / "photos")
+    library.add_folder(photos)
+    report = library.index()
+    assert (report.added, report.encoded, report.failed) == (24, 24, 0)
+    for label in range(4):
+        query = write_photo(tmp_path / "queries" / f"q{label}.png", label, index=77)
+        result = library.search(query, top_k=6)
+        assert result.n_searched == 24 and len(result.hits) == 6
+        same = [class_of(hit.path) == f"{label + 1:03d}.class_{label}" for hit in result.hits]
+        assert sum(same) >= 5, [hit.path.name for hit in result.hits]
+        similarities = [hit.similarity for hit in result.hits]
+        assert similarities == sorted(similarities, reverse=True) and -1 <= similarities[-1] <= similarities[0] <= 1
+        assert set(result.timings_ms) == {"decode", "encode", "scan", "fetch"}
+    # an indexed photo as the query: it is not its own result, and the search by id agrees
+    first = sorted((photos / "002.class_1").iterdir())[0]
+    by_path = library.search(first, top_k=5)
+    assert first not in [hit.path for hit in by_path.hits]
+    image_id = library.db.image_by_path(first.resolve(), library.active_model_id).id
+    assert [hit.path for hit in library.search_indexed(image_id, top_k=5).hits] == [hit.path for hit in by_path.hits]
+
+
+def test_incremental_indexing_add_modify_rename_move_delete(library, tmp_path):
+    photos = folder_of_photos(tmp_path / "photos", per_class=3)
+    other = tmp_path / "other"
+    other.mkdir()
+    library.add_folder(photos)
+    library.add_folder(other)
+    assert library.index().encoded == 12
+    again = library.index()
+    assert (again.encoded, again.unchanged, again.added) == (0, 12, 0)
+
+    model_id = library.active_model_id
+    renamed_from = photos / "001.class_0" / "photo_000.jpg"
+    code_before = library.db.code_of(library.db.image_by_path(renamed_from, model_id).id, model_id)
+    renamed_to = photos / "001.class_0" / "renamed.jpg"
+    renamed_from.rename(renamed_to)
+    moved_to = other / "moved.jpg"
+    (photos / "002.class_1" / "photo_001.jpg").rename(moved_to)
+    (photos / "003.class_2" / "photo_002.jpg").unlink()
+    modified = photos / "004.class_3" / "photo_000.jpg"
+    old_code = library.db.code_of(library.db.image_by_path(modified, model_id).id, model_id)
+    write_photo(modified, label=0, index=99)  # different content at the same path
+    os.utime(modified, ns=(1, 10**18))
+    write_photo(photos / "004.class_3" / "new.png", label=3, index=42)
+
+    report = library.index()
+    assert (report.moved, report.removed, report.modified, report.added) == (2, 1, 1, 1)
+    assert report.encoded == 2  # the changed file and the new one; moved files keep their codes
+    renamed = library.db.image_by_path(renamed_to, model_id)
+    assert renamed is not None and library.db.code_of(renamed.id, model_id) == code_before
+    moved = library.db.image_by_path(moved_to, model_id)
+    assert moved is not None and moved.folder_id == library.folder(other).id and moved.has_code
+    assert library.db.code_of(library.db.image_by_path(modified, model_id).id, model_id) != old_code
+    assert library.db.counts(model_id) == {"images": 12, "errors": 0, "indexed": 12, "pending": 0}
+    # the in-memory matrix followed every change: the deleted photo is never returned, moves are filtered
+    hits = library.search(write_photo(tmp_path / "q.png", 2, 50), top_k=20).hits
+    assert all(hit.path.exists() for hit in hits) and len(hits) == 12
+    only_other = library.search(write_photo(tmp_path / "q2.png", 1, 51), top_k=5, folders=[other])
+    assert [hit.path for hit in only_other.hits] == [moved_to]
+    reloaded = Library(library.db.path, prefer_cuda=False)
+    assert len(reloaded.matrix()) == len(library.matrix()) == 12
+    reloaded.close()
+
+
+def test_models_are_isolated_and_switching_keeps_the_old_codes(library, tmp_path):
+    photos = folder_of_photos(tmp_path / "photos", per_class=2)
+    library.add_folder(photos)
+    library.index()
+    tiny_id = library.active_model_id
+    default = next(record for record in library.models() if record.id != tiny_id)
+    library.activate_model(default.id[:10])
+    assert library.active_model_id == default.id
+    query = write_photo(tmp_path / "q.png", 0, 60)
+    assert library.search(query).hits == [] and library.status().pending == 8
+    report = library.index()
+    assert report.encoded == 8 and report.unchanged == 8
+    assert library.search(query, top_k=3).n_searched == 8
+    assert library.db.counts(tiny_id)["indexed"] == 8  # the tiny model's codes are still there
+    assert library.db.counts(default.id)["indexed"] == 8
+    library.activate_model(tiny_id)
+    assert len(library.matrix()) == 8 and library.matrix().n_subspaces == 4
+    with pytest.raises(LibraryError):
+        library.activate_model("no-such-model")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelError):
+        library.import_model(bad)
+    assert library.active_model_id == tiny_id
+
+
+def test_unreadable_files_are_recorded_and_never_stop_the_run(library, tmp_path):
+    photos = folder_of_photos(tmp_path / "photos", per_class=2)
+    broken = photos / "broken"
+    broken.mkdir()
+    (broken / "empty.jpg").write_bytes(b"")
+    (broken / "text.png").write_text("this is not a picture")
+    good = write_photo(broken / "good.jpg", 1, 5)
+    (broken / "truncated.jpg").write_bytes(good.read_bytes()[:300])
+    for suffix in (".webp", ".bmp", ".gif", ".tiff"):
+        write_photo(broken / f"format{suffix}", 2, 7)
+    Image.open(good).convert("RGB").save(broken / "iphone.heic")
+    (broken / "notes.txt").write_text("ignored: not a photo suffix")
+    library.add_folder(photos)
+    report = library.index()
+    assert report.failed == 3 and report.encoded == 8 + 1 + 4 + 1
+    errors = dict(library.db.errors())
+    assert set(errors) == {broken / "empty.jpg", broken / "text.png", broken / "truncated.jpg"}
+    assert all(isinstance(reason, str) and reason for reason in errors.values())
+    assert library.status().errors == 3
+    assert library.index().encoded == 0  # recorded failures are not retried until the file changes
+    with pytest.raises(LibraryError, match="cannot read the query photo"):
+        library.search(broken / "text.png")
+
+
+def test_cancel_keeps_a_consistent_database_that_the_next_run_completes(library, tmp_path):
+    photos = folder_of_photos(tmp_path / "photos", per_class=10)
+    library.add_folder(photos)
+    cancel = CancelToken()
+    seen: list[IndexProgress] = []
+
+    def progress(state: IndexProgress) -> None:
+        seen.append(IndexProgress(**vars(state)))
+        if state.phase == "encoding" and state.done >= 8:
+            cancel.cancel()
+
+    report = library.index(progress=progress, cancel=cancel, batch_size=8)
+    assert report.cancelled and report.encoded == 8
+    assert [s.phase for s in seen][0] == "scanning" and seen[-1].phase == "done"
+    encoding = [s for s in seen if s.phase == "encoding"]
+    assert encoding[0].total == 40 and encoding[0].photos_per_second > 0
+    with sqlite3.connect(library.db.path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert library.db.counts(library.active_model_id) == {"images": 40, "errors": 0, "indexed": 8, "pending": 32}
+    assert len(library.matrix()) == 8
+    finish = library.index()
+    assert not finish.cancelled and finish.encoded == 32 and len(library.matrix()) == 40
+
+
+def test_a_second_process_writing_is_seen_by_the_next_search(library, tmp_path):
+    photos = folder_of_photos(tmp_path / "photos", per_class=2)
+    library.add_folder(photos)
+    library.index()
+    query = write_photo(tmp_path / "q.png", 0, 61)
+    assert library.search(query, top_k=50).n_searched == 8
+    other = Library(library.db.path, prefer_cuda=False)  # another connection, as another process would be
+    write_photo(photos / "001.class_0" / "late.jpg", 0, 62)
+    assert other.index().encoded == 1
+    other.close()
+    assert library.search(query, top_k=50).n_searched == 9
+
+
+def test_removing_a_folder_forgets_it_and_keeps_the_files(library, tmp_path):
+    photos = folder_of_photos(tmp_path / "photos", per_class=2)
+    library.add_folder(photos)
+    library.index()
+    before = sorted(p for p in photos.rglob("*") if p.is_file())
+    library.remove_folder(photos)
+    assert library.folders() == [] and len(library.matrix()) == 0
+    assert library.db.counts(library.active_model_id)["images"] == 0
+    assert sorted(p for p in photos.rglob("*") if p.is_file()) == before
+    with pytest.raises(LibraryError):
+        library.remove_folder(photos)
+    with pytest.raises(LibraryError):
+        library.add_folder(tmp_path / "missing")
+
+
+def test_phpq_command_line(tmp_path, tiny_model, capsys):
+    photos = folder_of_photos(tmp_path / "photos", per_class=3)
+    db = ["--db", str(tmp_path / "data" / "index.sqlite3"), "--cpu"]
+    assert phpq([*db, "models", "import", str(tiny_model), "--activate"]) == 0
+    assert phpq([*db, "add", str(photos)]) == 0
+    assert "12 encoded" in capsys.readouterr().out
+    query = write_photo(tmp_path / "q.png", 3, 70)
+    assert phpq([*db, "search", str(query), "--top", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["results"]) == 3 and result["searched"] == 12
+    assert all(class_of(Path(hit["path"])) == "004.class_3" for hit in result["results"])
+    assert phpq([*db, "search", str(query), "--folder", str(photos / "001.class_0"), "--json"]) == 2
+    assert "not an indexed folder" in capsys.readouterr().err
+    assert phpq([*db, "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["images"], status["indexed"], status["errors"], status["bits"]) == (12, 12, 0, 16)
+    assert status["provider"] == "CPUExecutionProvider"
+    assert phpq([*db, "models"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the bundled default and the tiny model
+    assert phpq([*db, "search", str(tmp_path / "missing.jpg")]) == 2
+    assert phpq([*db, "remove", str(tmp_path / "nowhere")]) == 2
+    assert phpq([*db, "models", "activate", "zzz"]) == 2
+    assert phpq([*db, "remove", str(photos)]) == 0
+    with pytest.raises(SystemExit) as usage:
+        phpq([*db, "search"])
+    assert usage.value.code == 2
+    shutil.rmtree(photos)
+
+
+def test_the_default_data_directory_follows_phpq_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PHPQ_DATA_DIR", str(tmp_path / "elsewhere"))
+    with Library(prefer_cuda=False) as library:
+        assert library.db.path == tmp_path / "elsewhere" / "index.sqlite3"
+        record = library.model_record(library.active_model_id)
+        assert record.path.name == "phpq-cub200-lite0-64bit.onnx" and record.path.is_file()
+        assert np.array_equal(library.model_for().codebooks.shape, (8, 256, 128))
