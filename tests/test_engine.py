@@ -161,7 +161,7 @@ def test_cancel_keeps_a_consistent_database_that_the_next_run_completes(library,
 
     report = library.index(progress=progress, cancel=cancel, batch_size=8)
     assert report.cancelled and report.encoded == 8
-    assert [s.phase for s in seen][0] == "scanning" and seen[-1].phase == "done"
+    assert seen[0].phase == "scanning" and seen[-1].phase == "done"
     encoding = [s for s in seen if s.phase == "encoding"]
     assert encoding[0].total == 40 and encoding[0].photos_per_second > 0
     with sqlite3.connect(library.db.path) as connection:

@@ -38,6 +38,7 @@ def test_kernel_honours_the_mask_small_k_and_tables_with_fewer_codewords():
     expected_scores, expected_rows = reference_top_k(table, codes, 50, mask)
     assert mask[rows].all() and len(rows) == min(50, mask.sum())
     np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
     # k larger than the database returns everything, ranked; an empty mask returns nothing
     _, rows_all = top_k(table, pack_codes(codes[:7]), 100)
     assert sorted(rows_all.tolist()) == list(range(7))
