@@ -189,3 +189,7 @@ COMMANDS = {
     "remove": run_remove,
     "models": run_models,
 }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

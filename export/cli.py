@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from app.imaging import is_image_path
@@ -54,7 +55,13 @@ def export_main(argv: list[str] | None = None) -> int:
 
         int8_path = args.output.with_suffix(".int8.onnx")
         calibration = photos[:: max(1, len(photos) // args.calibration_photos)][: args.calibration_photos]
-        quantize_int8(args.output, int8_path, calibration, model.config.input_size)
+        with tempfile.TemporaryDirectory(prefix="phpq-int8-") as tmp:
+            # Quantize from float32 storage: the quantizer does not see through float16 weights and Casts.
+            source = args.output
+            if args.fp16_weights:
+                source = Path(tmp) / "fp32.onnx"
+                export_checkpoint(model, payload, source)
+            quantize_int8(source, int8_path, calibration, model.config.input_size)
         checked = photos[::step][: args.parity_photos]
         _, fp32_codes = PHPQModel(args.output, prefer_cuda=False).encode_paths(checked)
         _, int8_codes = PHPQModel(int8_path, prefer_cuda=False).encode_paths(checked)

@@ -188,6 +188,15 @@ def test_fp16_weight_storage_halves_the_file_and_keeps_parity(tiny_checkpoint, e
     assert report.ok, str(report)
 
 
+def test_int8_next_to_fp16_weights_is_quantized_from_float32(tiny_checkpoint, exported, tmp_path):
+    output = tmp_path / "both.onnx"
+    arguments = [str(tiny_checkpoint), "-o", str(output), "--parity-photos", "8", "--fp16-weights", "--int8"]
+    assert export_main([*arguments, "--calibration-photos", "8"]) == 0
+    int8 = output.with_suffix(".int8.onnx")
+    assert int8.stat().st_size == pytest.approx(exported.with_suffix(".int8.onnx").stat().st_size, rel=0.05)
+    assert PHPQModel(int8).info.metadata["precision"] == "int8"
+
+
 def test_the_shipped_default_model_loads_and_encodes():
     path = Path(__file__).resolve().parents[1] / "assets" / "models" / "phpq-cub200-lite0-64bit.onnx"
     model = PHPQModel(path)

@@ -1,0 +1,109 @@
+"""End-to-end query latency on an index of 10^5 photos: warm (in process) and cold (new process).
+
+Usage: python -m bench.query [--data ../shared/data/cub200/train] [--size 100000] [--indexed 400] [--queries 40]
+
+A temporary index gets ``--indexed`` real CUB photos (every n-th, encoded with the default model),
+then random codes for made-up paths up to ``--size`` entries, so the scan covers 10^5 codes. Queries
+are other CUB photos, not indexed. Warm = `Library.search` in a process that already answered one
+query (decode + encode + scan + fetch paths). Cold = `python -m app.cli search` from process start to
+exit, next to the start of a bare `python -c pass` measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.imaging import is_image_path
+from app.library import Library
+from bench.scan import naive_numpy
+
+
+def pad_index(library: Library, size: int, rng: np.random.Generator) -> None:
+    """Fill the index up to ``size`` photos with random codes under a made-up folder."""
+    missing = size - library.db.counts(library.active_model_id)["images"]
+    if missing <= 0:
+        return
+    n_subspaces = library.model_for().info.n_subspaces
+    codes = rng.integers(0, 256, (missing, n_subspaces), dtype=np.uint8)
+    with library.db.transaction() as db:
+        folder_id = db["folders"].insert({"path": "/padding (not on disk)", "added": time.time()}).last_pk
+        db.conn.executemany(
+            "INSERT INTO images (folder_id, path, size, mtime_ns, hash) VALUES (?, ?, 0, 0, ?)",
+            [(folder_id, f"/padding/{i:07d}.jpg", f"pad{i}") for i in range(missing)],
+        )
+        first = db.execute("SELECT MIN(id) FROM images WHERE folder_id = ?", [folder_id]).fetchone()[0]
+        db.conn.executemany(
+            "INSERT INTO codes (model_id, image_id, code) VALUES (?, ?, ?)",
+            [(library.active_model_id, first + i, codes[i].tobytes()) for i in range(missing)],
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--indexed", type=int, default=400, help="real photos in the index")
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--cold-runs", type=int, default=3)
+    args = parser.parse_args()
+    photos = sorted(p for p in args.data.rglob("*") if p.is_file() and is_image_path(p))
+    step = max(1, len(photos) // args.indexed)
+    indexed, queries = photos[::step][: args.indexed], photos[1::step][: args.queries]
+    with tempfile.TemporaryDirectory(prefix="phpq-bench-") as temp:
+        work = Path(temp)
+        for path in indexed:
+            target = work / "photos" / path.relative_to(args.data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        database = work / "index.sqlite3"
+        with Library(database, prefer_cuda=False) as library:
+            library.add_folder(work / "photos")
+            library.index()
+            pad_index(library, args.size, np.random.default_rng(0))
+
+        with Library(database, prefer_cuda=False) as library:
+            library.search(queries[0])  # loads the matrix and the kernel
+            timings = []
+            for query in queries:
+                start = time.perf_counter()
+                result = library.search(query, top_k=20)
+                timings.append({**result.timings_ms, "total": (time.perf_counter() - start) * 1000})
+            codes = library.db.load_codes(library.active_model_id)[2]
+            table = np.random.default_rng(1).standard_normal((codes.shape[1], 256)).astype(np.float32)
+            naive = []
+            for _ in range(10):
+                start = time.perf_counter()
+                naive_numpy(table, codes, 20)
+                naive.append((time.perf_counter() - start) * 1000)
+            print(f"index: {len(codes)} codes ({args.indexed} real CUB photos, the rest random), top 20")
+            print(
+                f"warm query, median of {len(queries)} (ms): "
+                + ", ".join(f"{key} {np.median([t[key] for t in timings]):.2f}" for key in timings[0])
+            )
+            print(f"  the same scan in naive numpy (baseline): {np.median(naive):.2f} ms")
+
+        bare, cold = [], []
+        command = [sys.executable, "-m", "app.cli", "--db", str(database), "--cpu", "search", str(queries[-1])]
+        for _ in range(args.cold_runs):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            bare.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            cold.append(time.perf_counter() - start)
+        print(
+            f"cold query (process start to exit, median of {args.cold_runs}): {np.median(cold):.2f} s;"
+            f" bare `python -c pass`: {np.median(bare):.3f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
