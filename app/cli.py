@@ -20,6 +20,7 @@ from app.db import DatabaseError
 from app.index import IndexProgress
 from app.library import IndexReport, Library, LibraryError
 from app.model import ModelError
+from app.scan import warm_up_in_background
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command == "search":
+        warm_up_in_background()  # numba's start-up overlaps with opening the index, the model and the query
     try:
         with Library(args.db, prefer_cuda=not args.cpu) as library:
             return COMMANDS[args.command](library, args)

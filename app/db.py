@@ -179,13 +179,15 @@ class IndexDatabase:
 
     # Folders --------------------------------------------------------------------------------------
 
-    def add_folder(self, path: Path) -> int:
-        """Register a folder (idempotent); returns its id."""
+    def add_folder(self, path: Path, absorb: Iterable[int] = ()) -> int:
+        """Register a folder (idempotent) and move the photos of the folders in ``absorb`` into it."""
         with self.transaction() as db:
             row = db.execute("SELECT id FROM folders WHERE path = ?", [str(path)]).fetchone()
-            if row:
-                return row[0]
-            return db["folders"].insert({"path": str(path), "added": time.time()}).last_pk
+            folder_id = row[0] if row else db["folders"].insert({"path": str(path), "added": time.time()}).last_pk
+            for child in absorb:
+                db.execute("UPDATE images SET folder_id = ? WHERE folder_id = ?", [folder_id, child])
+                db.execute("DELETE FROM folders WHERE id = ?", [child])
+            return folder_id
 
     def remove_folder(self, folder_id: int) -> None:
         """Forget a folder with its photos and their codes (cascade). The files are not touched."""

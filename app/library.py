@@ -163,10 +163,19 @@ class Library:
         return self.db.folders()
 
     def add_folder(self, path: Path) -> FolderRecord:
+        """Register a folder. A folder inside an indexed one is refused (it is already searched); a
+        folder that holds indexed ones takes them over, with their photos and codes."""
         folder = Path(path).expanduser().resolve()
         if not folder.is_dir():
             raise LibraryError(f"not a folder: {path}")
-        folder_id = self.db.add_folder(folder)
+        existing = self.db.folders()
+        for record in existing:
+            if record.path != folder and folder.is_relative_to(record.path):
+                raise LibraryError(f"{folder} is already indexed as part of {record.path}")
+        children = [record.id for record in existing if record.path != folder and record.path.is_relative_to(folder)]
+        folder_id = self.db.add_folder(folder, absorb=children)
+        with self._lock:
+            self._matrix = None  # folder ids of absorbed photos changed; reload on the next search
         return next(record for record in self.db.folders() if record.id == folder_id)
 
     def folder(self, path: Path) -> FolderRecord:
@@ -198,8 +207,7 @@ class Library:
     ) -> IndexReport:
         """Bring the index of these folders (all by default) up to date for a model (the active one)."""
         start = time.perf_counter()
-        model = self.model_for(model_id)
-        model_id = model.info.model_id
+        model_id = self.model_record(model_id or self.active_model_id).id
         records = self.db.folders() if folders is None else [self.folder(path) for path in folders]
         report = IndexReport(folders=len(records), problems=[])
         pending: list[tuple[int, Path]] = []
@@ -235,7 +243,7 @@ class Library:
 
         encoding = IndexProgress("encoding")
         if pending and not (cancel is not None and cancel.cancelled):
-            encoding = encode_pending(model, pending, store, progress, cancel, batch_size)
+            encoding = encode_pending(self.model_for(model_id), pending, store, progress, cancel, batch_size)
         report.encoded = encoding.done - encoding.failed
         report.failed = encoding.failed
         report.cancelled = cancel is not None and cancel.cancelled

@@ -8,6 +8,8 @@ GIL, and fuses the scan with a bounded min-heap so no N-sized score array is sor
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 CODES_PER_WORD = 8
@@ -61,5 +63,13 @@ def top_k(
 
 
 def warm_up() -> None:
-    """Compile (or load from the on-disk cache) the kernel now rather than on the first query."""
+    """Compile (or load from numba's on-disk cache) the kernel now rather than on the first query."""
     top_k(np.zeros((8, N_CODEWORDS), np.float32), np.zeros((1, 1), np.uint64), 1)
+
+
+def warm_up_in_background() -> threading.Thread:
+    """Start ``warm_up`` in a daemon thread: loading numba takes about a second, which can overlap
+    with loading the model and decoding the first query."""
+    thread = threading.Thread(target=warm_up, name="phpq-scan-warm-up", daemon=True)
+    thread.start()
+    return thread

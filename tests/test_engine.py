@@ -236,3 +236,16 @@ def test_the_default_data_directory_follows_phpq_data_dir(tmp_path, monkeypatch)
         record = library.model_record(library.active_model_id)
         assert record.path.name == "phpq-cub200-lite0-64bit.onnx" and record.path.is_file()
         assert np.array_equal(library.model_for().codebooks.shape, (8, 256, 128))
+
+
+def test_nested_folders_are_never_indexed_twice(library, tmp_path):
+    photos = folder_of_photos(tmp_path / "photos", per_class=2)
+    library.add_folder(photos / "001.class_0")
+    assert library.index().encoded == 2
+    parent = library.add_folder(photos)  # takes over the sub-folder with its codes
+    assert [record.path for record in library.folders()] == [parent.path] and parent.n_images == 2
+    report = library.index()
+    assert (report.encoded, report.unchanged) == (6, 2)
+    with pytest.raises(LibraryError, match="already indexed as part of"):
+        library.add_folder(photos / "002.class_1")
+    assert library.search(write_photo(tmp_path / "q.png", 0, 63), top_k=50).n_searched == 8
