@@ -91,7 +91,7 @@ class ImageRecord:
 
     id: int
     folder_id: int
-    path: Path
+    path: str
     size: int
     mtime_ns: int
     hash: str
@@ -211,10 +211,10 @@ class IndexDatabase:
 
     # Images ---------------------------------------------------------------------------------------
 
-    def images_in_folder(self, folder_id: int, model_id: str) -> dict[Path, ImageRecord]:
+    def images_in_folder(self, folder_id: int, model_id: str) -> dict[str, ImageRecord]:
         with self.lock:
             rows = self.db.execute(_IMAGE_SELECT + " WHERE i.folder_id = ?", [model_id, folder_id]).fetchall()
-        return {Path(row[2]): _image_record(row) for row in rows}
+        return {row[2]: _image_record(row) for row in rows}
 
     def images_with_hash(self, content_hash: str, size: int, model_id: str) -> list[ImageRecord]:
         with self.lock:
@@ -228,7 +228,7 @@ class IndexDatabase:
             row = self.db.execute(_IMAGE_SELECT + " WHERE i.path = ?", [model_id, str(path)]).fetchone()
         return _image_record(row) if row else None
 
-    def insert_image(self, folder_id: int, path: Path, size: int, mtime_ns: int, content_hash: str) -> int:
+    def insert_image(self, folder_id: int, path: str, size: int, mtime_ns: int, content_hash: str) -> int:
         with self.transaction() as db:
             record = {"folder_id": folder_id, "path": str(path), "size": size, "mtime_ns": mtime_ns}
             return db["images"].insert({**record, "hash": content_hash}).last_pk
@@ -244,7 +244,7 @@ class IndexDatabase:
                 db.execute("UPDATE images SET error = NULL, width = NULL, height = NULL WHERE id = ?", [image_id])
                 db.execute("DELETE FROM codes WHERE image_id = ?", [image_id])
 
-    def move_image(self, image_id: int, folder_id: int, path: Path, mtime_ns: int) -> None:
+    def move_image(self, image_id: int, folder_id: int, path: str, mtime_ns: int) -> None:
         """A renamed or moved file keeps its row, and so its codes."""
         with self.transaction() as db:
             db.execute(
@@ -357,4 +357,4 @@ _IMAGE_SELECT = """
 
 
 def _image_record(row: tuple) -> ImageRecord:
-    return ImageRecord(row[0], row[1], Path(row[2]), row[3], row[4], row[5], row[6], bool(row[7]))
+    return ImageRecord(*row[:7], bool(row[7]))

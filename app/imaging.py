@@ -25,9 +25,15 @@ PIXEL_SCALE = 128.0
 RESIZE_RATIO = 256 / 224
 
 
+def is_image_name(name: str) -> bool:
+    """True when a file name has a photo suffix we decode (a string test, cheap on large folders)."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_SUFFIXES
+
+
 def is_image_path(path: Path) -> bool:
     """True when the file name has a photo suffix we decode."""
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    return is_image_name(path.name)
 
 
 # EXIF orientations 5 to 8 turn the photo by 90 degrees, so width and height swap.

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.db import EncodedImage, ImageRecord, IndexDatabase
-from app.imaging import is_image_path, load_and_preprocess_with_size
+from app.imaging import is_image_name, load_and_preprocess_with_size
 from app.model import PHPQModel
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,9 @@ def content_hash(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def walk_photos(folder: Path, problems: list[str]) -> Iterator[tuple[Path, FileState]]:
-    """Photo files under ``folder`` (recursive; hidden entries and symlinked directories skipped)."""
+def walk_photos(folder: Path, problems: list[str]) -> Iterator[tuple[str, FileState]]:
+    """Paths (as strings: folders can be large) of the photo files under ``folder``; recursive, hidden
+    entries and symlinked directories skipped."""
     stack = [folder]
     while stack:
         directory = stack.pop()
@@ -118,9 +119,9 @@ def walk_photos(folder: Path, problems: list[str]) -> Iterator[tuple[Path, FileS
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
-                elif is_image_path(Path(entry.name)) and entry.is_file():
+                elif is_image_name(entry.name) and entry.is_file():
                     stat = entry.stat()
-                    yield Path(entry.path), FileState(stat.st_size, stat.st_mtime_ns)
+                    yield entry.path, FileState(stat.st_size, stat.st_mtime_ns)
             except OSError as error:
                 problems.append(f"{entry.path}: cannot read file information ({error.strerror or error})")
 
@@ -134,12 +135,12 @@ def sync_folder(db: IndexDatabase, folder_id: int, folder: Path, model_id: str) 
     changes = FolderChanges(folder_id)
     on_disk = dict(walk_photos(folder, changes.problems))
     known = db.images_in_folder(folder_id, model_id)
-    digests: dict[Path, str] = {}
+    digests: dict[str, str] = {}
     for path, state in sorted(on_disk.items()):
         record = known.get(path)
         if record is None or (record.size, record.mtime_ns) != (state.size, state.mtime_ns):
             try:
-                digests[path] = content_hash(path, state.size)
+                digests[path] = content_hash(Path(path), state.size)
             except OSError as error:
                 changes.problems.append(f"{path}: cannot read ({error.strerror or error})")
     vanished = [record for path, record in known.items() if path not in on_disk]
@@ -150,14 +151,14 @@ def sync_folder(db: IndexDatabase, folder_id: int, folder: Path, model_id: str) 
             if record is not None and path not in digests:
                 changes.unchanged += 1
                 if not record.has_code and record.error is None:
-                    changes.pending.append((record.id, path))
+                    changes.pending.append((record.id, Path(path)))
             elif record is not None:
                 content_changed = digests[path] != record.hash
                 db.update_file(record.id, state.size, state.mtime_ns, digests[path], content_changed)
                 if content_changed:
                     changes.modified += 1
                     changes.invalidated.append(record.id)
-                    changes.pending.append((record.id, path))
+                    changes.pending.append((record.id, Path(path)))
                 else:
                     changes.unchanged += 1
             elif path in digests:
@@ -171,7 +172,7 @@ def _add_file(
     db: IndexDatabase,
     changes: FolderChanges,
     folder_id: int,
-    path: Path,
+    path: str,
     state: FileState,
     digest: str,
     vanished_by_hash: dict[tuple[str, int], ImageRecord],
@@ -182,17 +183,17 @@ def _add_file(
         db.move_image(source.id, folder_id, path, state.mtime_ns)
         changes.moved[source.id] = folder_id
         if not source.has_code and source.error is None:
-            changes.pending.append((source.id, path))
+            changes.pending.append((source.id, Path(path)))
         return
     image_id = db.insert_image(folder_id, path, state.size, state.mtime_ns, digest)
     changes.added += 1
-    changes.pending.append((image_id, path))
+    changes.pending.append((image_id, Path(path)))
 
 
 def _moved_from_elsewhere(db: IndexDatabase, digest: str, state: FileState, model_id: str) -> ImageRecord | None:
     """A known photo with this content whose file no longer exists: the same photo, moved here."""
     for record in db.images_with_hash(digest, state.size, model_id):
-        if not record.path.exists():
+        if not Path(record.path).exists():
             return record
     return None
 
