@@ -138,7 +138,7 @@ def run_search(library: Library, args: argparse.Namespace) -> int:
 
 def run_status(library: Library, args: argparse.Namespace) -> int:
     status = library.status()
-    errors = library.db.errors(limit=20)
+    errors = library.unreadable(limit=20)
     if args.json:
         data = asdict(status)
         data["model"] = {"id": status.model.id, "name": status.model.name, "path": str(status.model.path)}

@@ -288,10 +288,13 @@ class IndexDatabase:
                 rows.extend(self.db.execute(query, chunk).fetchall())
         return rows
 
-    def errors(self, limit: int | None = None) -> list[tuple[Path, str]]:
+    def errors(self, folder_id: int | None = None, limit: int | None = None) -> list[tuple[Path, str]]:
+        """Files that could not be read and why (of one folder, or of all)."""
+        where = "error IS NOT NULL" + ("" if folder_id is None else " AND folder_id = ?")
+        parameters = ([] if folder_id is None else [folder_id]) + [limit or -1]
         with self.lock:
             rows = self.db.execute(
-                "SELECT path, error FROM images WHERE error IS NOT NULL ORDER BY path LIMIT ?", [limit or -1]
+                f"SELECT path, error FROM images WHERE {where} ORDER BY path LIMIT ?", parameters
             ).fetchall()
         return [(Path(row[0]), row[1]) for row in rows]
 

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from app.db import EncodedImage, FolderRecord, IndexDatabase, ModelRecord
-from app.imaging import load_and_preprocess
-from app.index import CancelToken, IndexProgress, ProgressCallback, encode_pending, sync_folder
+from app.imaging import load_and_preprocess, preprocess
+from app.index import CancelToken, IndexProgress, ProgressCallback, describe_error, encode_pending, sync_folder
 from app.locations import bundled_models, default_database_path
 from app.model import ModelError, PHPQModel
 from app.pq import decode, lookup_tables
-from app.scan import N_CODEWORDS
+from app.scan import N_CODEWORDS, warm_up_in_background
 from app.search import CodeMatrix, SearchHit, SearchResult
 
 log = logging.getLogger(__name__)
@@ -271,21 +272,40 @@ class Library:
                 self._data_version = version
             return self._matrix
 
+    def prepare_search(self) -> None:
+        """Make the first search as fast as the next ones: start the scan kernel's warm-up in the
+        background, load the model and run it once, and load the code matrix."""
+        warm_up_in_background()
+        model = self.model_for()
+        model.encode(np.zeros((1, 3, model.info.input_size, model.info.input_size), np.float32))
+        self.matrix()
+
     def search(self, query: Path, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
-        """Photos that look most like the photo at ``query`` (it need not be indexed)."""
-        timings: dict[str, float] = {}
+        """Photos that look most like the photo at ``query`` (it need not be indexed; if it is, it is
+        left out of its own results)."""
         clock = time.perf_counter()
         model = self.model_for()
         try:
             image = load_and_preprocess(Path(query), model.info.input_size)
         except Exception as error:  # any unreadable query gets one readable message
-            raise LibraryError(f"cannot read the query photo {query}: {error}") from error
-        timings["decode"] = _lap(clock)
-        clock = time.perf_counter()
-        subvectors = model.encode(image[None])[0][0]
-        timings["encode"] = _lap(clock)
+            raise LibraryError(f"cannot read the query photo {query}: {describe_error(error)}") from error
         indexed = self.db.image_by_path(Path(query).resolve(), model.info.model_id)
         exclude = {indexed.id} if indexed is not None else set()
+        return self._search_input(image, top_k, folders, exclude, {"decode": _lap(clock)})
+
+    def search_image(self, image: Image.Image, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
+        """Photos that look most like an image already in memory (a paste from the clipboard)."""
+        clock = time.perf_counter()
+        array = preprocess(image.convert("RGB"), self.model_for().info.input_size)
+        return self._search_input(array, top_k, folders, set(), {"decode": _lap(clock)})
+
+    def _search_input(
+        self, image: np.ndarray, top_k: int, folders: list[Path] | None, exclude: set[int], timings: dict[str, float]
+    ) -> SearchResult:
+        clock = time.perf_counter()
+        model = self.model_for()
+        subvectors = model.encode(image[None])[0][0]
+        timings["encode"] = _lap(clock)
         return self._search_table(lookup_tables(subvectors[None], model.codebooks)[0], top_k, folders, exclude, timings)
 
     def search_indexed(self, image_id: int, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
@@ -326,6 +346,15 @@ class Library:
         ]
         timings["fetch"] = _lap(clock)
         return SearchResult(hits, n_searched, timings)
+
+    def unreadable(self, folder: Path | None = None, limit: int | None = None) -> list[tuple[Path, str]]:
+        """Files that could not be read, with the reason (in one folder, or in all)."""
+        folder_id = None if folder is None else self.folder(folder).id
+        return self.db.errors(folder_id, limit)
+
+    def counts(self, model_id: str | None = None) -> dict[str, int]:
+        """Photos known, indexed for the model (the active one), still to index, and unreadable."""
+        return self.db.counts(self.model_record(model_id or self.active_model_id).id)
 
     # Status ---------------------------------------------------------------------------------------
 
