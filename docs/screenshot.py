@@ -34,8 +34,9 @@ def main() -> int:
         window.top_k.setValue(args.top)
         mime = QMimeData()
         mime.setUrls([QUrl.fromLocalFile(str(args.photo.resolve()))])
-        event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                           Qt.KeyboardModifier.NoModifier)
+        event = QDropEvent(
+            QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        )
         window.query_area.dropEvent(event)
 
     def capture() -> None:

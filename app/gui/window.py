@@ -315,6 +315,10 @@ class MainWindow(QMainWindow):
             self.index_thread.cancel()
             self.index_thread.wait()
         self.tasks.wait(5000)
+        if self.results_model is not None:
+            self.results_model.loader.runner.wait(5000)
+        if self.library is not None:
+            self.library.close()
         super().closeEvent(event)
 
     # Start-up ---------------------------------------------------------------------------------------

@@ -1,0 +1,181 @@
+"""The desktop window under QT_QPA_PLATFORM=offscreen: drop to search, indexing, cancel, thumbnails, models."""
+
+import os
+import time
+import warnings
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
+from PySide6.QtWidgets import QApplication
+
+from app.gui.dialogs import ModelsDialog
+from app.gui.window import MainWindow
+from app.library import Library
+from app.search import SearchHit
+from tests.conftest import synthetic_photo, write_image_folder, write_photo
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def settings(tmp_path) -> QSettings:
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_model, settings) -> MainWindow:
+    """The window over an empty library in a temporary data directory, the tiny model active."""
+    database = tmp_path / "data" / "index.sqlite3"
+
+    def open_library() -> Library:
+        library = Library(database, prefer_cuda=False)
+        library.activate_model(library.import_model(tiny_model).id)
+        return library
+
+    shown = MainWindow(open_library, settings)
+    qtbot.addWidget(shown)
+    with qtbot.waitSignal(shown.library_ready, timeout=TIMEOUT_MS):
+        shown.show()
+    return shown
+
+
+def drop(widget, path) -> None:
+    """What a file manager does: drag enters (the widget must accept it), then the drop."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    buttons, modifiers = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    with warnings.catch_warnings():  # PySide6 flags the QPoint constructor, which Qt 6 still documents
+        warnings.simplefilter("ignore", DeprecationWarning)
+        enter = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, buttons, modifiers)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted(), "the drop target refused the drag"
+    QApplication.sendEvent(widget, QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, buttons, modifiers))
+
+
+def index_folder(qtbot, window: MainWindow, folder) -> object:
+    with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
+        window.add_folders([folder])
+    return done.args[0]
+
+
+def test_first_run_explains_the_two_steps(qtbot, window):
+    qtbot.waitUntil(lambda: "bits" in window.model_label.text(), timeout=TIMEOUT_MS)
+    assert window.pages.currentWidget() is window.empty_state
+    assert "Add a folder" in window.empty_state.text() and "Drop a photo" in window.empty_state.text()
+    assert "16 bits" in window.model_label.text() and "CPU" in window.model_label.text()
+
+
+def test_dropping_a_photo_shows_ranked_look_alikes(qtbot, window, tmp_path):
+    photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=6)
+    report = index_folder(qtbot, window, photos)
+    assert report.encoded == 24
+    query = write_photo(tmp_path / "query.png", label=2, index=90)
+    window.top_k.setValue(5)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
+        drop(window.query_area, query)
+    hits = shown.args[0].hits
+    assert [hit.path.parent.name for hit in hits].count("003.class_2") >= 4
+    model = window.results_view.model()
+    assert model.rowCount() == 5 and window.pages.currentWidget() is window.results_view
+    assert model.index(0).data() == f"{hits[0].path.name}\n{hits[0].similarity:.2f}"
+    assert "ms" in window.time_label.text() and "24 photos indexed" in window.count_label.text()
+    # thumbnails load lazily, off the GUI thread, and land in the grid
+    model.index(0).data(Qt.ItemDataRole.DecorationRole)
+    qtbot.waitUntil(lambda: str(hits[0].path) in model._pixmaps, timeout=TIMEOUT_MS)
+    # a pasted image searches too
+    QGuiApplication.clipboard().setImage(QImage(synthetic_photo(1, 91).tobytes(), 96, 96, QImage.Format.Format_RGB888))
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as pasted:
+        window.paste()
+    assert [hit.path.parent.name for hit in pasted.args[0].hits].count("002.class_1") >= 4
+
+
+def test_indexing_reports_progress_without_blocking_the_event_loop(qtbot, window, tmp_path):
+    photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=60, size=160)
+    progress = []
+    gaps = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    window.add_folders([photos])
+    qtbot.waitUntil(lambda: window.index_thread is not None, timeout=TIMEOUT_MS)
+    window.index_thread.progress.connect(lambda state: progress.append(state))
+    last[0] = time.perf_counter()
+    timer.start()
+    with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
+        pass
+    timer.stop()
+    assert done.args[0].encoded == 240
+    encoding = [state for state in progress if state.phase == "encoding"]
+    assert len(encoding) >= 3 and encoding[-1].done == encoding[-1].total == 240
+    assert len(gaps) > 20
+    assert max(gaps) < 0.100, f"the GUI thread was blocked for {max(gaps) * 1000:.0f} ms"
+    assert window.progress.isHidden() and "Indexed" in window.statusBar().currentMessage()
+
+
+def test_cancel_stops_indexing_and_keeps_what_was_done(qtbot, window, tmp_path):
+    photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=60)
+    window.add_folders([photos])
+    qtbot.waitUntil(lambda: window.index_thread is not None, timeout=TIMEOUT_MS)
+    window.index_thread.progress.connect(lambda state: state.phase == "encoding" and window.cancel_button.click())
+    with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
+        pass
+    report = done.args[0]
+    assert report.cancelled and 0 < report.encoded < 240
+    assert "Stopped" in window.statusBar().currentMessage() and window.cancel_button.isHidden()
+    counts = window.library.counts()
+    assert counts["indexed"] == report.encoded and counts["pending"] == 240 - report.encoded
+
+
+def test_thumbnails_of_an_older_query_never_paint_over_a_newer_one(qtbot, window, tmp_path):
+    model = window.results_view.model()
+    old = write_photo(tmp_path / "old.png", 0, 1)
+    new = write_photo(tmp_path / "new.png", 1, 2)
+    old_generation = model.set_hits([SearchHit(1, old, 0.9)])
+    model.set_hits([SearchHit(2, new, 0.8)])
+    image = QImage(16, 16, QImage.Format.Format_RGB888)
+    model.on_thumbnail(old_generation, str(old), image)
+    assert model.stale_discarded == 1 and str(old) not in model._pixmaps
+    # a request queued for the old generation is skipped before it decodes anything
+    loader = model.loader
+    assert loader._load(old_generation, old) is None
+    generation, path, loaded = loader._load(model.generation, new)
+    assert (generation, path) == (model.generation, str(new)) and not loaded.isNull()
+
+
+def test_model_import_rejects_a_bad_file_with_a_message(qtbot, window, tmp_path):
+    dialog = ModelsDialog(window.library, window.tasks, window)
+    qtbot.addWidget(dialog)
+    before = [record.id for record in window.library.models()]
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x00garbage" * 100)
+    dialog.import_file(bad)
+    qtbot.waitUntil(lambda: "cannot be used as a model" in dialog.message.text(), timeout=TIMEOUT_MS)
+    assert [record.id for record in window.library.models()] == before
+    assert dialog.list.count() == len(before)
+    assert "bits" in dialog.details.toPlainText() or dialog.list.currentItem() is not None
+
+
+def test_errors_are_shown_in_the_window_and_settings_persist(qtbot, window, tmp_path, settings):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo")
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT_MS) as shown:
+        drop(window.query_area, text)
+    assert "not a photo format" in shown.args[0] and window.banner.isVisible()
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"not really a jpeg")
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT_MS) as shown:
+        drop(window.query_area, fake)
+    assert "cannot read the query photo" in shown.args[0]
+    window.top_k.setValue(17)
+    window.close()
+    assert int(settings.value("top_k")) == 17
