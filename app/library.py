@@ -273,12 +273,12 @@ class Library:
             return self._matrix
 
     def prepare_search(self) -> None:
-        """Make the first search as fast as the next ones: start the scan kernel's warm-up in the
-        background, load the model and run it once, and load the code matrix."""
-        warm_up_in_background()
+        """Make the first search as fast as the next ones: load the model and run it once, load the
+        code matrix, then start the scan kernel's warm-up (about a second) in the background."""
         model = self.model_for()
         model.encode(np.zeros((1, 3, model.info.input_size, model.info.input_size), np.float32))
         self.matrix()
+        warm_up_in_background()
 
     def search(self, query: Path, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
         """Photos that look most like the photo at ``query`` (it need not be indexed; if it is, it is

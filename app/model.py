@@ -110,22 +110,33 @@ class PHPQModel:
             data = self.path.read_bytes()
         except OSError as error:
             raise ModelError(f"cannot read model file {self.path}: {error.strerror or error}") from error
-        self.codebooks = read_codebooks(data, str(self.path))
+        # Parsing the codebooks out of the file overlaps with ONNX Runtime building its session.
+        # A file that is not a PHPQ model gets the codebook reader's message, the more specific one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            codebooks = pool.submit(read_codebooks, data, str(self.path))
+            try:
+                self.session = self._create_session(onnxruntime, data, prefer_cuda, threads)
+            except ModelError:
+                codebooks.result()
+                raise
+            self.codebooks = codebooks.result()
+        self.info = parse_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self._check_signature()
+        self.provider = self.session.get_providers()[0]
+        log.info("model %s on %s", self.info.model_id[:12], self.provider)
+
+    def _create_session(self, onnxruntime: Any, data: bytes, prefer_cuda: bool, threads: int | None) -> Any:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 4
         if threads:
             options.intra_op_num_threads = threads
         onnxruntime.set_default_logger_severity(4)
         try:
-            self.session = onnxruntime.InferenceSession(data, options, providers=execution_providers(prefer_cuda))
+            return onnxruntime.InferenceSession(data, options, providers=execution_providers(prefer_cuda))
         except Exception as error:  # ONNX Runtime raises several unrelated types for bad files
             raise ModelError(f"{self.path} cannot be loaded by ONNX Runtime: {str(error).splitlines()[0]}") from error
         finally:
             onnxruntime.set_default_logger_severity(2)
-        self.info = parse_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
-        self._check_signature()
-        self.provider = self.session.get_providers()[0]
-        log.info("model %s on %s", self.info.model_id[:12], self.provider)
 
     def _check_signature(self) -> None:
         inputs = self.session.get_inputs()

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 START = time.perf_counter()
@@ -20,21 +21,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    # Open the library and load the model while Qt and the window are being set up.
+    opening = ThreadPoolExecutor(max_workers=1).submit(_open_library, args.db, not args.cpu)
+
     from PySide6.QtWidgets import QApplication
 
     from app.gui.window import APP_TITLE, MainWindow
-    from app.library import Library
 
     application = QApplication.instance() or QApplication(sys.argv[:1])
     application.setApplicationName(APP_TITLE)
     application.setOrganizationName("phpq-search")
-    window = MainWindow(lambda: Library(args.db, prefer_cuda=not args.cpu))
+    window = MainWindow(opening.result)
     if args.photo is not None:
         window.library_ready.connect(lambda: window.search_photo(args.photo.resolve()))
     if args.exit_when_ready:
         window.library_ready.connect(lambda: (print(f"ready {time.perf_counter() - START:.3f}"), window.close()))
     window.show()
     return application.exec()
+
+
+def _open_library(database: Path | None, prefer_cuda: bool):
+    from app.library import Library
+
+    library = Library(database, prefer_cuda=prefer_cuda)
+    library.model_for()
+    return library
 
 
 if __name__ == "__main__":
