@@ -1,8 +1,9 @@
 """`phpq`: index photo folders and search them by photo from a terminal.
 
-Exit codes: 0 success; 1 the library cannot work (database or model cannot be opened); 2 bad input
-(a usage error, a missing folder or photo, an unknown model); 130 interrupted (Ctrl+C; what was
-committed stays, and the next `phpq index` carries on).
+Exit codes: 0 success; 1 the library cannot work (the database or the model cannot be opened, the
+index is damaged, or another instance is writing to it); 2 bad input (a usage error, a missing folder
+or photo, an unknown model); 130 interrupted (Ctrl+C; what was committed stays, and the next
+`phpq index` carries on).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +20,7 @@ from tqdm import tqdm
 
 from app.db import DatabaseError
 from app.index import IndexProgress
-from app.library import IndexReport, Library, LibraryError
+from app.library import IndexReport, Library, LibraryError, ReadOnlyError
 from app.model import ModelError
 from app.scan import warm_up_in_background
 
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", help="forget a folder (the photos are not touched)")
     remove.add_argument("folder", type=Path)
 
+    commands.add_parser("rebuild", help="set a damaged index aside, start a new one with the same folders, index")
+
     models = commands.add_parser("models", help="list, import or activate exported models")
     models_commands = models.add_subparsers(dest="models_command")
     models_commands.add_parser("list", help="list the installed models (default)")
@@ -68,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "search":
         warm_up_in_background()  # numba's start-up overlaps with opening the index, the model and the query
     try:
+        if args.command == "rebuild":
+            with Library.rebuild(args.db, prefer_cuda=not args.cpu) as library:
+                return run_index_folders(library, None)
         with Library(args.db, prefer_cuda=not args.cpu) as library:
             return COMMANDS[args.command](library, args)
-    except (DatabaseError, ModelError) as error:
+    except (DatabaseError, ModelError, ReadOnlyError, sqlite3.Error) as error:
         print(f"phpq: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except (LibraryError, FileNotFoundError) as error:
@@ -112,8 +119,9 @@ def run_index_folders(library: Library, folders: list[Path] | None) -> int:
 
 
 def print_report(report: IndexReport) -> None:
+    unreadable = report.failed + report.unreadable
     print(
-        f"{report.folders} folder(s) in {report.seconds:.1f} s: {report.encoded} encoded, {report.failed} unreadable,"
+        f"{report.folders} folder(s) in {report.seconds:.1f} s: {report.encoded} encoded, {unreadable} unreadable,"
         f" {report.added} new, {report.modified} changed, {report.moved} moved, {report.removed} removed,"
         f" {report.unchanged} unchanged"
     )

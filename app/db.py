@@ -119,23 +119,72 @@ class EncodedImage:
     error: str | None = None
 
 
-class IndexDatabase:
-    """The SQLite index. Thread-safe: every method holds the connection's lock."""
+class DamagedDatabaseError(DatabaseError):
+    """The index file is damaged or is not an index; ``phpq rebuild`` makes a new one from the folders."""
 
-    def __init__(self, path: Path):
+
+REBUILD_HINT = "run `phpq rebuild` (or Rebuild in the window) to build it again from your folders; no photo is touched"
+
+
+class IndexDatabase:
+    """The SQLite index. Thread-safe: every method holds the connection's lock.
+
+    ``read_only`` opens the file without writing anything (another instance holds the writer lock).
+    """
+
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only
         self.lock = threading.RLock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0, isolation_level=None)
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            uri = f"{self.path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
+            connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10.0, isolation_level=None)
+        except (sqlite3.Error, OSError) as error:
+            raise DatabaseError(f"cannot create or open the index in {self.path.parent}: {_reason(error)}") from error
+        try:
             self.db = sqlite_utils.Database(connection, execute_plugins=False)
-            self.db.execute("PRAGMA foreign_keys = ON")
             self.db.execute("PRAGMA busy_timeout = 10000")
-            self.db.enable_wal()
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
-        except (sqlite3.DatabaseError, OSError) as error:
-            raise DatabaseError(f"cannot open the index database {self.path}: {error}") from error
+            self._check_ownership()
+            if not read_only:
+                self.db.execute("PRAGMA foreign_keys = ON")
+                self.db.enable_wal()
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+            self._check_integrity()
+        except DatabaseError:
+            connection.close()
+            raise
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise self._explained(error) from error
+
+    def _explained(self, error: sqlite3.DatabaseError) -> DatabaseError:
+        """SQLite's error as one that says what to do (a damaged file, a full disk, a read-only file)."""
+        message = str(error)
+        if "not a database" in message or "malformed" in message or "corrupt" in message:
+            return DamagedDatabaseError(f"the index {self.path} is damaged ({message}); {REBUILD_HINT}")
+        if "full" in message:
+            return DatabaseError(f"the disk holding {self.path} is full; the index keeps what was saved before")
+        if "readonly" in message or "read-only" in message:
+            return DatabaseError(f"the index {self.path} cannot be written: {message}")
+        return DatabaseError(f"the index {self.path} failed: {message}")
+
+    def _check_ownership(self) -> None:
+        """Refuse a SQLite file of another program rather than adding our tables to it."""
+        tables = set(self.db.table_names())
+        ours = bool(tables) and Migrations.migrations_table in tables and MIGRATIONS.applied(self.db)
+        if tables and not ours:
+            raise DamagedDatabaseError(
+                f"{self.path} is a database of another program, not a PHPQ Search index; it was not changed."
+                " Choose another file with --db, or move it away"
+            )
+
+    def _check_integrity(self) -> None:
+        problem = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        if problem != "ok":
+            raise DamagedDatabaseError(f"the index {self.path} is damaged ({problem}); {REBUILD_HINT}")
 
     def _migrate(self) -> None:
         applied = {migration.name for migration in MIGRATIONS.applied(self.db)}
@@ -157,9 +206,16 @@ class IndexDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """One atomic write (a batch); nested calls become savepoints."""
-        with self.lock, self.db.atomic():
-            yield self.db
+        """One atomic write (a batch); nested calls become savepoints. SQLite's errors become
+        DatabaseErrors that say what to do (a full disk, a damaged file, a read-only index)."""
+        if self.read_only:
+            raise DatabaseError(f"{self.path} is open read-only (another PHPQ Search is using it)")
+        with self.lock:
+            try:
+                with self.db.atomic():
+                    yield self.db
+            except sqlite3.DatabaseError as error:
+                raise self._explained(error) from error
 
     def data_version(self) -> int:
         """Changes whenever another connection (another process) commits to this database."""
@@ -228,20 +284,30 @@ class IndexDatabase:
             row = self.db.execute(_IMAGE_SELECT + " WHERE i.path = ?", [model_id, str(path)]).fetchone()
         return _image_record(row) if row else None
 
-    def insert_image(self, folder_id: int, path: str, size: int, mtime_ns: int, content_hash: str) -> int:
+    def insert_image(
+        self, folder_id: int, path: str, size: int, mtime_ns: int, content_hash: str, error: str | None = None
+    ) -> int:
         with self.transaction() as db:
             record = {"folder_id": folder_id, "path": str(path), "size": size, "mtime_ns": mtime_ns}
-            return db["images"].insert({**record, "hash": content_hash}).last_pk
+            return db["images"].insert({**record, "hash": content_hash, "error": error}).last_pk
 
-    def update_file(self, image_id: int, size: int, mtime_ns: int, content_hash: str, content_changed: bool) -> None:
-        """New size/mtime for a file; when its content changed, its codes and error are dropped."""
+    def update_file(
+        self,
+        image_id: int,
+        size: int,
+        mtime_ns: int,
+        content_hash: str,
+        content_changed: bool,
+        error: str | None = None,
+    ) -> None:
+        """New size/mtime for a file; when its content changed, its codes are dropped and ``error`` set."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE images SET size = ?, mtime_ns = ?, hash = ? WHERE id = ?",
                 [size, mtime_ns, content_hash, image_id],
             )
             if content_changed:
-                db.execute("UPDATE images SET error = NULL, width = NULL, height = NULL WHERE id = ?", [image_id])
+                db.execute("UPDATE images SET error = ?, width = NULL, height = NULL WHERE id = ?", [error, image_id])
                 db.execute("DELETE FROM codes WHERE image_id = ?", [image_id])
 
     def move_image(self, image_id: int, folder_id: int, path: str, mtime_ns: int) -> None:
@@ -343,6 +409,10 @@ class IndexDatabase:
     def delete_model(self, model_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM models WHERE id = ?", [model_id])
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 def _execute_statements(db: sqlite_utils.Database, script: str) -> None:

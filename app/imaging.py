@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,8 @@ PIXEL_OFFSET = 127.0
 PIXEL_SCALE = 128.0
 # Test-time geometry: resize the short side to RESIZE_RATIO * crop size, then centre crop.
 RESIZE_RATIO = 256 / 224
+# Images more elongated than this are cut to their central square before resizing (see preprocess).
+MAX_ASPECT = 4.0
 
 
 def is_image_name(name: str) -> bool:
@@ -36,9 +38,45 @@ def is_image_path(path: Path) -> bool:
     return is_image_name(path.name)
 
 
-# EXIF orientations 5 to 8 turn the photo by 90 degrees, so width and height swap.
-_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that shows the photo upright (2 to 8; 1 and anything else: as stored).
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Orientations 5 to 8 turn the photo by 90 degrees, so width and height swap.
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1 when absent, unreadable or out of range)."""
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # damaged EXIF blocks raise many types; the photo is still shown as stored
+        return 1
+    return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: 16-bit and float images are scaled, transparency goes on white."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        peak = float(array.max()) if array.size else 0.0
+        if image.mode.startswith("I;16") or 255.0 < peak <= 65535.0:
+            scale = 255.0 / 65535.0  # 16-bit samples
+        else:
+            scale = 255.0 / peak if peak > 65535.0 else 1.0
+        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def load_image_with_size(path: Path, min_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
@@ -46,16 +84,20 @@ def load_image_with_size(path: Path, min_side: int | None = None) -> tuple[Image
 
     With ``min_side`` a JPEG is decoded by libjpeg at the smallest 1/2, 1/4 or 1/8 scale whose short
     side stays at least ``min_side`` pixels (Pillow ``draft``), which is much faster for camera photos.
+    Animated images give their first frame. Pillow's decompression-bomb limit stays in force.
     """
     with Image.open(path) as image:
         width, height = image.size
-        if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS:
+        orientation = exif_orientation(image)
+        if orientation in _TRANSPOSING_ORIENTATIONS:
             width, height = height, width
         if min_side is not None and image.format == "JPEG":
             scale = min_side / max(1, min(image.size))
             image.draft("RGB", (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-        image = ImageOps.exif_transpose(image)
-        return image.convert("RGB"), (width, height)
+        rgb = to_rgb(image)
+    if orientation != 1:
+        rgb = rgb.transpose(_ORIENTATION_TRANSPOSE[orientation])
+    return rgb, (width, height)
 
 
 def load_image(path: Path, min_side: int | None = None) -> Image.Image:
@@ -73,10 +115,15 @@ def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
     """Crop the central ``size`` x ``size`` square."""
+    return center_crop_box(image, size, size)
+
+
+def center_crop_box(image: Image.Image, crop_width: int, crop_height: int) -> Image.Image:
+    """Crop the central ``crop_width`` x ``crop_height`` box."""
     width, height = image.size
-    left = (width - size) // 2
-    top = (height - size) // 2
-    return image.crop((left, top, left + size, top + size))
+    left = (width - crop_width) // 2
+    top = (height - crop_height) // 2
+    return image.crop((left, top, left + crop_width, top + crop_height))
 
 
 def to_network_input(image: Image.Image) -> np.ndarray:
@@ -86,7 +133,15 @@ def to_network_input(image: Image.Image) -> np.ndarray:
 
 
 def preprocess(image: Image.Image, size: int) -> np.ndarray:
-    """Test-time preprocessing: resize the short side, centre crop ``size``, scale to network input."""
+    """Test-time preprocessing: resize the short side, centre crop ``size``, scale to network input.
+
+    A very elongated image (a 1 x 10000 strip) is first cut to its central square, which holds the
+    whole centre crop anyway, so that resizing its short side cannot blow up its long side.
+    """
+    width, height = image.size
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        side = min(width, height)
+        image = center_crop_box(image, side, side)
     resized = resize_short_side(image, round(size * RESIZE_RATIO))
     return to_network_input(center_crop(resized, size))
 

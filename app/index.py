@@ -72,6 +72,11 @@ ProgressCallback = Callable[[IndexProgress], None]
 class FileState:
     size: int
     mtime_ns: int
+    error: str | None = None  # why the file cannot be read, when it cannot
+
+
+# The hash of a file that could not be read: it never matches, and the file is tried again next run.
+UNREAD = ""
 
 
 @dataclass
@@ -80,6 +85,7 @@ class FolderChanges:
 
     folder_id: int
     unchanged: int = 0
+    unreadable: int = 0  # files that could not even be opened (recorded with their reason)
     added: int = 0
     modified: int = 0
     moved: dict[int, int] = field(default_factory=dict)  # image id -> new folder id
@@ -104,7 +110,12 @@ def content_hash(path: Path, size: int) -> str:
 
 def walk_photos(folder: Path, problems: list[str]) -> Iterator[tuple[str, FileState]]:
     """Paths (as strings: folders can be large) of the photo files under ``folder``; recursive, hidden
-    entries and symlinked directories skipped."""
+    entries and symlinked directories skipped (so link loops cannot trap the walk).
+
+    A photo whose file information cannot be read, or a link to nowhere, is yielded with ``error``
+    set, so that it is recorded with its reason. Folders that cannot be listed and names that are not
+    valid UTF-8 go to ``problems``.
+    """
     stack = [folder]
     while stack:
         directory = stack.pop()
@@ -117,38 +128,58 @@ def walk_photos(folder: Path, problems: list[str]) -> Iterator[tuple[str, FileSt
             if entry.name.startswith("."):
                 continue
             try:
+                entry.path.encode("utf-8")
+            except UnicodeEncodeError:
+                problems.append(f"{entry.path!r}: the name is not valid UTF-8; rename it to index it")
+                continue
+            try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
-                elif is_image_name(entry.name) and entry.is_file():
+                elif not is_image_name(entry.name):
+                    continue
+                elif entry.is_file():
                     stat = entry.stat()
                     yield entry.path, FileState(stat.st_size, stat.st_mtime_ns)
+                elif entry.is_symlink():
+                    yield entry.path, FileState(0, 0, "broken link: its target is missing or loops back")
             except OSError as error:
-                problems.append(f"{entry.path}: cannot read file information ({error.strerror or error})")
+                yield entry.path, FileState(0, 0, f"cannot read file information: {error.strerror or error}")
 
 
 def sync_folder(db: IndexDatabase, folder_id: int, folder: Path, model_id: str) -> FolderChanges:
     """Bring one folder's rows up to date with the disk; returns what changed and what needs encoding.
 
     Files are hashed before the write transaction, so searches are not held up while a large folder
-    is read.
+    is read. A file that cannot be read gets a row with its reason (and an empty hash, so it is tried
+    again on every run until it can be read).
     """
     changes = FolderChanges(folder_id)
     on_disk = dict(walk_photos(folder, changes.problems))
     known = db.images_in_folder(folder_id, model_id)
     digests: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
     for path, state in sorted(on_disk.items()):
         record = known.get(path)
-        if record is None or (record.size, record.mtime_ns) != (state.size, state.mtime_ns):
+        if state.error is not None:
+            unreadable[path] = state.error
+        elif record is None or record.hash == UNREAD or (record.size, record.mtime_ns) != (state.size, state.mtime_ns):
             try:
                 digests[path] = content_hash(Path(path), state.size)
             except OSError as error:
-                changes.problems.append(f"{path}: cannot read ({error.strerror or error})")
+                unreadable[path] = describe_error(error)
     vanished = [record for path, record in known.items() if path not in on_disk]
-    vanished_by_hash = {(record.hash, record.size): record for record in vanished}
+    vanished_by_hash = {(record.hash, record.size): record for record in vanished if record.hash != UNREAD}
     with db.transaction():
         for path, state in sorted(on_disk.items()):
             record = known.get(path)
-            if record is not None and path not in digests:
+            if path in unreadable:
+                changes.unreadable += 1
+                if record is None:
+                    db.insert_image(folder_id, path, state.size, state.mtime_ns, UNREAD, unreadable[path])
+                else:
+                    db.update_file(record.id, state.size, state.mtime_ns, UNREAD, True, unreadable[path])
+                    changes.invalidated.append(record.id)
+            elif record is not None and path not in digests:
                 changes.unchanged += 1
                 if not record.has_code and record.error is None:
                     changes.pending.append((record.id, Path(path)))
@@ -161,7 +192,7 @@ def sync_folder(db: IndexDatabase, folder_id: int, folder: Path, model_id: str) 
                     changes.pending.append((record.id, Path(path)))
                 else:
                     changes.unchanged += 1
-            elif path in digests:
+            else:
                 _add_file(db, changes, folder_id, path, state, digests[path], vanished_by_hash, model_id)
         changes.vanished = [record.id for record in vanished if record.id not in changes.moved]
     db.mark_scanned(folder_id)
@@ -193,7 +224,7 @@ def _add_file(
 def _moved_from_elsewhere(db: IndexDatabase, digest: str, state: FileState, model_id: str) -> ImageRecord | None:
     """A known photo with this content whose file no longer exists: the same photo, moved here."""
     for record in db.images_with_hash(digest, state.size, model_id):
-        if not Path(record.path).exists():
+        if record.hash != UNREAD and not Path(record.path).exists():
             return record
     return None
 

@@ -7,10 +7,13 @@ another process are noticed through SQLite's ``data_version`` and reloaded befor
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import sqlite3
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from PIL import Image
 from app.db import EncodedImage, FolderRecord, IndexDatabase, ModelRecord
 from app.imaging import load_and_preprocess, preprocess
 from app.index import CancelToken, IndexProgress, ProgressCallback, describe_error, encode_pending, sync_folder
+from app.instance import WriterLock
 from app.locations import bundled_models, default_database_path
 from app.model import ModelError, PHPQModel
 from app.pq import decode, lookup_tables
@@ -35,6 +39,30 @@ class LibraryError(Exception):
     """A request the library cannot carry out (unknown folder, unreadable query photo, ...)."""
 
 
+class ReadOnlyError(LibraryError):
+    """A change was asked of an index that another instance is writing to."""
+
+
+FOLDER_LIST_SUFFIX = ".folders.json"
+
+
+def _folder_list_path(database: Path) -> Path:
+    return database.with_name(database.name + FOLDER_LIST_SUFFIX)
+
+
+def _remembered_folders(database: Path) -> list[Path]:
+    """The folders of an index: from its JSON folder list, else from the (damaged) file if it reads."""
+    try:
+        return [Path(path) for path in json.loads(_folder_list_path(database).read_text())]
+    except (OSError, ValueError):
+        pass
+    try:
+        with closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            return [Path(row[0]) for row in connection.execute("SELECT path FROM folders")]
+    except sqlite3.Error:
+        return []
+
+
 @dataclass
 class IndexReport:
     folders: int = 0
@@ -44,7 +72,8 @@ class IndexReport:
     moved: int = 0
     removed: int = 0
     encoded: int = 0
-    failed: int = 0
+    failed: int = 0  # photos that opened but could not be decoded
+    unreadable: int = 0  # files that could not be opened at all (both kinds are recorded with a reason)
     cancelled: bool = False
     seconds: float = 0.0
     problems: list[str] | None = None
@@ -68,17 +97,75 @@ class Library:
     """Folders of photos indexed with PQ codes of the active model, searchable by photo."""
 
     def __init__(self, database: Path | None = None, prefer_cuda: bool = True):
-        self.db = IndexDatabase(database or default_database_path())
+        database = Path(database or default_database_path())
+        self.writer_lock = WriterLock(database.with_name(database.name + ".lock"))
+        try:
+            self.read_only = not self.writer_lock.acquire()
+        except OSError:  # a read-only data directory: reading an existing index still works
+            self.read_only = True
+        try:
+            self.db = IndexDatabase(database, read_only=self.read_only)
+        except Exception:
+            self.writer_lock.release()
+            raise
+        if self.read_only:
+            log.warning("%s is in use by another PHPQ Search; opened read-only", database)
         self.models_dir = self.db.path.parent / "models"
         self.prefer_cuda = prefer_cuda
         self._lock = threading.RLock()
         self._models: dict[str, PHPQModel] = {}
         self._matrix: CodeMatrix | None = None
         self._data_version = self.db.data_version()
-        self._register_bundled_models()
+        if not self.read_only:
+            self._register_bundled_models()
+            self._save_folder_list()
+
+    @classmethod
+    def rebuild(cls, database: Path | None = None, prefer_cuda: bool = True) -> Library:
+        """Set a damaged index aside and start a new one with the same folders (from the folder list
+        kept next to it, or what can still be read from the damaged file). Photos are not touched;
+        call ``index()`` to encode them again."""
+        database = Path(database or default_database_path())
+        lock = WriterLock(database.with_name(database.name + ".lock"))
+        if not lock.acquire():
+            raise ReadOnlyError(f"{database} is in use by another PHPQ Search; close it, then rebuild")
+        try:
+            folders = _remembered_folders(database)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                damaged = database.with_name(database.name + suffix)
+                if damaged.exists():
+                    damaged.replace(damaged.with_name(f"{damaged.name}.damaged-{stamp}"))
+        finally:
+            lock.release()
+        library = cls(database, prefer_cuda=prefer_cuda)
+        for folder in folders:
+            if folder.is_dir():
+                library.add_folder(folder)
+            else:
+                log.warning("folder %s of the old index is gone; not added", folder)
+        return library
+
+    def _save_folder_list(self) -> None:
+        """Keep the folder list in a small JSON file next to the index, for ``rebuild``."""
+        target = _folder_list_path(self.db.path)
+        partial = target.with_suffix(".partial")
+        try:
+            partial.write_text(json.dumps([str(folder.path) for folder in self.db.folders()], indent=1))
+            partial.replace(target)
+        except OSError as error:
+            log.warning("folder list not saved: %s", error)
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(
+                "another PHPQ Search (a window or a `phpq` command) is using this index, so this one can search"
+                " but not change it; close the other one and try again"
+            )
 
     def close(self) -> None:
         self.db.close()
+        self.writer_lock.release()
 
     def __enter__(self) -> Library:
         return self
@@ -124,6 +211,7 @@ class Library:
 
     def import_model(self, path: Path) -> ModelRecord:
         """Check an exported .onnx model and copy it into the data directory (the original is untouched)."""
+        self._require_writable()
         path = Path(path)
         model = self._check_model(PHPQModel(path, prefer_cuda=self.prefer_cuda))
         self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +224,7 @@ class Library:
 
     def activate_model(self, model_id: str) -> ModelRecord:
         """Make another model the one searches use; its codes must be built with ``index`` (old ones stay)."""
+        self._require_writable()
         record = self.model_record(model_id)
         self.model_for(record.id)  # refuse a model whose file went missing before switching to it
         with self._lock:
@@ -166,6 +255,7 @@ class Library:
     def add_folder(self, path: Path) -> FolderRecord:
         """Register a folder. A folder inside an indexed one is refused (it is already searched); a
         folder that holds indexed ones takes them over, with their photos and codes."""
+        self._require_writable()
         folder = Path(path).expanduser().resolve()
         if not folder.is_dir():
             raise LibraryError(f"not a folder: {path}")
@@ -175,6 +265,7 @@ class Library:
                 raise LibraryError(f"{folder} is already indexed as part of {record.path}")
         children = [record.id for record in existing if record.path != folder and record.path.is_relative_to(folder)]
         folder_id = self.db.add_folder(folder, absorb=children)
+        self._save_folder_list()
         with self._lock:
             self._matrix = None  # folder ids of absorbed photos changed; reload on the next search
         return next(record for record in self.db.folders() if record.id == folder_id)
@@ -189,8 +280,10 @@ class Library:
 
     def remove_folder(self, path: Path) -> FolderRecord:
         """Forget a folder and its codes; the photos on disk are not touched."""
+        self._require_writable()
         record = self.folder(path)
         self.db.remove_folder(record.id)
+        self._save_folder_list()
         with self._lock:
             if self._matrix is not None:
                 self._matrix.remove_folder(record.id)
@@ -207,6 +300,7 @@ class Library:
         batch_size: int = 32,
     ) -> IndexReport:
         """Bring the index of these folders (all by default) up to date for a model (the active one)."""
+        self._require_writable()
         start = time.perf_counter()
         model_id = self.model_record(model_id or self.active_model_id).id
         records = self.db.folders() if folders is None else [self.folder(path) for path in folders]
@@ -222,6 +316,7 @@ class Library:
                 continue
             changes = sync_folder(self.db, record.id, record.path, model_id)
             report.unchanged += changes.unchanged
+            report.unreadable += changes.unreadable
             report.added += changes.added
             report.modified += changes.modified
             report.moved += len(changes.moved)

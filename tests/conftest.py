@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the window tests need no display
 
 SHARED_CUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub200" / "train"
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from app.cli import main as phpq
 from app.index import CancelToken, IndexProgress
-from app.library import Library, LibraryError
+from app.library import Library, LibraryError, ReadOnlyError
 from app.model import ModelError
 from tests.conftest import write_image_folder, write_photo
 
@@ -172,17 +172,25 @@ def test_cancel_keeps_a_consistent_database_that_the_next_run_completes(library,
     assert not finish.cancelled and finish.encoded == 32 and len(library.matrix()) == 40
 
 
-def test_a_second_process_writing_is_seen_by_the_next_search(library, tmp_path):
+def test_a_second_instance_is_read_only_and_sees_what_the_writer_commits(library, tmp_path):
     photos = folder_of_photos(tmp_path / "photos", per_class=2)
     library.add_folder(photos)
     library.index()
     query = write_photo(tmp_path / "q.png", 0, 61)
-    assert library.search(query, top_k=50).n_searched == 8
-    other = Library(library.db.path, prefer_cuda=False)  # another connection, as another process would be
+    reader = Library(library.db.path, prefer_cuda=False)  # another instance: the writer lock is taken
+    assert reader.read_only and not library.read_only
+    assert reader.search(query, top_k=50).n_searched == 8
+    for change in (lambda: reader.index(), lambda: reader.add_folder(tmp_path), lambda: reader.remove_folder(photos)):
+        with pytest.raises(ReadOnlyError, match="can search but not change it"):
+            change()
     write_photo(photos / "001.class_0" / "late.jpg", 0, 62)
-    assert other.index().encoded == 1
-    other.close()
-    assert library.search(query, top_k=50).n_searched == 9
+    assert library.index().encoded == 1
+    assert reader.search(query, top_k=50).n_searched == 9  # the writer's commit is noticed and loaded
+    reader.close()
+    library.close()
+    writer = Library(library.db.path, prefer_cuda=False)  # the lock is free again
+    assert not writer.read_only
+    writer.close()
 
 
 def test_removing_a_folder_forgets_it_and_keeps_the_files(library, tmp_path):

@@ -1,10 +1,7 @@
 """The desktop window under QT_QPA_PLATFORM=offscreen: drop to search, indexing, cancel, thumbnails, models."""
 
-import os
 import time
 import warnings
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
@@ -86,7 +83,9 @@ def test_dropping_a_photo_shows_ranked_look_alikes(qtbot, window, tmp_path):
     model.index(0).data(Qt.ItemDataRole.DecorationRole)
     qtbot.waitUntil(lambda: str(hits[0].path) in model._pixmaps, timeout=TIMEOUT_MS)
     # a pasted image searches too
-    QGuiApplication.clipboard().setImage(QImage(synthetic_photo(1, 91).tobytes(), 96, 96, QImage.Format.Format_RGB888))
+    pixels = synthetic_photo(1, 91).tobytes()
+    # copy(): the clipboard must own its pixels, not borrow a Python buffer that is freed before exit
+    QGuiApplication.clipboard().setImage(QImage(pixels, 96, 96, 3 * 96, QImage.Format.Format_RGB888).copy())
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as pasted:
         window.paste()
     assert [hit.path.parent.name for hit in pasted.args[0].hits].count("002.class_1") >= 4

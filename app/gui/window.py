@@ -497,7 +497,8 @@ class MainWindow(QMainWindow):
             self.show_error(f"Indexing stopped: {error}")
         elif report is not None:
             verb = "Stopped" if report.cancelled else "Indexed"
-            unreadable = f", {report.failed} unreadable" if report.failed else ""
+            failed = report.failed + report.unreadable
+            unreadable = f", {failed} unreadable" if failed else ""
             self.statusBar().showMessage(
                 f"{verb}: {report.encoded:,} photos encoded{unreadable}, {report.removed:,} removed,"
                 f" {report.moved:,} moved, in {report.seconds:.1f} s",
