@@ -27,7 +27,7 @@ from app.instance import WriterLock
 from app.locations import bundled_models, default_database_path
 from app.model import ModelError, PHPQModel
 from app.pq import decode, lookup_tables
-from app.scan import N_CODEWORDS, warm_up_in_background
+from app.scan import N_CODEWORDS, set_kernel_cache_dir, warm_up_in_background
 from app.search import CodeMatrix, SearchHit, SearchResult
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,8 @@ class Library:
         if self.read_only:
             log.warning("%s is in use by another PHPQ Search; opened read-only", database)
         self.models_dir = self.db.path.parent / "models"
+        self.cache_dir = self.db.path.parent / "cache"
+        set_kernel_cache_dir(self.cache_dir / "numba")
         self.prefer_cuda = prefer_cuda
         self._lock = threading.RLock()
         self._models: dict[str, PHPQModel] = {}
@@ -188,7 +190,7 @@ class Library:
             self.db.set_setting(ACTIVE_MODEL_KEY, self.db.models()[0].id)
 
     def _register(self, path: Path) -> ModelRecord:
-        model = self._check_model(PHPQModel(path, prefer_cuda=self.prefer_cuda))
+        model = self._check_model(PHPQModel(path, prefer_cuda=self.prefer_cuda, cache_dir=self.cache_dir))
         self._models[model.info.model_id] = model
         self.db.add_model(model.info.model_id, path.stem, path, model.info.metadata)
         return self.model_record(model.info.model_id)
@@ -213,7 +215,7 @@ class Library:
         """Check an exported .onnx model and copy it into the data directory (the original is untouched)."""
         self._require_writable()
         path = Path(path)
-        model = self._check_model(PHPQModel(path, prefer_cuda=self.prefer_cuda))
+        model = self._check_model(PHPQModel(path, prefer_cuda=self.prefer_cuda, cache_dir=self.cache_dir))
         self.models_dir.mkdir(parents=True, exist_ok=True)
         target = self.models_dir / f"{path.stem}-{model.info.model_id[:12]}.onnx"
         if not target.exists():
@@ -244,7 +246,9 @@ class Library:
         record = self.model_record(model_id or self.active_model_id)
         with self._lock:
             if record.id not in self._models:
-                self._models[record.id] = self._check_model(PHPQModel(record.path, prefer_cuda=self.prefer_cuda))
+                self._models[record.id] = self._check_model(
+                    PHPQModel(record.path, prefer_cuda=self.prefer_cuda, cache_dir=self.cache_dir)
+                )
             return self._models[record.id]
 
     # Folders --------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.imaging import load_and_preprocess
+from app.locations import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +88,28 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
         raise ModelError(f"{source} has malformed metadata: {error}") from error
 
 
+def import_onnxruntime(cache_dir: Path | None = None) -> Any:
+    """Import ONNX Runtime so that the device-id file it writes on first import (under
+    ``$XDG_CACHE_HOME/Microsoft/DeveloperTools`` on Linux) lands in our data directory, not in the
+    user's home; its telemetry events are switched off."""
+    if "onnxruntime" in sys.modules:
+        return sys.modules["onnxruntime"]
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache_dir or data_dir() / "cache")
+    try:
+        import onnxruntime
+    finally:
+        if previous is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = previous
+    onnxruntime.disable_telemetry_events()
+    return onnxruntime
+
+
 def execution_providers(prefer_cuda: bool = True) -> list[str]:
     """Providers to ask for, CUDA first when this ONNX Runtime build has it, CPU always last."""
-    import onnxruntime
-
+    onnxruntime = import_onnxruntime()
     available = onnxruntime.get_available_providers()
     wanted = ["CUDAExecutionProvider"] if prefer_cuda and "CUDAExecutionProvider" in available else []
     return [*wanted, "CPUExecutionProvider"]
@@ -102,9 +123,8 @@ class PHPQModel:
     says which one is active.
     """
 
-    def __init__(self, path: Path, prefer_cuda: bool = True, threads: int | None = None):
-        import onnxruntime
-
+    def __init__(self, path: Path, prefer_cuda: bool = True, threads: int | None = None, cache_dir: Path | None = None):
+        onnxruntime = import_onnxruntime(cache_dir)
         self.path = Path(path)
         try:
             data = self.path.read_bytes()

@@ -8,12 +8,26 @@ GIL, and fuses the scan with a bounded min-heap so no N-sized score array is sor
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
+from app.locations import data_dir
+
 CODES_PER_WORD = 8
 N_CODEWORDS = 256
+
+
+_kernel_cache_dir: Path | None = None
+
+
+def set_kernel_cache_dir(folder: Path) -> None:
+    """Where numba keeps the compiled kernel (set by the library to its data directory)."""
+    global _kernel_cache_dir
+    _kernel_cache_dir = folder
 
 
 def pack_codes(codes: np.ndarray) -> np.ndarray:
@@ -50,6 +64,8 @@ def top_k(
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     if mask is not None and mask.shape != (n_rows,):
         raise ValueError(f"mask has shape {mask.shape}, expected ({n_rows},)")
+    if "numba" not in sys.modules:  # numba's compiled-kernel cache goes to our data directory too
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(_kernel_cache_dir or data_dir() / "cache" / "numba"))
     from app._scan_kernel import scan_top_k  # imports numba: kept off the import path of the app
 
     no_mask = np.zeros(0, dtype=np.bool_)
