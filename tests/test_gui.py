@@ -178,3 +178,33 @@ def test_errors_are_shown_in_the_window_and_settings_persist(qtbot, window, tmp_
     window.top_k.setValue(17)
     window.close()
     assert int(settings.value("top_k")) == 17
+
+
+def test_a_damaged_index_offers_a_rebuild_that_reindexes_the_folders(qtbot, tmp_path, tiny_model, settings):
+    photos = write_image_folder(tmp_path / "photos", n_classes=2, per_class=3)
+    database = tmp_path / "data" / "index.sqlite3"
+    with Library(database, prefer_cuda=False) as library:
+        library.activate_model(library.import_model(tiny_model).id)
+        library.add_folder(photos)
+        library.index()
+    database.write_bytes(b"this is no longer a database" * 100)
+    broken = MainWindow(
+        lambda: Library(database, prefer_cuda=False), settings, lambda: Library.rebuild(database, prefer_cuda=False)
+    )
+    qtbot.addWidget(broken)
+    with qtbot.waitSignal(broken.error_shown, timeout=TIMEOUT_MS) as shown:
+        broken.show()
+    assert "damaged" in shown.args[0] and broken.rebuild_button.isVisible()
+    with qtbot.waitSignal(broken.indexing_done, timeout=TIMEOUT_MS) as done:
+        broken.rebuild_button.click()
+    assert done.args[0].encoded == 6 and broken.library is not None and not broken.rebuild_button.isVisible()
+
+
+def test_a_second_window_on_the_same_index_is_read_only(qtbot, window, tmp_path, settings):
+    second = MainWindow(lambda: Library(window.library.db.path, prefer_cuda=False), settings)
+    qtbot.addWidget(second)
+    with qtbot.waitSignal(second.library_ready, timeout=TIMEOUT_MS):
+        second.show()
+    assert second.library.read_only and "can search but not add" in second.banner.text()
+    assert not second.add_button.isEnabled() and not second.remove_button.isEnabled()
+    assert window.add_button.isEnabled()

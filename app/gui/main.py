@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     application = QApplication.instance() or QApplication(sys.argv[:1])
     application.setApplicationName(APP_TITLE)
     application.setOrganizationName("phpq-search")
-    window = MainWindow(opening.result)
+    window = MainWindow(opening.result, rebuild_library=lambda: _rebuild_library(args.db, not args.cpu))
     if args.photo is not None:
         window.library_ready.connect(lambda: window.search_photo(args.photo.resolve()))
     if args.exit_when_ready:
@@ -46,6 +46,12 @@ def _open_library(database: Path | None, prefer_cuda: bool):
     library = Library(database, prefer_cuda=prefer_cuda)
     library.model_for()
     return library
+
+
+def _rebuild_library(database: Path | None, prefer_cuda: bool):
+    from app.library import Library
+
+    return Library.rebuild(database, prefer_cuda=prefer_cuda)
 
 
 if __name__ == "__main__":

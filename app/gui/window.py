@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.db import FolderRecord
+from app.db import REBUILD_HINT, FolderRecord
 from app.desktop import reveal_in_file_manager
 from app.gui.dialogs import ModelsDialog, ProblemsDialog
 from app.gui.models import FOLDER_ROLE, HIT_ROLE, ResultsModel, folder_label
@@ -71,11 +71,15 @@ def dropped_paths(mime: QMimeData) -> list[Path]:
     return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
 
 
-def _open_prepared(open_library: Callable[[], Library]) -> Library:
-    """Open the library and get it ready to search (runs on a worker thread)."""
-    library = open_library()
-    library.prepare_search()
-    return library
+def _prepared(open_library: Callable[[], Library]) -> Callable[[], Library]:
+    """``open_library`` followed by getting the library ready to search (for a worker thread)."""
+
+    def open_and_prepare() -> Library:
+        library = open_library()
+        library.prepare_search()
+        return library
+
+    return open_and_prepare
 
 
 class QueryArea(QFrame):
@@ -153,8 +157,14 @@ class MainWindow(QMainWindow):
     indexing_done = Signal(object)  # IndexReport
     error_shown = Signal(str)
 
-    def __init__(self, open_library: Callable[[], Library], settings: QSettings | None = None):
+    def __init__(
+        self,
+        open_library: Callable[[], Library],
+        settings: QSettings | None = None,
+        rebuild_library: Callable[[], Library] | None = None,
+    ):
         super().__init__()
+        self.rebuild_library = rebuild_library
         self.settings = settings or QSettings("phpq-search", APP_TITLE)
         self.library: Library | None = None
         self.tasks = TaskRunner(self, threads=2)
@@ -171,7 +181,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._restore_settings()
         self.statusBar().showMessage("Loading the model…")
-        self.tasks.start(_open_prepared, open_library, done=self._on_library, failed=self._on_library_failed)
+        self.tasks.start(_prepared(open_library), done=self._on_library, failed=self._on_library_failed)
 
     # Layout -----------------------------------------------------------------------------------------
 
@@ -203,6 +213,12 @@ class MainWindow(QMainWindow):
             " border-radius: 4px; padding: 6px; }"
         )
         self.banner.hide()
+        self.rebuild_button = QPushButton("Rebuild index")
+        self.rebuild_button.setToolTip(
+            "Set the damaged index aside and index your folders again (photos are not touched)"
+        )
+        self.rebuild_button.hide()
+        self.rebuild_button.clicked.connect(self.rebuild)
         self.query_area = QueryArea()
         self.open_button = QPushButton("Open image…")
         self.top_k = QSpinBox(minimum=1, maximum=1000, value=40, suffix=" results")
@@ -241,7 +257,10 @@ class MainWindow(QMainWindow):
         main = QWidget()
         column = QVBoxLayout(main)
         column.setContentsMargins(4, 8, 8, 4)
-        column.addWidget(self.banner)
+        banner_row = QHBoxLayout()
+        banner_row.addWidget(self.banner, 1)
+        banner_row.addWidget(self.rebuild_button)
+        column.addLayout(banner_row)
         column.addLayout(query_row)
         column.addWidget(self.pages, 1)
         self.splitter = QSplitter()
@@ -331,11 +350,33 @@ class MainWindow(QMainWindow):
         self.query_thumbnails = cache
         self.refresh_library()
         self.statusBar().showMessage("Ready", 3000)
+        for button in (self.add_button, self.rescan_button, self.remove_button):
+            button.setEnabled(not library.read_only)
+        if library.read_only:
+            self.show_error(
+                "Another PHPQ Search is using this index, so this window can search but not add, remove or"
+                " re-scan folders. Close the other one and restart this one to change the index."
+            )
         self.library_ready.emit()
 
     def _on_library_failed(self, message: str) -> None:
         self.model_label.setText("model: not loaded")
         self.show_error(f"The photo library could not be opened: {message}")
+        self.rebuild_button.setVisible(self.rebuild_library is not None and REBUILD_HINT in message)
+
+    def rebuild(self) -> None:
+        """Set a damaged index aside, start a new one with the same folders and index them."""
+        if self.rebuild_library is None:
+            return
+        self.rebuild_button.hide()
+        self.clear_error()
+        self.statusBar().showMessage("Rebuilding the index…")
+
+        def rebuilt(library: Library) -> None:
+            self._on_library(library)
+            self.start_indexing(None)
+
+        self.tasks.start(_prepared(self.rebuild_library), done=rebuilt, failed=self._on_library_failed)
 
     # Messages ---------------------------------------------------------------------------------------
 
