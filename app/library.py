@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,15 @@ from PIL import Image
 
 from app.db import EncodedImage, FolderRecord, IndexDatabase, ModelRecord
 from app.imaging import load_and_preprocess, preprocess
-from app.index import CancelToken, IndexProgress, ProgressCallback, describe_error, encode_pending, sync_folder
+from app.index import (
+    CancelToken,
+    FolderChanges,
+    IndexProgress,
+    ProgressCallback,
+    describe_error,
+    encode_pending,
+    sync_folder,
+)
 from app.instance import WriterLock
 from app.locations import bundled_models, default_database_path
 from app.model import ModelError, PHPQModel
@@ -352,7 +361,8 @@ class Library:
             progress(IndexProgress("done", encoding.done, len(pending), encoding.failed, report.seconds))
         return report
 
-    def _apply_to_matrix(self, update) -> None:
+    def _apply_to_matrix(self, update: Callable[[CodeMatrix], None]) -> None:
+        """Apply a change to the in-memory matrix if it is loaded (otherwise the next load sees it)."""
         with self._lock:
             if self._matrix is not None:
                 update(self._matrix)
@@ -474,7 +484,8 @@ class Library:
         )
 
 
-def _apply_changes(matrix: CodeMatrix, changes) -> None:
+def _apply_changes(matrix: CodeMatrix, changes: FolderChanges) -> None:
+    """Codes dropped for changed files, folder ids updated for moved ones."""
     matrix.remove(changes.invalidated)
     for image_id, folder_id in changes.moved.items():
         matrix.move(image_id, folder_id)
