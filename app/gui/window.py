@@ -53,12 +53,14 @@ from app.gui.workers import IndexThread, TaskRunner, ThumbnailLoader, to_qimage
 from app.imaging import is_image_path
 from app.index import IndexProgress
 from app.library import IndexReport, Library, LibraryStatus
+from app.locations import data_dir
 from app.search import SearchHit, SearchResult
 from app.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
 APP_TITLE = "PHPQ Search"
+SETTINGS_FILE = "window.ini"
 EMPTY_STATE = (
     "<h2>Find look-alikes in your own photos</h2>"
     "<p><b>1.</b> Add a folder of photos: <i>Add folder…</i> on the left, or drop a folder on this window.</p>"
@@ -165,7 +167,8 @@ class MainWindow(QMainWindow):
     ):
         super().__init__()
         self.rebuild_library = rebuild_library
-        self.settings = settings or QSettings("phpq-search", APP_TITLE)
+        # Settings live in the data directory like everything else the app writes.
+        self.settings = settings or QSettings(str(data_dir() / SETTINGS_FILE), QSettings.Format.IniFormat)
         self.library: Library | None = None
         self.tasks = TaskRunner(self, threads=2)
         self.index_thread: IndexThread | None = None
