@@ -109,16 +109,19 @@ class Library:
         database = Path(database or default_database_path())
         self.writer_lock = WriterLock(database.with_name(database.name + ".lock"))
         try:
-            self.read_only = not self.writer_lock.acquire()
-        except OSError:  # a read-only data directory: reading an existing index still works
-            self.read_only = True
+            locked = self.writer_lock.acquire()
+            self.read_only_reason = None if locked else "another PHPQ Search (a window or a `phpq` command) is using it"
+        except OSError as error:  # a read-only data directory: reading an existing index still works
+            reason = error.strerror or str(error)
+            self.read_only_reason = f"its folder {database.parent} cannot be written ({reason})"
+        self.read_only = self.read_only_reason is not None
         try:
             self.db = IndexDatabase(database, read_only=self.read_only)
         except Exception:
             self.writer_lock.release()
             raise
         if self.read_only:
-            log.warning("%s is in use by another PHPQ Search; opened read-only", database)
+            log.warning("%s opened read-only: %s", database, self.read_only_reason)
         self.models_dir = self.db.path.parent / "models"
         self.cache_dir = self.db.path.parent / "cache"
         set_kernel_cache_dir(self.cache_dir / "numba")
@@ -170,8 +173,7 @@ class Library:
     def _require_writable(self) -> None:
         if self.read_only:
             raise ReadOnlyError(
-                "another PHPQ Search (a window or a `phpq` command) is using this index, so this one can search"
-                " but not change it; close the other one and try again"
+                f"this index is open read-only because {self.read_only_reason}: it can search but not change it"
             )
 
     def close(self) -> None:

@@ -205,6 +205,7 @@ def test_a_second_window_on_the_same_index_is_read_only(qtbot, window, tmp_path,
     qtbot.addWidget(second)
     with qtbot.waitSignal(second.library_ready, timeout=TIMEOUT_MS):
         second.show()
-    assert second.library.read_only and "can search but not add" in second.banner.text()
+    assert second.library.read_only and "is using it" in second.banner.text()
+    assert "can search but not add" in second.banner.text()
     assert not second.add_button.isEnabled() and not second.remove_button.isEnabled()
     assert window.add_button.isEnabled()

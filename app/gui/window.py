@@ -357,8 +357,8 @@ class MainWindow(QMainWindow):
             button.setEnabled(not library.read_only)
         if library.read_only:
             self.show_error(
-                "Another PHPQ Search is using this index, so this window can search but not add, remove or"
-                " re-scan folders. Close the other one and restart this one to change the index."
+                f"This index is open read-only because {library.read_only_reason}: this window can search but"
+                " not add, remove or re-scan folders."
             )
         self.library_ready.emit()
 

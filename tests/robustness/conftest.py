@@ -14,7 +14,7 @@ LABELS = {
     "bad_inputs": "bad inputs tried (files, folders, random byte strings)",
     "kills": "SIGKILLs survived mid-index",
     "files_verified": "user files verified byte-identical after every operation",
-    "refusals": "damaged databases and models refused with a message",
+    "refusals": "damaged databases, unwritable folders and bad models refused with a message",
 }
 
 

@@ -110,7 +110,7 @@ def test_a_second_instance_gets_a_clear_message_and_can_still_search(tmp_path, t
     try:
         assert holder.stdout.readline().strip() == "holding"
         busy = subprocess.run(phpq_command(database, "index"), capture_output=True, text=True, timeout=120)
-        assert busy.returncode == 1 and "is using this index" in busy.stderr
+        assert busy.returncode == 1 and "is using it" in busy.stderr and "can search" in busy.stderr
         query = next(photos.rglob("*.jpg"))
         search = subprocess.run(phpq_command(database, "search", str(query)), capture_output=True, text=True)
         assert search.returncode == 0 and search.stdout.count("\n") == 7

@@ -11,7 +11,8 @@ import pytest
 
 from app.cli import main as phpq
 from app.db import DamagedDatabaseError, DatabaseError
-from app.library import Library
+from app.instance import WriterLock
+from app.library import Library, ReadOnlyError
 from tests.conftest import write_image_folder
 from tests.robustness.conftest import snapshot
 
@@ -84,6 +85,20 @@ def test_an_unusable_data_directory_gives_a_clear_error(tmp_path, capsys, tally)
         Library(blocker / "data" / "index.sqlite3", prefer_cuda=False)
     assert phpq(["--db", str(blocker / "index.sqlite3"), "status"]) == 1
     assert "cannot create or open the index" in capsys.readouterr().err
+    tally["refusals"] += 1
+
+
+def test_a_read_only_data_directory_opens_the_index_read_only_with_the_reason(indexed, monkeypatch, tally):
+    database, photos = indexed
+
+    def denied(self) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(WriterLock, "acquire", denied)  # as when the folder is read-only (root ignores chmod)
+    with Library(database, prefer_cuda=False) as library:
+        assert library.read_only and library.search(next(photos.rglob("*.jpg"))).n_searched == 12
+        with pytest.raises(ReadOnlyError, match=r"cannot be written \(Permission denied\): it can search"):
+            library.index()
     tally["refusals"] += 1
 
 
