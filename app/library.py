@@ -59,6 +59,10 @@ def _folder_list_path(database: Path) -> Path:
     return database.with_name(database.name + FOLDER_LIST_SUFFIX)
 
 
+def _lock_path(database: Path) -> Path:
+    return database.with_name(database.name + ".lock")
+
+
 def _remembered_folders(database: Path) -> list[Path]:
     """The folders of an index: from its JSON folder list, else from the (damaged) file if it reads."""
     try:
@@ -107,7 +111,7 @@ class Library:
 
     def __init__(self, database: Path | None = None, prefer_cuda: bool = True):
         database = Path(database or default_database_path())
-        self.writer_lock = WriterLock(database.with_name(database.name + ".lock"))
+        self.writer_lock = WriterLock(_lock_path(database))
         try:
             locked = self.writer_lock.acquire()
             self.read_only_reason = None if locked else "another PHPQ Search (a window or a `phpq` command) is using it"
@@ -132,7 +136,8 @@ class Library:
         self._data_version = self.db.data_version()
         if not self.read_only:
             self._register_bundled_models()
-            self._save_folder_list()
+            if not _folder_list_path(self.db.path).exists():  # add/remove keep it current after that
+                self._save_folder_list()
 
     @classmethod
     def rebuild(cls, database: Path | None = None, prefer_cuda: bool = True) -> Library:
@@ -140,7 +145,7 @@ class Library:
         kept next to it, or what can still be read from the damaged file). Photos are not touched;
         call ``index()`` to encode them again."""
         database = Path(database or default_database_path())
-        lock = WriterLock(database.with_name(database.name + ".lock"))
+        lock = WriterLock(_lock_path(database))
         if not lock.acquire():
             raise ReadOnlyError(f"{database} is in use by another PHPQ Search; close it, then rebuild")
         try:
@@ -201,13 +206,14 @@ class Library:
             self.db.set_setting(ACTIVE_MODEL_KEY, self.db.models()[0].id)
 
     def _register(self, path: Path) -> ModelRecord:
-        model = self._check_model(PHPQModel(path, prefer_cuda=self.prefer_cuda, cache_dir=self.cache_dir))
+        model = self._load_model(path)
         self._models[model.info.model_id] = model
         self.db.add_model(model.info.model_id, path.stem, path, model.info.metadata)
         return self.model_record(model.info.model_id)
 
-    @staticmethod
-    def _check_model(model: PHPQModel) -> PHPQModel:
+    def _load_model(self, path: Path) -> PHPQModel:
+        """Load an exported model with this library's settings; refuse one the index cannot store."""
+        model = PHPQModel(path, prefer_cuda=self.prefer_cuda, cache_dir=self.cache_dir)
         if model.info.n_codewords > N_CODEWORDS:
             raise ModelError(f"{model.path} uses {model.info.n_codewords} codewords; the index stores at most 256")
         return model
@@ -226,7 +232,7 @@ class Library:
         """Check an exported .onnx model and copy it into the data directory (the original is untouched)."""
         self._require_writable()
         path = Path(path)
-        model = self._check_model(PHPQModel(path, prefer_cuda=self.prefer_cuda, cache_dir=self.cache_dir))
+        model = self._load_model(path)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         target = self.models_dir / f"{path.stem}-{model.info.model_id[:12]}.onnx"
         if not target.exists():
@@ -253,13 +259,15 @@ class Library:
         return model_id
 
     def model_for(self, model_id: str | None = None) -> PHPQModel:
-        """The loaded model (the active one by default), loaded on first use."""
-        record = self.model_record(model_id or self.active_model_id)
+        """The loaded model (the active one by default, or a unique id prefix), loaded on first use."""
+        model_id = model_id or self.active_model_id
+        loaded = self._models.get(model_id)  # the common case on every search: no model-table read
+        if loaded is not None:
+            return loaded
+        record = self.model_record(model_id)
         with self._lock:
             if record.id not in self._models:
-                self._models[record.id] = self._check_model(
-                    PHPQModel(record.path, prefer_cuda=self.prefer_cuda, cache_dir=self.cache_dir)
-                )
+                self._models[record.id] = self._load_model(record.path)
             return self._models[record.id]
 
     # Folders --------------------------------------------------------------------------------------
@@ -402,19 +410,25 @@ class Library:
             raise LibraryError(f"cannot read the query photo {query}: {describe_error(error)}") from error
         indexed = self.db.image_by_path(Path(query).resolve(), model.info.model_id)
         exclude = {indexed.id} if indexed is not None else set()
-        return self._search_input(image, top_k, folders, exclude, {"decode": _lap(clock)})
+        return self._search_input(model, image, top_k, folders, exclude, {"decode": _lap(clock)})
 
     def search_image(self, image: Image.Image, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
         """Photos that look most like an image already in memory (a paste from the clipboard)."""
         clock = time.perf_counter()
-        array = preprocess(image.convert("RGB"), self.model_for().info.input_size)
-        return self._search_input(array, top_k, folders, set(), {"decode": _lap(clock)})
+        model = self.model_for()
+        array = preprocess(image.convert("RGB"), model.info.input_size)
+        return self._search_input(model, array, top_k, folders, set(), {"decode": _lap(clock)})
 
     def _search_input(
-        self, image: np.ndarray, top_k: int, folders: list[Path] | None, exclude: set[int], timings: dict[str, float]
+        self,
+        model: PHPQModel,
+        image: np.ndarray,
+        top_k: int,
+        folders: list[Path] | None,
+        exclude: set[int],
+        timings: dict[str, float],
     ) -> SearchResult:
         clock = time.perf_counter()
-        model = self.model_for()
         subvectors = model.encode(image[None])[0][0]
         timings["encode"] = _lap(clock)
         return self._search_table(lookup_tables(subvectors[None], model.codebooks)[0], top_k, folders, exclude, timings)

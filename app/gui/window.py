@@ -282,7 +282,7 @@ class MainWindow(QMainWindow):
         self.count_label = QLabel()
         self.time_label = QLabel()
         status = self.statusBar()
-        for widget in (self.progress_label, self.progress, self.cancel_button):
+        for widget in self._progress_widgets():
             status.addWidget(widget)
             widget.hide()
         for widget in (self.count_label, self.time_label, self.model_label):
@@ -501,10 +501,14 @@ class MainWindow(QMainWindow):
         self.index_thread = thread
         self.progress.setRange(0, 0)
         self.progress_label.setText("Looking for new and changed photos…")
-        for widget in (self.progress_label, self.progress, self.cancel_button):
+        for widget in self._progress_widgets():
             widget.show()
         self.cancel_button.setEnabled(True)
         thread.start()
+
+    def _progress_widgets(self) -> tuple[QWidget, ...]:
+        """The status-bar widgets shown only while indexing runs."""
+        return (self.progress_label, self.progress, self.cancel_button)
 
     def cancel_indexing(self) -> None:
         if self.index_thread is not None:
@@ -535,7 +539,7 @@ class MainWindow(QMainWindow):
         thread, self.index_thread = self.index_thread, None
         if thread is not None:
             thread.wait()
-        for widget in (self.progress_label, self.progress, self.cancel_button):
+        for widget in self._progress_widgets():
             widget.hide()
         if error is not None:
             self.show_error(f"Indexing stopped: {error}")
@@ -598,7 +602,10 @@ class MainWindow(QMainWindow):
         )
         self.last_query = pil.copy()
         self.query_area.show_query(QPixmap.fromImage(image), "pasted image")
-        self._run_search(lambda library, k, query=self.last_query: library.search_image(query, top_k=k))
+        self._search_pasted(self.last_query)
+
+    def _search_pasted(self, image: Image.Image) -> None:
+        self._run_search(lambda library, k: library.search_image(image, top_k=k))
 
     def _show_query_picture(self, image: QImage) -> None:
         if isinstance(self.last_query, Path):
@@ -608,7 +615,7 @@ class MainWindow(QMainWindow):
         if isinstance(self.last_query, Path):
             self.search_photo(self.last_query)
         elif isinstance(self.last_query, Image.Image):
-            self._run_search(lambda library, k, query=self.last_query: library.search_image(query, top_k=k))
+            self._search_pasted(self.last_query)
 
     def _run_search(self, search: Callable[[Library, int], SearchResult]) -> None:
         if self.library is None:
