@@ -1,10 +1,12 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
 from app.datasets import load_photo_set
 from training.features import PyramidFeatureExtractor, build_or_load_cache
-from training.inference import BatchRunner
+from training.inference import BatchRunner, photo_list_digest
 from training.model import PHPQ, ModelConfig, RetrievalEncoder
 
 
@@ -36,3 +38,14 @@ def test_feature_cache_is_reused_and_keyed_by_views(synthetic_folder, tmp_path):
     assert len(list(tmp_path.iterdir())) == 1
     build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=3, workers=0)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_photo_list_digest_follows_content_not_location(synthetic_folder, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_folder, copy)  # new paths and modification times, same bytes
+    original = load_photo_set(synthetic_folder).photos
+    copied = load_photo_set(copy).photos
+    assert photo_list_digest(copied) == photo_list_digest(original)
+    changed = copied[0].path
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    assert photo_list_digest(copied) != photo_list_digest(original)

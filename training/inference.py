@@ -124,9 +124,13 @@ def run_over_photos(
 
 
 def photo_list_digest(photos: list[Photo]) -> str:
-    """Content key of a photo list: paths, labels, sizes and modification times."""
+    """Content key of a photo list: class folder and file name, label and the bytes of every photo.
+
+    Paths and modification times are left out on purpose, so a copy of the same photos elsewhere (or
+    the same dataset unpacked again) still hits the cache, while any changed byte misses it.
+    """
     digest = hashlib.sha1()
     for photo in photos:
-        stat = photo.path.stat()
-        digest.update(f"{photo.path}|{photo.label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{photo.path.parent.name}/{photo.path.name}|{photo.label}|".encode())
+        digest.update(hashlib.sha1(photo.path.read_bytes()).digest())
     return digest.hexdigest()
