@@ -101,3 +101,14 @@ def test_structure_loss_is_zero_for_identical_neighbourhoods_and_positive_otherw
     features = torch.randn(6, 16)
     assert structure_loss(features, features, 0.1).abs() < 1e-6
     assert structure_loss(torch.randn(6, 16), features, 0.1) > 0.01
+
+
+def test_centre_loss_is_zero_on_the_own_prototype_and_grows_with_the_angle():
+    from training.losses import centre_loss
+
+    labels = torch.tensor([0, 2])
+    on_prototype = torch.tensor([[1.0, 0.2, -0.1], [0.3, 0.1, 1.0]])
+    assert centre_loss(on_prototype, labels) == 0
+    halfway = torch.tensor([[0.5, 0.9, 0.0], [0.9, 0.0, 0.5]])
+    opposite = torch.tensor([[-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    assert 0 < centre_loss(halfway, labels) < centre_loss(opposite, labels) == 2

@@ -24,6 +24,8 @@ class LossConfig:
     structure_temperature: float = 0.05
     classifier_scale: float = 16.0
     margin: float = 0.0  # additive cosine margin (CosFace) on the target class
+    centre_continuous: float = 4.0  # weight of centre_loss on the continuous feature
+    centre_quantized: float = 4.0  # weight of centre_loss on the soft-quantized feature
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -34,6 +36,15 @@ def margin_cross_entropy(cosine: torch.Tensor, labels: torch.Tensor, config: Los
     target = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
     logits = config.classifier_scale * (cosine.float() - config.margin * target)
     return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+
+
+def centre_loss(cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - cosine to the own class prototype.
+
+    Applied to the quantized feature, it collapses each species' database codes onto its prototype, so
+    ADC then ranks the database the way the classifier ranks the species.
+    """
+    return (1 - cosine.float().gather(1, labels[:, None])).mean()
 
 
 def structure_loss(embedding: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -63,6 +74,10 @@ def phpq_loss(
         # Pull each sub-vector and its nearest codeword together (both are unit vectors).
         "quantization": (1 - (quantized.subvectors * quantized.hard).sum(dim=-1)).mean(),
     }
+    if config.centre_continuous > 0:
+        terms["centre_continuous"] = centre_loss(output.cosine_continuous, labels)
+    if config.centre_quantized > 0:
+        terms["centre_quantized"] = centre_loss(output.cosine_quantized, labels)
     if config.structure > 0:
         if teacher is None:
             raise ValueError("the structure loss needs teacher features (the 'head' tap)")
