@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.db import EncodedImage, FolderRecord, IndexDatabase, ModelRecord
+from app.db import EncodedImage, FolderRecord, ImageRecord, IndexDatabase, ModelRecord
 from app.imaging import load_and_preprocess, preprocess
 from app.index import (
     CancelToken,
     FolderChanges,
     IndexProgress,
     ProgressCallback,
+    content_hash,
     describe_error,
     encode_pending,
     sync_folder,
@@ -401,7 +402,8 @@ class Library:
 
     def search(self, query: Path, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
         """Photos that look most like the photo at ``query`` (it need not be indexed; if it is, it is
-        left out of its own results)."""
+        left out of its own results). Indexed byte-identical copies of it come first: photos of one
+        species can share a code, and so a score, and a copy should not hide among them."""
         clock = time.perf_counter()
         model = self.model_for()
         try:
@@ -410,7 +412,20 @@ class Library:
             raise LibraryError(f"cannot read the query photo {query}: {describe_error(error)}") from error
         indexed = self.db.image_by_path(Path(query).resolve(), model.info.model_id)
         exclude = {indexed.id} if indexed is not None else set()
-        return self._search_input(model, image, top_k, folders, exclude, {"decode": _lap(clock)})
+        copies = [copy for copy in self._indexed_copies(Path(query), model.info.model_id) if copy.id not in exclude]
+        return self._search_input(model, image, top_k, folders, exclude, {"decode": _lap(clock)}, copies)
+
+    def _indexed_copies(self, path: Path, model_id: str) -> list[ImageRecord]:
+        """Indexed photos with a code whose content hash and size match the file at ``path``."""
+        try:
+            size = path.stat().st_size
+            digest = content_hash(path, size)
+        except OSError:
+            return []
+        return sorted(
+            (record for record in self.db.images_with_hash(digest, size, model_id) if record.has_code),
+            key=lambda record: record.path,
+        )
 
     def search_image(self, image: Image.Image, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
         """Photos that look most like an image already in memory (a paste from the clipboard)."""
@@ -427,11 +442,13 @@ class Library:
         folders: list[Path] | None,
         exclude: set[int],
         timings: dict[str, float],
+        copies: list[ImageRecord] | None = None,
     ) -> SearchResult:
         clock = time.perf_counter()
         subvectors = model.encode(image[None])[0][0]
         timings["encode"] = _lap(clock)
-        return self._search_table(lookup_tables(subvectors[None], model.codebooks)[0], top_k, folders, exclude, timings)
+        table = lookup_tables(subvectors[None], model.codebooks)[0]
+        return self._search_table(table, top_k, folders, exclude, timings, copies or [])
 
     def search_indexed(self, image_id: int, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
         """Photos that look like an indexed photo: its file re-encoded, or its stored code if it is gone."""
@@ -455,19 +472,26 @@ class Library:
         folders: list[Path] | None,
         exclude: set[int],
         timings: dict[str, float],
+        copies: list[ImageRecord] | None = None,
     ) -> SearchResult:
+        """Scan the code matrix with a query's lookup table; ``copies`` (within the folders) go first."""
         clock = time.perf_counter()
         folder_ids = None if folders is None else [self.folder(path).id for path in folders]
+        pinned = [copy.id for copy in copies or [] if folder_ids is None or copy.folder_id in folder_ids][:top_k]
         matrix = self.matrix()
-        scores, image_ids, n_searched = matrix.search(table, top_k, folder_ids, exclude)
+        scores, image_ids, n_searched = matrix.search(table, top_k, folder_ids, exclude | set(pinned))
         timings["scan"] = _lap(clock)
         clock = time.perf_counter()
-        paths = self.db.paths(image_ids.tolist())
+        ranked = []
+        for image_id in pinned:
+            code = self.db.code_of(image_id, matrix.model_id)
+            if code is not None:  # None only if the copy was removed a moment ago
+                ranked.append((image_id, float(table[np.arange(len(table)), np.frombuffer(code, np.uint8)].sum())))
+        ranked = (ranked + list(zip(image_ids.tolist(), scores.tolist(), strict=True)))[:top_k]
+        paths = self.db.paths([image_id for image_id, _ in ranked])
         n_subspaces = matrix.n_subspaces
         hits = [
-            SearchHit(image_id, paths[image_id], score / n_subspaces)
-            for image_id, score in zip(image_ids.tolist(), scores.tolist(), strict=True)
-            if image_id in paths
+            SearchHit(image_id, paths[image_id], score / n_subspaces) for image_id, score in ranked if image_id in paths
         ]
         timings["fetch"] = _lap(clock)
         return SearchResult(hits, n_searched, timings)

@@ -257,3 +257,40 @@ def test_nested_folders_are_never_indexed_twice(library, tmp_path):
     with pytest.raises(LibraryError, match="already indexed as part of"):
         library.add_folder(photos / "002.class_1")
     assert library.search(write_photo(tmp_path / "q.png", 0, 63), top_k=50).n_searched == 8
+
+
+def test_byte_identical_copies_of_the_query_come_first(library, tmp_path):
+    first, second = tmp_path / "photos_a", tmp_path / "photos_b"
+    write_image_folder(first, n_classes=4, per_class=5)
+    write_image_folder(second, n_classes=4, per_class=5)
+    query = write_photo(tmp_path / "elsewhere" / "query.jpg", 1, index=90)
+    # Re-encoded versions of the same picture: other bytes, but (as the assert below checks) the same
+    # code and score as the copies, and they are indexed before them.
+    for quality in (85, 88, 90, 95):
+        Image.open(query).save(first / "002.class_1" / f"a_variant_{quality}.jpg", quality=quality)
+    shutil.copy(query, first / "002.class_1" / "z_copy.jpg")
+    shutil.copy(query, second / "003.class_2" / "z_copy.jpg")
+    library.add_folder(first)
+    library.add_folder(second)
+    library.index()
+    model_id = library.active_model_id
+    codes = {
+        path.name: library.db.code_of(library.db.image_by_path(path.resolve(), model_id).id, model_id)
+        for path in (first / "002.class_1").glob("[az]_*.jpg")
+    }
+    assert sum(code == codes["z_copy.jpg"] for code in codes.values()) >= 2, "no variant ties with the copy"
+
+    hits = library.search(query, top_k=6).hits
+    assert [hit.path for hit in hits[:2]] == [
+        first / "002.class_1" / "z_copy.jpg",
+        second / "003.class_2" / "z_copy.jpg",
+    ]
+    similarities = [hit.similarity for hit in hits]
+    assert similarities == sorted(similarities, reverse=True)
+    # the folder filter holds for copies too, and an indexed copy finds its twin but not itself
+    only_second = library.search(query, top_k=3, folders=[second]).hits
+    assert only_second[0].path == second / "003.class_2" / "z_copy.jpg"
+    assert all(hit.path.is_relative_to(second) for hit in only_second)
+    from_copy = library.search(first / "002.class_1" / "z_copy.jpg", top_k=3).hits
+    assert from_copy[0].path == second / "003.class_2" / "z_copy.jpg"
+    assert first / "002.class_1" / "z_copy.jpg" not in [hit.path for hit in from_copy]
