@@ -43,6 +43,7 @@ from app.search import CodeMatrix, SearchHit, SearchResult
 log = logging.getLogger(__name__)
 
 ACTIVE_MODEL_KEY = "active_model"
+FILE_STAMP_KEY = "file_stamp"  # model metadata: size and mtime of the file when it was registered
 
 
 class LibraryError(Exception):
@@ -195,21 +196,28 @@ class Library:
     # Models ---------------------------------------------------------------------------------------
 
     def _register_bundled_models(self) -> None:
-        known_paths = {record.path for record in self.db.models()}
+        """Register the package's models; one whose file changed since (an upgrade) is loaded and checked."""
+        known = {record.path: record for record in self.db.models()}
         for path in bundled_models():
-            if path in known_paths:
-                continue
             try:
-                self._register(path)
-            except ModelError as error:
+                if path not in known:
+                    self._register(path)
+                elif known[path].metadata.get(FILE_STAMP_KEY) != _file_stamp(path):
+                    model = self.model_for(known[path].id)  # takes over if the file holds a new model
+                    self._register_loaded(path, model)
+            except (ModelError, LibraryError) as error:
                 log.error("bundled model %s cannot be used: %s", path, error)
         if self.db.get_setting(ACTIVE_MODEL_KEY) is None and self.db.models():
             self.db.set_setting(ACTIVE_MODEL_KEY, self.db.models()[0].id)
 
     def _register(self, path: Path) -> ModelRecord:
-        model = self._load_model(path)
+        return self._register_loaded(path, self._load_model(path))
+
+    def _register_loaded(self, path: Path, model: PHPQModel) -> ModelRecord:
+        """Record a loaded model with its file's size and mtime, so a later change of the file is noticed."""
         self._models[model.info.model_id] = model
-        self.db.add_model(model.info.model_id, path.stem, path, model.info.metadata)
+        metadata = {**model.info.metadata, FILE_STAMP_KEY: _file_stamp(path)}
+        self.db.add_model(model.info.model_id, path.stem, path, metadata)
         return self.model_record(model.info.model_id)
 
     def _load_model(self, path: Path) -> PHPQModel:
@@ -268,8 +276,31 @@ class Library:
         record = self.model_record(model_id)
         with self._lock:
             if record.id not in self._models:
-                self._models[record.id] = self._load_model(record.path)
+                model = self._load_model(record.path)
+                if model.info.model_id != record.id:
+                    return self._take_over_replaced_model(record, model)
+                self._models[record.id] = model
             return self._models[record.id]
+
+    def _take_over_replaced_model(self, record: ModelRecord, model: PHPQModel) -> PHPQModel:
+        """A model file now holds another model. For a bundled model that is a package upgrade: the new
+        default replaces the old one (its codes go, since no file can compute them any more) and
+        becomes active if the old one was. Any other model file must not change under the index."""
+        replaced = f"{record.path} no longer holds model {record.id[:12]} but {model.info.model_id[:12]}"
+        if record.path not in bundled_models():
+            raise LibraryError(f"{replaced}: import the new file with `phpq models import`")
+        if self.read_only:
+            raise LibraryError(f"{replaced}, and this index is open read-only because {self.read_only_reason}")
+        was_active = self.db.get_setting(ACTIVE_MODEL_KEY) == record.id
+        self._register_loaded(record.path, model)
+        self.db.delete_model(record.id)
+        if was_active:
+            self.db.set_setting(ACTIVE_MODEL_KEY, model.info.model_id)
+            self._matrix = None
+        log.warning(
+            "%s: the bundled default model was updated; run `phpq index` to encode your photos with it", replaced
+        )
+        return model
 
     # Folders --------------------------------------------------------------------------------------
 
@@ -541,6 +572,12 @@ def _add_codes(matrix: CodeMatrix, db: IndexDatabase, results: list[EncodedImage
     folder_ids = np.array([folder_of[image_id] for image_id in image_ids[keep].tolist()], np.int64)
     codes = np.frombuffer(b"".join(result.code for result in coded), np.uint8).reshape(len(coded), -1)
     matrix.upsert(image_ids[keep], folder_ids, codes[keep])
+
+
+def _file_stamp(path: Path) -> str:
+    """Size and modification time of a model file, as recorded with the model."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _lap(start: float) -> float:

@@ -1,5 +1,6 @@
 """The indexing and search engine over SQLite: ranking, incremental indexing, models, errors, cancel."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -7,7 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 from PIL import Image
 
 from app.cli import main as phpq
@@ -294,3 +297,35 @@ def test_byte_identical_copies_of_the_query_come_first(library, tmp_path):
     from_copy = library.search(first / "002.class_1" / "z_copy.jpg", top_k=3).hits
     assert from_copy[0].path == second / "003.class_2" / "z_copy.jpg"
     assert first / "002.class_1" / "z_copy.jpg" not in [hit.path for hit in from_copy]
+
+
+def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(tmp_path, tiny_model, monkeypatch):
+    bundled = tmp_path / "package" / "default.onnx"
+    bundled.parent.mkdir()
+    shutil.copyfile(tiny_model, bundled)
+    monkeypatch.setattr("app.library.bundled_models", lambda: [bundled])
+    photos = folder_of_photos(tmp_path / "photos", per_class=2)
+    database = tmp_path / "data" / "index.sqlite3"
+    with Library(database, prefer_cuda=False) as library:
+        old_id = library.active_model_id
+        library.add_folder(photos)
+        assert library.index().encoded == 8
+    # the upgrade: the same file name now holds another model (here: the tiny model with other codebooks)
+    upgraded = onnx.load(str(tiny_model))
+    for initializer in upgraded.graph.initializer:
+        if initializer.name == "phpq_codebooks":
+            codebooks = numpy_helper.to_array(initializer)[:, ::-1].copy()
+            initializer.CopyFrom(numpy_helper.from_array(codebooks, "phpq_codebooks"))
+    new_id = hashlib.sha256(upgraded.graph.SerializeToString()).hexdigest()
+    for entry in upgraded.metadata_props:
+        if entry.key == "phpq.model_id":
+            entry.value = new_id
+    onnx.save(upgraded, str(bundled))
+    with Library(database, prefer_cuda=False) as library:
+        assert library.active_model_id == new_id != old_id
+        assert [record.id for record in library.models()] == [new_id]  # the old model and its codes are gone
+        assert library.status().pending == 8
+        assert library.index().encoded == 8
+        assert library.search(write_photo(tmp_path / "q.png", 0, 60), top_k=3).n_searched == 8
+    with Library(database, prefer_cuda=False) as library:  # unchanged file: nothing is loaded at open
+        assert library._models == {} and library.active_model_id == new_id

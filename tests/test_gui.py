@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.gui.dialogs import ModelsDialog
 from app.gui.window import MainWindow
+from app.index import CancelToken
 from app.library import Library
 from app.search import SearchHit
 from tests.conftest import synthetic_photo, write_image_folder, write_photo
@@ -209,3 +210,20 @@ def test_a_second_window_on_the_same_index_is_read_only(qtbot, window, tmp_path,
     assert "can search but not add" in second.banner.text()
     assert not second.add_button.isEnabled() and not second.remove_button.isEnabled()
     assert window.add_button.isEnabled()
+
+
+def test_photos_left_without_a_code_are_indexed_at_start_up(qtbot, tmp_path, tiny_model, settings):
+    database = tmp_path / "data" / "index.sqlite3"
+    photos = write_image_folder(tmp_path / "photos", n_classes=2, per_class=4)
+    with Library(database, prefer_cuda=False) as library:  # a run stopped before any photo got a code
+        library.activate_model(library.import_model(tiny_model).id)
+        library.add_folder(photos)
+        stop = CancelToken()
+        stop.cancel()
+        library.index(cancel=stop)
+        assert library.counts()["pending"] == 8
+    window = MainWindow(lambda: Library(database, prefer_cuda=False), settings)
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
+        window.show()
+    assert done.args[0].encoded == 8 and window.library.counts()["pending"] == 0

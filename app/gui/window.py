@@ -170,6 +170,7 @@ class MainWindow(QMainWindow):
         # Settings live in the data directory like everything else the app writes.
         self.settings = settings or QSettings(str(data_dir() / SETTINGS_FILE), QSettings.Format.IniFormat)
         self.library: Library | None = None
+        self.resume_checked = False  # photos left without a code are indexed once, at start-up
         self.tasks = TaskRunner(self, threads=2)
         self.index_thread: IndexThread | None = None
         self.index_queue: list[tuple[list[Path] | None, str | None, Callable[[IndexReport], None] | None]] = []
@@ -418,6 +419,10 @@ class MainWindow(QMainWindow):
         self.model_label.setToolTip(f"model id {status.model.id}\n{status.model.path}")
         pending = f" · {status.pending:,} to index" if status.pending else ""
         self.count_label.setText(f"{status.indexed:,} photos indexed{pending}")
+        if not self.resume_checked:
+            self.resume_checked = True
+            if status.pending and self.library is not None and not self.library.read_only:
+                self.start_indexing(None)  # an interrupted run, or an updated default model
         if status.folders and self.pages.currentWidget() is self.empty_state:
             self.empty_state.setText(
                 "<h2>Drop a photo to find its look-alikes</h2>"
