@@ -196,19 +196,39 @@ class Library:
     # Models ---------------------------------------------------------------------------------------
 
     def _register_bundled_models(self) -> None:
-        """Register the package's models; one whose file changed since (an upgrade) is loaded and checked."""
-        known = {record.path: record for record in self.db.models()}
+        """Register the package's models. A bundled model that changed since (an upgrade, in place or in
+        a new install location) replaces the old default: its codes go and it takes the old one's place."""
         for path in bundled_models():
             try:
+                known = {record.path: record for record in self.db.models()}
                 if path not in known:
-                    self._register(path)
+                    current = self._register(path)
                 elif known[path].metadata.get(FILE_STAMP_KEY) != _file_stamp(path):
-                    model = self.model_for(known[path].id)  # takes over if the file holds a new model
-                    self._register_loaded(path, model)
+                    current = self._register_loaded(path, self.model_for(known[path].id))
+                else:
+                    current = known[path]
             except (ModelError, LibraryError) as error:
                 log.error("bundled model %s cannot be used: %s", path, error)
+                continue
+            for record in self.db.models():  # imported models are named with their id, so never match
+                if record.path.name == path.name and record.id != current.id:
+                    self._retire(record, current.id)
         if self.db.get_setting(ACTIVE_MODEL_KEY) is None and self.db.models():
             self.db.set_setting(ACTIVE_MODEL_KEY, self.db.models()[0].id)
+
+    def _retire(self, outdated: ModelRecord, replacement_id: str) -> None:
+        """Drop an outdated default model and its codes; its replacement becomes active if it was."""
+        if self.db.get_setting(ACTIVE_MODEL_KEY) == outdated.id:
+            self.db.set_setting(ACTIVE_MODEL_KEY, replacement_id)
+            log.warning(
+                "the default model was updated (%s -> %s): run `phpq index` to encode your photos with it",
+                outdated.id[:12],
+                replacement_id[:12],
+            )
+        self.db.delete_model(outdated.id)
+        with self._lock:
+            self._models.pop(outdated.id, None)
+            self._matrix = None
 
     def _register(self, path: Path) -> ModelRecord:
         return self._register_loaded(path, self._load_model(path))
@@ -283,23 +303,14 @@ class Library:
             return self._models[record.id]
 
     def _take_over_replaced_model(self, record: ModelRecord, model: PHPQModel) -> PHPQModel:
-        """A model file now holds another model. For a bundled model that is a package upgrade: the new
-        default replaces the old one (its codes go, since no file can compute them any more) and
-        becomes active if the old one was. Any other model file must not change under the index."""
+        """A model file now holds another model. For a bundled model that is a package upgrade, and the
+        new model replaces the old one. Any other model file must not change under the index."""
         replaced = f"{record.path} no longer holds model {record.id[:12]} but {model.info.model_id[:12]}"
         if record.path not in bundled_models():
             raise LibraryError(f"{replaced}: import the new file with `phpq models import`")
         if self.read_only:
             raise LibraryError(f"{replaced}, and this index is open read-only because {self.read_only_reason}")
-        was_active = self.db.get_setting(ACTIVE_MODEL_KEY) == record.id
-        self._register_loaded(record.path, model)
-        self.db.delete_model(record.id)
-        if was_active:
-            self.db.set_setting(ACTIVE_MODEL_KEY, model.info.model_id)
-            self._matrix = None
-        log.warning(
-            "%s: the bundled default model was updated; run `phpq index` to encode your photos with it", replaced
-        )
+        self._retire(record, self._register_loaded(record.path, model).id)
         return model
 
     # Folders --------------------------------------------------------------------------------------

@@ -329,3 +329,11 @@ def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(t
         assert library.search(write_photo(tmp_path / "q.png", 0, 60), top_k=3).n_searched == 8
     with Library(database, prefer_cuda=False) as library:  # unchanged file: nothing is loaded at open
         assert library._models == {} and library.active_model_id == new_id
+    # a new install location with the first model again: it replaces the one at the old location
+    moved = tmp_path / "new-install" / "default.onnx"
+    moved.parent.mkdir()
+    shutil.copyfile(tiny_model, moved)
+    monkeypatch.setattr("app.library.bundled_models", lambda: [moved])
+    with Library(database, prefer_cuda=False) as library:
+        assert library.active_model_id == old_id and [record.path for record in library.models()] == [moved]
+        assert library.index().encoded == 8
