@@ -189,9 +189,10 @@ def sync_folder(db: IndexDatabase, folder_id: int, folder: Path, model_id: str) 
                 if content_changed:
                     changes.modified += 1
                     changes.invalidated.append(record.id)
-                    changes.pending.append((record.id, Path(path)))
                 else:
                     changes.unchanged += 1
+                if content_changed or not record.has_code:  # a touched file may still lack this model's code
+                    changes.pending.append((record.id, Path(path)))
             else:
                 _add_file(db, changes, folder_id, path, state, digests[path], vanished_by_hash, model_id)
         changes.vanished = [record.id for record in vanished if record.id not in changes.moved]

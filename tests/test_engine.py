@@ -127,6 +127,19 @@ def test_models_are_isolated_and_switching_keeps_the_old_codes(library, tmp_path
     assert library.active_model_id == tiny_id
 
 
+def test_touched_files_without_a_code_for_the_active_model_are_encoded(library, tmp_path):
+    photos = folder_of_photos(tmp_path / "photos", per_class=2)
+    library.add_folder(photos)
+    library.index()
+    other = next(record for record in library.models() if record.id != library.active_model_id)
+    library.activate_model(other.id)
+    for path in photos.rglob("*.jpg"):  # same bytes, new mtime (a restored backup, a copied folder)
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    report = library.index()
+    assert (report.unchanged, report.modified, report.encoded) == (8, 0, 8)
+    assert library.status().pending == 0
+
+
 def test_unreadable_files_are_recorded_and_never_stop_the_run(library, tmp_path):
     photos = folder_of_photos(tmp_path / "photos", per_class=2)
     broken = photos / "broken"
