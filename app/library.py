@@ -455,7 +455,8 @@ class Library:
         indexed = self.db.image_by_path(Path(query).resolve(), model.info.model_id)
         exclude = {indexed.id} if indexed is not None else set()
         copies = [copy for copy in self._indexed_copies(Path(query), model.info.model_id) if copy.id not in exclude]
-        return self._search_input(model, image, top_k, folders, exclude, {"decode": _lap(clock)}, copies)
+        timings = {"decode": _lap(clock)}
+        return self._search_table(self._query_table(model, image, timings), top_k, folders, exclude, timings, copies)
 
     def _indexed_copies(self, path: Path, model_id: str) -> list[ImageRecord]:
         """Indexed photos with a code whose content hash and size match the file at ``path``."""
@@ -474,23 +475,16 @@ class Library:
         clock = time.perf_counter()
         model = self.model_for()
         array = preprocess(image.convert("RGB"), model.info.input_size)
-        return self._search_input(model, array, top_k, folders, set(), {"decode": _lap(clock)})
+        timings = {"decode": _lap(clock)}
+        return self._search_table(self._query_table(model, array, timings), top_k, folders, set(), timings)
 
-    def _search_input(
-        self,
-        model: PHPQModel,
-        image: np.ndarray,
-        top_k: int,
-        folders: list[Path] | None,
-        exclude: set[int],
-        timings: dict[str, float],
-        copies: list[ImageRecord] | None = None,
-    ) -> SearchResult:
+    @staticmethod
+    def _query_table(model: PHPQModel, image: np.ndarray, timings: dict[str, float]) -> np.ndarray:
+        """Encode a preprocessed query image into its M x K lookup table (timed as "encode")."""
         clock = time.perf_counter()
         subvectors = model.encode(image[None])[0][0]
         timings["encode"] = _lap(clock)
-        table = lookup_tables(subvectors[None], model.codebooks)[0]
-        return self._search_table(table, top_k, folders, exclude, timings, copies or [])
+        return lookup_tables(subvectors[None], model.codebooks)[0]
 
     def search_indexed(self, image_id: int, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
         """Photos that look like an indexed photo: its file re-encoded, or its stored code if it is gone."""
