@@ -36,7 +36,7 @@ from app.index import (
 from app.instance import WriterLock
 from app.locations import bundled_models, default_database_path
 from app.model import ModelError, PHPQModel
-from app.pq import decode, lookup_tables
+from app.pq import adc_scores, decode, lookup_tables
 from app.scan import N_CODEWORDS, set_kernel_cache_dir, warm_up_in_background
 from app.search import CodeMatrix, SearchHit, SearchResult
 
@@ -204,7 +204,7 @@ class Library:
                 if path not in known:
                     current = self._register(path)
                 elif known[path].metadata.get(FILE_STAMP_KEY) != _file_stamp(path):
-                    current = self._register_loaded(path, self.model_for(known[path].id))
+                    current = self._register(path)  # a new model here is retired against below
                 else:
                     current = known[path]
             except (ModelError, LibraryError) as error:
@@ -518,11 +518,12 @@ class Library:
         scores, image_ids, n_searched = matrix.search(table, top_k, folder_ids, exclude | set(pinned))
         timings["scan"] = _lap(clock)
         clock = time.perf_counter()
+        codes = {image_id: self.db.code_of(image_id, matrix.model_id) for image_id in pinned}
+        codes = {image_id: code for image_id, code in codes.items() if code is not None}  # None: just removed
         ranked = []
-        for image_id in pinned:
-            code = self.db.code_of(image_id, matrix.model_id)
-            if code is not None:  # None only if the copy was removed a moment ago
-                ranked.append((image_id, float(table[np.arange(len(table)), np.frombuffer(code, np.uint8)].sum())))
+        if codes:
+            copy_codes = np.frombuffer(b"".join(codes.values()), np.uint8).reshape(len(codes), -1)
+            ranked = list(zip(codes, adc_scores(table[None], copy_codes)[0].tolist(), strict=True))
         ranked = (ranked + list(zip(image_ids.tolist(), scores.tolist(), strict=True)))[:top_k]
         paths = self.db.paths([image_id for image_id, _ in ranked])
         n_subspaces = matrix.n_subspaces

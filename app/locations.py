@@ -23,6 +23,11 @@ def default_database_path() -> Path:
     return data_dir() / DATABASE_NAME
 
 
+def default_cache_dir() -> Path:
+    """Caches of third-party libraries (ONNX Runtime, numba) when no library has set its own."""
+    return data_dir() / "cache"
+
+
 def bundled_models() -> list[Path]:
     """The .onnx models shipped in the package (assets/models), the default one first."""
     folder = resources.files("phpq_assets") / "models"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.imaging import load_and_preprocess
-from app.locations import data_dir
+from app.locations import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def import_onnxruntime(cache_dir: Path | None = None) -> Any:
     if "onnxruntime" in sys.modules:
         return sys.modules["onnxruntime"]
     previous = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(cache_dir or data_dir() / "cache")
+    os.environ["XDG_CACHE_HOME"] = str(cache_dir or default_cache_dir())
     try:
         import onnxruntime
     finally:

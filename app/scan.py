@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.locations import data_dir
+from app.locations import default_cache_dir
 
 CODES_PER_WORD = 8
 N_CODEWORDS = 256
@@ -65,7 +65,7 @@ def top_k(
     if mask is not None and mask.shape != (n_rows,):
         raise ValueError(f"mask has shape {mask.shape}, expected ({n_rows},)")
     if "numba" not in sys.modules:  # numba's compiled-kernel cache goes to our data directory too
-        os.environ.setdefault("NUMBA_CACHE_DIR", str(_kernel_cache_dir or data_dir() / "cache" / "numba"))
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(_kernel_cache_dir or default_cache_dir() / "numba"))
     from app._scan_kernel import scan_top_k  # imports numba: kept off the import path of the app
 
     no_mask = np.zeros(0, dtype=np.bool_)

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from app.datasets import Photo
+from app.index import content_hash
 from training.data import PhotoDataset
 
 log = logging.getLogger(__name__)
@@ -124,13 +125,16 @@ def run_over_photos(
 
 
 def photo_list_digest(photos: list[Photo]) -> str:
-    """Content key of a photo list: class folder and file name, label and the bytes of every photo.
+    """Content key of a photo list: class folder and file name, label, and each photo's content hash
+    (the one the app's index uses: size plus the first and last 64 KiB).
 
     Paths and modification times are left out on purpose, so a copy of the same photos elsewhere (or
-    the same dataset unpacked again) still hits the cache, while any changed byte misses it.
+    the same dataset unpacked again) still hits the cache, while a changed photo misses it.
     """
     digest = hashlib.sha1()
     for photo in photos:
-        digest.update(f"{photo.path.parent.name}/{photo.path.name}|{photo.label}|".encode())
-        digest.update(hashlib.sha1(photo.path.read_bytes()).digest())
+        size = photo.path.stat().st_size
+        digest.update(
+            f"{photo.path.parent.name}/{photo.path.name}|{photo.label}|{content_hash(photo.path, size)}\n".encode()
+        )
     return digest.hexdigest()

@@ -1,6 +1,6 @@
 """PHPQ losses: cosine-classifier cross-entropy on continuous and quantized features, a quantization
-term, and a relational structure term that keeps the frozen backbone's similarity structure (for
-species never seen in training)."""
+term, a centre term that pulls features onto their class prototype, and a relational structure term
+that keeps the frozen backbone's similarity structure (for species never seen in training)."""
 
 from __future__ import annotations
 
