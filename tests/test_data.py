@@ -113,6 +113,17 @@ def test_compact_copy_keeps_the_tree_and_never_touches_the_source(synthetic_fold
         compact_copy(synthetic_folder, synthetic_folder / "inside")
 
 
+def test_compact_webp_copy_is_smaller_and_decodes(synthetic_folder, tmp_path):
+    jpeg_count, jpeg_size = compact_copy(synthetic_folder, tmp_path / "jpeg", short_side=48, quality=70)
+    webp_count, webp_size = compact_copy(synthetic_folder, tmp_path / "webp", short_side=48, image_format="webp")
+    copied = sorted((tmp_path / "webp").rglob("*.webp"))
+    assert webp_count == jpeg_count == len(copied) and webp_size < jpeg_size
+    assert load_photo_set(tmp_path / "webp").class_names == load_photo_set(synthetic_folder).class_names
+    assert min(load_image(copied[0]).size) == 48
+    with pytest.raises(ValueError, match="format"):
+        compact_copy(synthetic_folder, tmp_path / "gif", image_format="gif")
+
+
 @pytest.mark.skipif(not SHARED_CUB.is_dir(), reason="../shared CUB photos are not present")
 def test_real_cub_photos_decode_and_preprocess():
     photo_set = load_photo_set(SHARED_CUB)
