@@ -37,7 +37,7 @@ from app.instance import WriterLock
 from app.locations import bundled_models, default_database_path
 from app.model import ModelError, PHPQModel
 from app.pq import adc_scores, decode, lookup_tables
-from app.scan import N_CODEWORDS, set_kernel_cache_dir, warm_up_in_background
+from app.scan import N_CODEWORDS, set_kernel_cache_root, warm_up_in_background
 from app.search import CodeMatrix, SearchHit, SearchResult
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Library:
             log.warning("%s opened read-only: %s", database, self.read_only_reason)
         self.models_dir = self.db.path.parent / "models"
         self.cache_dir = self.db.path.parent / "cache"
-        set_kernel_cache_dir(self.cache_dir / "numba")
+        set_kernel_cache_root(self.cache_dir)
         self.prefer_cuda = prefer_cuda
         self._lock = threading.RLock()
         self._models: dict[str, PHPQModel] = {}

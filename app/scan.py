@@ -21,13 +21,13 @@ CODES_PER_WORD = 8
 N_CODEWORDS = 256
 
 
-_kernel_cache_dir: Path | None = None
+_kernel_cache_root: Path | None = None
 
 
-def set_kernel_cache_dir(folder: Path) -> None:
-    """Where numba keeps the compiled kernel (set by the library to its data directory)."""
-    global _kernel_cache_dir
-    _kernel_cache_dir = folder
+def set_kernel_cache_root(cache_dir: Path) -> None:
+    """The cache folder under which numba keeps the compiled kernel (set by the library to its own)."""
+    global _kernel_cache_root
+    _kernel_cache_root = cache_dir
 
 
 def pack_codes(codes: np.ndarray) -> np.ndarray:
@@ -65,7 +65,7 @@ def top_k(
     if mask is not None and mask.shape != (n_rows,):
         raise ValueError(f"mask has shape {mask.shape}, expected ({n_rows},)")
     if "numba" not in sys.modules:  # numba's compiled-kernel cache goes to our data directory too
-        os.environ.setdefault("NUMBA_CACHE_DIR", str(_kernel_cache_dir or default_cache_dir() / "numba"))
+        os.environ.setdefault("NUMBA_CACHE_DIR", str((_kernel_cache_root or default_cache_dir()) / "numba"))
     from app._scan_kernel import scan_top_k  # imports numba: kept off the import path of the app
 
     no_mask = np.zeros(0, dtype=np.bool_)

@@ -24,17 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     # Open the library and load the model while Qt and the window are being set up.
     opening = ThreadPoolExecutor(max_workers=1).submit(_open_library, args.db, not args.cpu)
 
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from app.gui.window import APP_TITLE, SETTINGS_FILE, MainWindow
-    from app.locations import data_dir
+    from app.gui.window import APP_TITLE, MainWindow, window_settings
 
     application = QApplication.instance() or QApplication(sys.argv[:1])
     application.setApplicationName(APP_TITLE)
     application.setOrganizationName("phpq-search")
-    settings_dir = args.db.parent if args.db is not None else data_dir()
-    settings = QSettings(str(settings_dir / SETTINGS_FILE), QSettings.Format.IniFormat)
+    settings = window_settings(args.db.parent if args.db is not None else None)
     window = MainWindow(opening.result, settings, lambda: _rebuild_library(args.db, not args.cpu))
     if args.photo is not None:
         window.library_ready.connect(lambda: window.search_photo(args.photo.resolve()))

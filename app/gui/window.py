@@ -61,6 +61,13 @@ log = logging.getLogger(__name__)
 
 APP_TITLE = "PHPQ Search"
 SETTINGS_FILE = "window.ini"
+
+
+def window_settings(folder: Path | None = None) -> QSettings:
+    """The window's settings file in ``folder`` (default: the data directory, where the index lives)."""
+    return QSettings(str((folder or data_dir()) / SETTINGS_FILE), QSettings.Format.IniFormat)
+
+
 EMPTY_STATE = (
     "<h2>Find look-alikes in your own photos</h2>"
     "<p><b>1.</b> Add a folder of photos: <i>Add folder…</i> on the left, or drop a folder on this window.</p>"
@@ -167,8 +174,7 @@ class MainWindow(QMainWindow):
     ):
         super().__init__()
         self.rebuild_library = rebuild_library
-        # Settings live in the data directory like everything else the app writes.
-        self.settings = settings or QSettings(str(data_dir() / SETTINGS_FILE), QSettings.Format.IniFormat)
+        self.settings = settings or window_settings()
         self.library: Library | None = None
         self.resume_checked = False  # photos left without a code are indexed once, at start-up
         self.tasks = TaskRunner(self, threads=2)
