@@ -26,6 +26,7 @@ def test_layout_drops_fine_grids_on_small_maps_and_gathers_sub_layouts():
     sub = PyramidLayout((Level("head", 6, (1,)),))
     torch.testing.assert_close(full[:, layout.gather_index(sub)], PyramidPooling(sub)([maps[1]]))
     torch.testing.assert_close(full[:, layout.global_average_index("head")], maps[1].mean(dim=(2, 3)))
+    torch.testing.assert_close(full[:, layout.global_max_index("head")], maps[1].amax(dim=(2, 3)))
 
 
 @pytest.mark.parametrize("mode", ["sum", "concat", "avg", "max"])

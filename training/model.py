@@ -115,8 +115,16 @@ class PyramidLayout:
 
     def global_average_index(self, tap: str = "head") -> torch.Tensor:
         """Indices of the plain global-average-pooled feature of ``tap`` (the frozen baseline)."""
+        return self._global_index(tap)[0]
+
+    def global_max_index(self, tap: str = "head") -> torch.Tensor:
+        """Indices of the global-max-pooled feature of ``tap``."""
+        return self._global_index(tap)[1]
+
+    def _global_index(self, tap: str) -> tuple[torch.Tensor, torch.Tensor]:
         level = next(level for level in self.levels if level.name == tap)
-        return self.gather_index(PyramidLayout((Level(tap, level.channels, (1,)),)))[: level.channels]
+        index = self.gather_index(PyramidLayout((Level(tap, level.channels, (1,)),)))
+        return index[: level.channels], index[level.channels :]
 
 
 def _bin_starts(grids: tuple[int, ...]) -> dict[int, int]:
