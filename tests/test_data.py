@@ -100,8 +100,6 @@ def test_config_file_and_overrides(tmp_path):
         apply_overrides({}, ["epoch=3"])
     with pytest.raises(ValueError, match="mode"):
         load_config(None, ['mode="gpu"'])
-    with pytest.raises(ValueError, match="instance"):
-        load_config(None, ['mode="finetune"', "loss.instance=1.0"])
 
 
 def test_compact_copy_keeps_the_tree_and_never_touches_the_source(synthetic_folder, tmp_path):

@@ -103,16 +103,6 @@ def test_structure_loss_is_zero_for_identical_neighbourhoods_and_positive_otherw
     assert structure_loss(torch.randn(6, 16), features, 0.1) > 0.01
 
 
-def test_instance_loss_finds_each_views_partner():
-    from training.losses import instance_loss
-
-    photos = torch.eye(8)[:4] * 5  # four orthogonal photos
-    aligned = torch.cat([photos, photos])  # row i and row i + 4 are views of the same photo
-    swapped = torch.cat([photos, photos[[1, 0, 3, 2]]])
-    assert instance_loss(aligned, 0.1) < 1e-3
-    assert instance_loss(swapped, 0.1) > 5.0
-
-
 def test_centre_loss_is_zero_on_the_own_prototype_and_grows_with_the_angle():
     from training.losses import centre_loss
 

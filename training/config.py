@@ -54,8 +54,6 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.mode == "cached" and self.views < 2:
             raise ValueError("cached mode needs views >= 2 (the centre crop plus augmented views)")
-        if self.mode == "finetune" and self.loss.instance > 0:
-            raise ValueError("loss.instance needs two cached views per photo: use mode = 'cached'")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

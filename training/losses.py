@@ -1,7 +1,6 @@
 """PHPQ losses: cosine-classifier cross-entropy on continuous and quantized features, a quantization
-term, a centre term that pulls features onto their class prototype, and two terms aimed at species
-never seen in training: a relational structure term that keeps the frozen backbone's similarity
-structure, and a two-view instance term (InfoNCE) that tells photos apart rather than species."""
+term, a centre term that pulls features onto their class prototype, and a relational structure term
+that keeps the frozen backbone's similarity structure (for species never seen in training)."""
 
 from __future__ import annotations
 
@@ -27,8 +26,6 @@ class LossConfig:
     margin: float = 0.0  # additive cosine margin (CosFace) on the target class
     centre_continuous: float = 4.0  # weight of centre_loss on the continuous feature
     centre_quantized: float = 4.0  # weight of centre_loss on the soft-quantized feature
-    instance: float = 0.0  # weight of instance_loss (cached mode: each batch then holds two views per photo)
-    instance_temperature: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,19 +63,6 @@ def structure_loss(embedding: torch.Tensor, teacher: torch.Tensor, temperature: 
     return (teacher_probs * (log_teacher - log_student)).sum(dim=1).mean()
 
 
-def instance_loss(embedding: torch.Tensor, temperature: float) -> torch.Tensor:
-    """InfoNCE between two views of the same photos: rows i and i + B/2 are the two views of photo i.
-
-    Each view must pick out its partner among all other items of the batch, so the feature keeps what
-    tells photos apart, not only what tells the trained species apart.
-    """
-    features = F.normalize(embedding.float(), dim=-1)
-    half = len(features) // 2
-    logits = (features @ features.T / temperature).fill_diagonal_(float("-inf"))
-    partner = torch.cat([torch.arange(half, 2 * half), torch.arange(half)]).to(features.device)
-    return F.cross_entropy(logits, partner)
-
-
 def phpq_loss(
     output: HeadOutput, labels: torch.Tensor, config: LossConfig, teacher: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -98,7 +82,5 @@ def phpq_loss(
         if teacher is None:
             raise ValueError("the structure loss needs teacher features (the 'head' tap)")
         terms["structure"] = structure_loss(quantized.subvectors.flatten(1), teacher, config.structure_temperature)
-    if config.instance > 0:
-        terms["instance"] = instance_loss(output.embedding, config.instance_temperature)
     total = sum(getattr(config, name) * value for name, value in terms.items())
     return total, {name: float(value.detach()) for name, value in terms.items()}

@@ -307,7 +307,7 @@ class Trainer:
         return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
 
     def _batches(self, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] | DataLoader:
-        """Cached mode: one random view per photo (two with the instance loss), shuffled and sharded by rank."""
+        """Cached mode: one random augmented view per photo, shuffled and sharded by rank."""
         if not self.cached:
             if self.sampler is not None:
                 self.sampler.set_epoch(epoch)
@@ -324,14 +324,8 @@ class Trainer:
             if len(chunk) < 2:
                 continue
             photo = torch.from_numpy(self.train_index[chunk.numpy()])
-            labels = self.train_labels[chunk]
-            if self.config.loss.instance > 0:  # a second, different view of each photo (instance_loss)
-                other = (
-                    view + torch.randint(1, self.config.views, view.shape, generator=generator)
-                ) % self.config.views
-                photo, view, labels = torch.cat([photo, photo]), torch.cat([view, other]), torch.cat([labels, labels])
             teacher = self.teacher[view, photo] if self.teacher is not None else None
-            batches.append((self.features[view, photo].float(), labels, teacher))
+            batches.append((self.features[view, photo].float(), self.train_labels[chunk], teacher))
         return batches
 
     # -- steps -------------------------------------------------------------------------------------
