@@ -17,7 +17,7 @@ def reference_top_k(table, codes, k, mask=None):
     return scores[order], order
 
 
-@pytest.mark.parametrize("n_subspaces", [2, 4, 6, 8, 12, 16])
+@pytest.mark.parametrize("n_subspaces", [2, 4, 6, 8, 12, 16, 32, 64])
 def test_kernel_equals_numpy_ranking_for_every_code_length(n_subspaces):
     rng = np.random.default_rng(n_subspaces)
     codes = rng.integers(0, 256, (5000, n_subspaces), dtype=np.uint8)
