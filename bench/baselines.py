@@ -21,13 +21,9 @@ import numpy as np
 import torch
 
 from app.datasets import load_photo_set, split_protocol
-from training.evaluate import evaluate_codes, evaluate_cosine
+from training.evaluate import evaluate_codes, evaluate_cosine, unit_rows
 from training.features import build_or_load_cache
 from training.model import ProductQuantizer
-
-
-def unit(features: np.ndarray) -> np.ndarray:
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def pca_whitened(features: np.ndarray, train: np.ndarray, dim: int = 256) -> np.ndarray:
@@ -43,7 +39,7 @@ def frozen_variants(gap: np.ndarray, gmp: np.ndarray, train: np.ndarray) -> dict
     return {
         "GAP centred": gap - gap[train].mean(axis=0),
         "GAP signed sqrt": np.sign(gap) * np.sqrt(np.abs(gap)),
-        "GAP + GMP": unit(gap) + unit(gmp),
+        "GAP + GMP": unit_rows(gap) + unit_rows(gmp),
         "GAP PCA-whitened 256": pca_whitened(gap, train),
     }
 

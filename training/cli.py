@@ -174,16 +174,16 @@ def _evaluation_sets(args: argparse.Namespace) -> tuple[list, list]:
 
 def compact_main(argv: list[str] | None = None) -> int:
     """Write a compact JPEG or WebP copy of a photo tree (for moving training data to a GPU machine)."""
+    from training.compact import FORMATS, compact_copy
+
     parser = argparse.ArgumentParser(prog="phpq-compact", description=compact_main.__doc__)
     parser.add_argument("source", type=Path)
     parser.add_argument("destination", type=Path)
     parser.add_argument("--short-side", type=int, default=240)
     parser.add_argument("--quality", type=int, default=70)
-    parser.add_argument("--format", choices=["jpeg", "webp"], default="jpeg", help="webp is about 30%% smaller")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="jpeg", help="webp is about 30%% smaller")
     args = parser.parse_args(argv)
     _setup_logging(False)
-    from training.compact import compact_copy
-
     try:
         count, size = compact_copy(args.source, args.destination, args.short_side, args.quality, args.format)
     except (OSError, ValueError) as error:

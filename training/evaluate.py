@@ -30,6 +30,12 @@ def evaluate_codes(
     return retrieval_report(scores, query_labels, database_labels, ks)
 
 
+def unit_rows(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32; all-zero rows stay zero)."""
+    features = features.astype(np.float32)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
 def evaluate_cosine(
     query_features: np.ndarray,
     query_labels: np.ndarray,
@@ -38,12 +44,8 @@ def evaluate_cosine(
     ks: tuple[int, ...] = (10, 100),
 ) -> dict[str, float]:
     """The same metrics for continuous features compared by cosine similarity (baselines)."""
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float32)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    return retrieval_report(unit(query_features) @ unit(database_features).T, query_labels, database_labels, ks)
+    similarities = unit_rows(query_features) @ unit_rows(database_features).T
+    return retrieval_report(similarities, query_labels, database_labels, ks)
 
 
 def evaluate_exported_model(
