@@ -12,8 +12,9 @@ import numpy as np
 
 from app.imaging import is_image_path
 
-PROTOCOLS = ("val", "unseen", "all")
-QUERY_EVERY = 5
+PROTOCOLS = ("val", "fresh", "unseen", "all")
+QUERY_EVERY = 5  # val: every 5th photo of a class is a query
+FRESH_EVERY = 3  # fresh: every 3rd photo of a class is held out of training
 
 
 @dataclass(frozen=True)
@@ -87,15 +88,19 @@ class ProtocolSplit:
     database: list[Photo]
     train_classes: int
     held_out: bool = True  # False for "all": the queries were trained on, so no measurement is made
+    leave_one_out: bool = False  # query and database are one gallery: each photo queries all the others
 
 
 def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
     """Deterministic protocols carved from one labelled photo set (photos sorted by path in each class).
 
-    - ``val``: in every class, photos 0, 5, 10, ... are queries; the rest are the database and the
-      training set (trained classes, unseen photos).
-    - ``unseen``: the first half of the classes (sorted by name) is the training set; among the other
-      half, photos 0, 5, 10, ... are queries and the rest the database (species never trained on).
+    - ``val`` (the hashing papers' protocol): in every class, photos 0, 5, 10, ... are queries; the
+      rest are the database and the training set (trained species, database memorised in training).
+    - ``fresh`` (trained species, photos never trained on, as in a user's own collection): in every
+      class, photos 0, 3, 6, ... form the gallery and never train; the gallery is scored leave-one-out
+      (each photo queries all the others); the other photos train.
+    - ``unseen`` (species never trained on): the first half of the classes (sorted by name) trains;
+      every photo of the other half is in the gallery, scored leave-one-out.
     - ``all``: every photo trains; queries/database as in ``val`` (monitoring only, not a measurement).
     """
     if protocol not in PROTOCOLS:
@@ -103,16 +108,22 @@ def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
     by_class: dict[int, list[Photo]] = {}
     for photo in photo_set.photos:
         by_class.setdefault(photo.label, []).append(photo)
-    query, database = [], []
     n_classes = len(photo_set.class_names)
-    held_out_from = n_classes // 2 if protocol == "unseen" else 0
-    for label in sorted(by_class):
-        if label < held_out_from:
-            continue
-        for index, photo in enumerate(sorted(by_class[label], key=lambda p: p.path)):
-            (query if index % QUERY_EVERY == 0 else database).append(photo)
     if protocol == "unseen":
+        held_out_from = n_classes // 2
         train = [p for p in photo_set.photos if p.label < held_out_from]
-        return ProtocolSplit(train, query, database, held_out_from)
-    train = list(photo_set.photos) if protocol == "all" else list(database)
-    return ProtocolSplit(train, query, database, n_classes, held_out=protocol != "all")
+        gallery = [p for label in sorted(by_class) if label >= held_out_from for p in _by_path(by_class[label])]
+        return ProtocolSplit(train, gallery, gallery, held_out_from, leave_one_out=True)
+    every = FRESH_EVERY if protocol == "fresh" else QUERY_EVERY
+    held, rest = [], []
+    for label in sorted(by_class):
+        for index, photo in enumerate(_by_path(by_class[label])):
+            (held if index % every == 0 else rest).append(photo)
+    if protocol == "fresh":
+        return ProtocolSplit(rest, held, held, n_classes, leave_one_out=True)
+    train = list(photo_set.photos) if protocol == "all" else list(rest)
+    return ProtocolSplit(train, held, rest, n_classes, held_out=protocol != "all")
+
+
+def _by_path(photos: list[Photo]) -> list[Photo]:
+    return sorted(photos, key=lambda p: p.path)

@@ -291,7 +291,7 @@ def _encode_batch(
 ) -> list[EncodedImage]:
     results: list[EncodedImage] = []
     good = [i for i, item in enumerate(decoded) if not isinstance(item, Exception)]
-    codes = model.encode(np.stack([decoded[i][0] for i in good]))[1] if good else np.zeros((0, 0), np.uint8)
+    codes = model.encode(np.stack([decoded[i][0] for i in good])).codes if good else np.zeros((0, 0), np.uint8)
     code_of = dict(zip(good, codes, strict=True))
     for i, ((image_id, path), item) in enumerate(zip(batch, decoded, strict=True)):
         if isinstance(item, Exception):

@@ -482,7 +482,7 @@ class Library:
     def _query_table(model: PHPQModel, image: np.ndarray, timings: dict[str, float]) -> np.ndarray:
         """Encode a preprocessed query image into its M x K lookup table (timed as "encode")."""
         clock = time.perf_counter()
-        subvectors = model.encode(image[None])[0][0]
+        subvectors = model.encode(image[None]).subvectors[0]
         timings["encode"] = _lap(clock)
         return lookup_tables(subvectors[None], model.codebooks)[0]
 

@@ -35,14 +35,30 @@ def precision_at_k(relevance: np.ndarray, k: int) -> np.ndarray:
     return relevance[:, :k].mean(axis=1)
 
 
+DEFAULT_KS = (4, 10, 100)
+
+
 def retrieval_report(
     scores: np.ndarray,
     query_labels: np.ndarray,
     database_labels: np.ndarray,
-    ks: tuple[int, ...] = (10, 100),
+    ks: tuple[int, ...] = DEFAULT_KS,
+    leave_one_out: bool = False,
 ) -> dict[str, float]:
-    """mAP@all, mAP@k and P@k for a [Q, N] score matrix (higher is more similar)."""
+    """mAP@all, mAP@k and P@k for a [Q, N] score matrix (higher is more similar).
+
+    ``leave_one_out``: queries and database are one gallery (row i is photo i), and each query's own
+    entry is left out of its ranking.
+    """
+    if leave_one_out:
+        scores = np.array(scores, dtype=np.float64)
+        np.fill_diagonal(scores, -np.inf)
     relevance = ranked_relevance(scores, np.asarray(query_labels), np.asarray(database_labels))
+    return relevance_report(relevance[:, :-1] if leave_one_out else relevance, ks)
+
+
+def relevance_report(relevance: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, float]:
+    """mAP@all, mAP@k and P@k of a ranked relevance matrix [Q, N] (best first)."""
     report = {"mAP@all": float(average_precision(relevance).mean())}
     for k in ks:
         report[f"mAP@{k}"] = float(average_precision(relevance, k).mean())

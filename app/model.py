@@ -18,9 +18,14 @@ from app.locations import default_cache_dir
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: a third output, the general-purpose descriptor; 1: codes only (still read)
+READABLE_FORMAT_VERSIONS = ("1", "2")
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("subvectors", "codes")
+OUTPUT_NAMES = ("subvectors", "codes", "descriptor")  # format 2
+CODE_OUTPUT_NAMES = OUTPUT_NAMES[:2]  # format 1 has only these
+# Format 2 metadata: the descriptor's length and the weight w of the code similarity in the fused ranking
+# (similarity = w * ADC / M + (1 - w) * descriptor cosine), chosen on the dev protocols.
+DESCRIPTOR_METADATA = ("descriptor_dim", "fusion_weight")
 CODEBOOKS_NAME = "phpq_codebooks"
 METADATA_PREFIX = "phpq."
 REQUIRED_METADATA = (
@@ -55,6 +60,24 @@ class ModelInfo:
     metadata: dict[str, str]
 
     @property
+    def has_descriptor(self) -> bool:
+        """Format 2: the model also gives a general-purpose descriptor; format 1 gives codes only."""
+        return self.metadata["format_version"] != "1"
+
+    @property
+    def descriptor_dim(self) -> int:
+        return int(self.metadata.get("descriptor_dim", 0))
+
+    @property
+    def fusion_weight(self) -> float:
+        """Weight of the code similarity in the fused ranking (1 for codes-only models)."""
+        return float(self.metadata.get("fusion_weight", 1.0))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return OUTPUT_NAMES if self.has_descriptor else CODE_OUTPUT_NAMES
+
+    @property
     def class_names(self) -> list[str]:
         return json.loads(self.metadata.get("class_names", "[]"))
 
@@ -71,8 +94,14 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
         raise ModelError(
             f"{source} is not a PHPQ model exported by phpq-export (missing metadata: {', '.join(missing)})"
         )
-    if props["format_version"] != FORMAT_VERSION:
-        raise ModelError(f"{source} has model format {props['format_version']}, this version reads {FORMAT_VERSION}")
+    if props["format_version"] not in READABLE_FORMAT_VERSIONS:
+        raise ModelError(
+            f"{source} has model format {props['format_version']}, this version reads"
+            f" {', '.join(READABLE_FORMAT_VERSIONS)}; update PHPQ Search"
+        )
+    missing = [key for key in DESCRIPTOR_METADATA if props["format_version"] != "1" and key not in props]
+    if missing:
+        raise ModelError(f"{source} is a format-2 model without {', '.join(missing)} in its metadata")
     try:
         return ModelInfo(
             props["model_id"],
@@ -161,8 +190,12 @@ class PHPQModel:
     def _check_signature(self) -> None:
         inputs = self.session.get_inputs()
         outputs = [o.name for o in self.session.get_outputs()]
-        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or tuple(outputs) != OUTPUT_NAMES:
-            raise ModelError(f"{self.path} does not have the PHPQ inputs/outputs ({INPUT_NAME} -> {OUTPUT_NAMES})")
+        expected_outputs = self.info.output_names
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or tuple(outputs) != expected_outputs:
+            raise ModelError(
+                f"{self.path} does not have the inputs/outputs of a format-{self.info.metadata['format_version']}"
+                f" PHPQ model ({INPUT_NAME} -> {', '.join(expected_outputs)})"
+            )
         shape = inputs[0].shape
         size = self.info.input_size
         if len(shape) != 4 or shape[1:] != [3, size, size]:
@@ -171,26 +204,36 @@ class PHPQModel:
         if self.codebooks.shape != expected:
             raise ModelError(f"{self.path} codebooks have shape {self.codebooks.shape}, metadata says {expected}")
 
-    def encode_paths(self, paths: list[Path], batch_size: int = 32, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    def encode_paths(self, paths: list[Path], batch_size: int = 32, threads: int = 2) -> Encoding:
         """Decode and preprocess photos in a thread pool, encode them in batches (test-time geometry)."""
         size = self.info.input_size
-        subvectors, codes = [], []
+        batches = []
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for start in range(0, len(paths), batch_size):
                 batch = list(pool.map(lambda path: load_and_preprocess(path, size), paths[start : start + batch_size]))
-                batch_sub, batch_codes = self.encode(np.stack(batch))
-                subvectors.append(batch_sub)
-                codes.append(batch_codes)
-        if not subvectors:
-            return np.zeros((0, self.info.n_subspaces, self.info.dim // self.info.n_subspaces), np.float32), np.zeros(
-                (0, self.info.n_subspaces), np.uint8
-            )
-        return np.concatenate(subvectors), np.concatenate(codes)
+                batches.append(self.encode(np.stack(batch)))
+        if not batches:
+            return self.encode(np.zeros((0, 3, size, size), np.float32))
+        descriptors = None if batches[0].descriptors is None else np.concatenate([b.descriptors for b in batches])
+        return Encoding(
+            np.concatenate([b.subvectors for b in batches]), np.concatenate([b.codes for b in batches]), descriptors
+        )
 
-    def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Preprocessed images [B, 3, S, S] -> (sub-vectors [B, M, d] float32, codes [B, M] uint8)."""
-        subvectors, codes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
-        return subvectors, codes.astype(np.uint8 if self.info.n_codewords <= 256 else np.int32)
+    def encode(self, images: np.ndarray) -> Encoding:
+        """Preprocessed images [B, 3, S, S] -> sub-vectors [B, M, d] float32, codes [B, M] uint8 and, for
+        format-2 models, descriptors [B, E] float32 (L2-normalised)."""
+        outputs = self.session.run(list(self.info.output_names), {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
+        codes = outputs[1].astype(np.uint8 if self.info.n_codewords <= 256 else np.int32)
+        return Encoding(outputs[0], codes, outputs[2] if self.info.has_descriptor else None)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What a model gives for a batch of photos."""
+
+    subvectors: np.ndarray  # [B, M, d] float32, L2-normalised per sub-space
+    codes: np.ndarray  # [B, M] uint8 (int32 when K > 256)
+    descriptors: np.ndarray | None  # [B, E] float32, L2-normalised; None for format-1 models
 
 
 def read_codebooks(data: bytes, source: str) -> np.ndarray:

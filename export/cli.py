@@ -63,8 +63,8 @@ def export_main(argv: list[str] | None = None) -> int:
                 export_checkpoint(model, payload, source)
             quantize_int8(source, int8_path, calibration, model.config.input_size)
         checked = photos[::step][: args.parity_photos]
-        _, fp32_codes = PHPQModel(args.output, prefer_cuda=False).encode_paths(checked)
-        _, int8_codes = PHPQModel(int8_path, prefer_cuda=False).encode_paths(checked)
+        fp32_codes = PHPQModel(args.output, prefer_cuda=False).encode_paths(checked).codes
+        int8_codes = PHPQModel(int8_path, prefer_cuda=False).encode_paths(checked).codes
         print(
             f"wrote {int8_path} ({int8_path.stat().st_size / 2**20:.1f} MiB); codes identical to fp32: "
             f"{100 * float(np.mean(fp32_codes == int8_codes)):.1f}% (mAP and speed: bench/int8.py)"

@@ -30,14 +30,14 @@ class ParityReport:
     def __str__(self) -> str:
         verdict = "OK" if self.ok else "FAILED"
         return (
-            f"parity {verdict} on {self.photos} photos: max |sub-vector diff| {self.max_abs_diff:.2e} "
+            f"parity {verdict} on {self.photos} photos: max |sub-vector or descriptor diff| {self.max_abs_diff:.2e} "
             f"(limit {MAX_ABS_DIFF:.0e}), identical codes {100 * self.code_agreement:.2f}% "
             f"(limit {100 * MIN_CODE_AGREEMENT:.1f}%)"
         )
 
 
 def check_parity(model: PHPQ, onnx_path: Path, photos: list[Path], batch_size: int = 16) -> ParityReport:
-    """Full onnx.checker pass, then compare sub-vectors and codes of ONNX Runtime and torch."""
+    """Full onnx.checker pass, then compare sub-vectors, descriptors and codes of ONNX Runtime and torch."""
     onnx.checker.check_model(str(onnx_path), full_check=True)
     runtime = PHPQModel(onnx_path, prefer_cuda=False)
     encoder = RetrievalEncoder(model.eval().cpu())
@@ -45,10 +45,11 @@ def check_parity(model: PHPQ, onnx_path: Path, photos: list[Path], batch_size: i
     max_diff, same, total = 0.0, 0, 0
     for start in range(0, len(photos), batch_size):
         batch = np.stack([load_and_preprocess(p, size) for p in photos[start : start + batch_size]])
-        subvectors, codes = runtime.encode(batch)
+        encoded = runtime.encode(batch)
         with torch.inference_mode():
-            torch_sub, torch_codes = encoder(torch.from_numpy(batch))
-        max_diff = max(max_diff, float(np.abs(subvectors - torch_sub.numpy()).max()))
-        same += int((codes.astype(np.int64) == torch_codes.numpy()).sum())
-        total += codes.size
+            torch_sub, torch_codes, torch_descriptors = encoder(torch.from_numpy(batch))
+        for ours, theirs in ((encoded.subvectors, torch_sub), (encoded.descriptors, torch_descriptors)):
+            max_diff = max(max_diff, float(np.abs(ours - theirs.numpy()).max()))
+        same += int((encoded.codes.astype(np.int64) == torch_codes.numpy()).sum())
+        total += encoded.codes.size
     return ParityReport(len(photos), max_diff, same / max(1, total))

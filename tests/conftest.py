@@ -60,6 +60,7 @@ def tiny_overrides(data: Path, output: Path, cache: Path) -> list[str]:
         "model.n_subspaces=4",
         "model.n_codewords=16",
         "model.topk=4",
+        "model.descriptor_dim=16",
         "views=3",
         "epochs=6",
         "batch_size=16",

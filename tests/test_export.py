@@ -16,7 +16,7 @@ from training.config import TrainConfig
 from training.model import PHPQ, ModelConfig
 from training.train import load_checkpoint, save_checkpoint
 
-TINY = ModelConfig(input_size=64, dim=32, n_subspaces=4, n_codewords=16, topk=4, n_classes=4)
+TINY = ModelConfig(input_size=64, dim=32, n_subspaces=4, n_codewords=16, topk=4, descriptor_dim=16, n_classes=4)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +72,10 @@ def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, expor
     photos = [p.path for p in load_photo_set(synthetic_folder).photos]
     report = check_parity(model, exported, photos)
     assert report.ok and report.max_abs_diff <= 1e-4 and report.code_agreement >= 0.995, str(report)
-    subvectors, codes = runtime.encode(np.zeros((3, 3, 64, 64), np.float32))
-    assert subvectors.shape == (3, 4, 8) and codes.shape == (3, 4) and codes.dtype == np.uint8
+    encoded = runtime.encode(np.zeros((3, 3, 64, 64), np.float32))
+    assert encoded.subvectors.shape == (3, 4, 8) and encoded.codes.shape == (3, 4) and encoded.codes.dtype == np.uint8
+    assert encoded.descriptors.shape == (3, 16) and runtime.info.has_descriptor
+    np.testing.assert_allclose(np.linalg.norm(encoded.descriptors, axis=1), 1.0, atol=1e-5)
 
 
 def test_the_model_id_is_the_content_hash(tiny_checkpoint, tmp_path):
@@ -167,10 +169,11 @@ def test_int8_variant_runs_and_keeps_float_codebooks(exported, synthetic_folder,
     assert int8.info.metadata["precision"] == "int8" and int8.info.model_id == model_id != fp32.info.model_id
     np.testing.assert_array_equal(int8.codebooks, fp32.codebooks)
     assert any(node.op_type == "QuantizeLinear" for node in onnx.load(output).graph.node)
-    sub8, codes8 = int8.encode_paths(photos)
-    sub32, codes32 = fp32.encode_paths(photos)
-    assert sub8.shape == sub32.shape and codes8.shape == codes32.shape
-    assert (codes8 == codes32).mean() > 0.3  # a random tiny model; the real agreement is in bench/int8.py
+    encoded8, encoded32 = int8.encode_paths(photos), fp32.encode_paths(photos)
+    assert encoded8.subvectors.shape == encoded32.subvectors.shape and encoded8.codes.shape == encoded32.codes.shape
+    assert (
+        encoded8.codes == encoded32.codes
+    ).mean() > 0.3  # a random tiny model; the real agreement is in bench/int8.py
 
 
 def test_fp16_weight_storage_halves_the_file_and_keeps_parity(tiny_checkpoint, exported, synthetic_folder, tmp_path):
@@ -202,6 +205,6 @@ def test_the_shipped_default_model_loads_and_encodes():
     model = PHPQModel(path)
     assert (model.info.bits, model.info.n_subspaces, model.info.n_codewords, model.info.input_size) == (64, 8, 256, 224)
     assert len(model.info.class_names) == 200 and model.info.metadata["weights"] == "float16"
-    subvectors, codes = model.encode(np.zeros((2, 3, 224, 224), np.float32))
-    assert subvectors.shape == (2, 8, 128) and codes.shape == (2, 8)
+    encoded = model.encode(np.zeros((2, 3, 224, 224), np.float32))
+    assert encoded.subvectors.shape == (2, 8, 128) and encoded.codes.shape == (2, 8)
     np.testing.assert_allclose(np.linalg.norm(model.codebooks, axis=-1), 1.0, atol=1e-5)

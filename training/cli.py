@@ -63,12 +63,14 @@ def eval_main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="a phpq-train checkpoint (.pt, needs torch)")
     source.add_argument("--model", type=Path, help="an exported .onnx model (ONNX Runtime only, no torch)")
-    source.add_argument("--baseline", choices=["gap"], help="frozen backbone, global average pooling, cosine")
+    source.add_argument(
+        "--baseline", choices=["gap", "gmp"], help="frozen backbone, global average or max pooling, cosine"
+    )
     parser.add_argument("--backbone", default="efficientnet_lite0", help="backbone of --baseline")
     parser.add_argument("--query", type=Path)
     parser.add_argument("--database", type=Path)
     parser.add_argument("--data", type=Path, help="one labelled tree split by --protocol")
-    parser.add_argument("--protocol", choices=["val", "unseen"], default="val")
+    parser.add_argument("--protocol", choices=["val", "fresh", "unseen"], default="val")
     parser.add_argument("--distance", choices=["adc", "sdc"], default="adc")
     parser.add_argument("--engine", choices=["auto", "onnxruntime", "torch"], default="auto")
     parser.add_argument("--workers", type=int, default=2)
@@ -79,7 +81,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         parser.error("give --query and --database, or --data with --protocol")
 
     try:
-        query, database = _evaluation_sets(args)
+        query, database, leave_one_out = _evaluation_sets(args)
     except (OSError, ValueError) as error:
         parser.error(str(error))
     query_labels = np.array([p.label for p in query])
@@ -92,15 +94,17 @@ def eval_main(argv: list[str] | None = None) -> int:
             model = PHPQModel(args.model)
         except ModelError as error:
             parser.exit(2, f"phpq-eval: {error}\n")
-        metrics, _ = evaluate_exported_model(model, query, database, args.distance, threads=args.workers or 1)
+        metrics, _ = evaluate_exported_model(
+            model, query, database, args.distance, threads=args.workers or 1, leave_one_out=leave_one_out
+        )
         report = {
             "method": f"PHPQ {model.info.bits} bits ({args.distance.upper()}, ONNX Runtime {model.provider})",
             **metrics,
         }
     elif args.checkpoint:
-        report = _evaluate_checkpoint(args, query, query_labels, database, database_labels)
+        report = _evaluate_checkpoint(args, query, query_labels, database, database_labels, leave_one_out)
     else:
-        report = _evaluate_baseline(args, query, query_labels, database, database_labels)
+        report = _evaluate_baseline(args, query, query_labels, database, database_labels, leave_one_out)
     report.update({"queries": len(query), "database": len(database)})
     if args.json:
         print(json.dumps(report))
@@ -110,55 +114,72 @@ def eval_main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate_checkpoint(
-    args: argparse.Namespace, query: list, query_labels: np.ndarray, database: list, database_labels: np.ndarray
+    args: argparse.Namespace,
+    query: list,
+    query_labels: np.ndarray,
+    database: list,
+    database_labels: np.ndarray,
+    leave_one_out: bool,
 ) -> dict:
+    """Codes alone (ADC or SDC), descriptor alone and fused at the model's weight, from PyTorch."""
     import torch
 
-    from training.evaluate import evaluate_codes
+    from training.evaluate import fused_report
     from training.train import encode_photos, load_checkpoint, model_from_checkpoint
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)
     encoded_query = encode_photos(model, query, device, args.engine, workers=args.workers)
-    encoded_database = encode_photos(model, database, device, args.engine, workers=args.workers)
+    encoded_database = (
+        encoded_query if leave_one_out else encode_photos(model, database, device, args.engine, workers=args.workers)
+    )
     codebooks = model.head.quantizer.normalized_codebooks().detach().cpu().numpy()
     return {
         "method": f"PHPQ {model.config.bits} bits ({args.distance.upper()}, PyTorch checkpoint)",
-        **evaluate_codes(
-            encoded_query.subvectors,
-            encoded_query.codes,
+        **fused_report(
+            encoded_query,
             query_labels,
-            encoded_database.codes,
+            encoded_database,
             database_labels,
             codebooks,
+            (model.config.fusion_weight,),
             args.distance,
+            leave_one_out,
         ),
     }
 
 
 def _evaluate_baseline(
-    args: argparse.Namespace, query: list, query_labels: np.ndarray, database: list, database_labels: np.ndarray
+    args: argparse.Namespace,
+    query: list,
+    query_labels: np.ndarray,
+    database: list,
+    database_labels: np.ndarray,
+    leave_one_out: bool,
 ) -> dict:
     from training.evaluate import evaluate_cosine
     from training.features import PyramidFeatureExtractor
     from training.inference import BatchRunner, run_over_photos
 
     extractor = PyramidFeatureExtractor(args.backbone, 224)
-    index = extractor.layout.global_average_index("head").numpy()
+    layout = extractor.layout
+    index = (layout.global_average_index if args.baseline == "gap" else layout.global_max_index)("head").numpy()
     runner = BatchRunner(extractor, 224, 1, engine=args.engine)
-    features = [run_over_photos(runner, photos, 224, workers=args.workers)[0][:, index] for photos in (query, database)]
+    photo_lists = (query,) if leave_one_out else (query, database)
+    features = [run_over_photos(runner, photos, 224, workers=args.workers)[0][:, index] for photos in photo_lists]
     return {
-        "method": f"{args.backbone} GAP + cosine (float)",
-        **evaluate_cosine(features[0], query_labels, features[1], database_labels),
+        "method": f"{args.backbone} {args.baseline.upper()} + cosine (float)",
+        **evaluate_cosine(features[0], query_labels, features[-1], database_labels, leave_one_out=leave_one_out),
     }
 
 
-def _evaluation_sets(args: argparse.Namespace) -> tuple[list, list]:
+def _evaluation_sets(args: argparse.Namespace) -> tuple[list, list, bool]:
+    """Query and database photos, and whether they are one gallery scored leave-one-out."""
     from app.datasets import Photo, load_photo_set, scan_image_folder, split_protocol
 
     if args.data is not None:
         split = split_protocol(load_photo_set(args.data), args.protocol)
-        return split.query, split.database
+        return split.query, split.database, split.leave_one_out
     query_set, database_set = scan_image_folder(args.query), scan_image_folder(args.database)
     names = {name: index for index, name in enumerate(database_set.class_names)}
     next_label = len(names)
@@ -169,7 +190,7 @@ def _evaluation_sets(args: argparse.Namespace) -> tuple[list, list]:
             names[name] = next_label
             next_label += 1
         query.append(Photo(photo.path, names[name]))
-    return query, database_set.photos
+    return query, database_set.photos, False
 
 
 def compact_main(argv: list[str] | None = None) -> int:

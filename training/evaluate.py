@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from app.datasets import Photo
-from app.metrics import retrieval_report
+from app.metrics import DEFAULT_KS, retrieval_report
 from app.model import PHPQModel
 from app.pq import adc_scores, lookup_tables, sdc_scores
+
+
+@dataclass
+class Encoded:
+    """What a model gives for a list of photos, as the index stores it (codes) and queries use it."""
+
+    subvectors: np.ndarray  # [N, M, d]
+    codes: np.ndarray  # [N, M]
+    descriptors: np.ndarray  # [N, E]
 
 
 def evaluate_codes(
@@ -18,16 +29,17 @@ def evaluate_codes(
     database_labels: np.ndarray,
     codebooks: np.ndarray,
     distance: str = "adc",
-    ks: tuple[int, ...] = (10, 100),
+    ks: tuple[int, ...] = DEFAULT_KS,
+    leave_one_out: bool = False,
 ) -> dict[str, float]:
-    """mAP@all, mAP@k and P@k of queries against a database of PQ codes."""
+    """mAP@all, mAP@k and P@k of queries against a database of PQ codes (see ``retrieval_report``)."""
     if distance == "adc":
         scores = adc_scores(lookup_tables(query_subvectors.astype(np.float32), codebooks), database_codes)
     elif distance == "sdc":
         scores = sdc_scores(query_codes, database_codes, codebooks)
     else:
         raise ValueError(f"distance must be 'adc' or 'sdc', got {distance!r}")
-    return retrieval_report(scores, query_labels, database_labels, ks)
+    return retrieval_report(scores, query_labels, database_labels, ks, leave_one_out)
 
 
 def unit_rows(features: np.ndarray) -> np.ndarray:
@@ -41,29 +53,76 @@ def evaluate_cosine(
     query_labels: np.ndarray,
     database_features: np.ndarray,
     database_labels: np.ndarray,
-    ks: tuple[int, ...] = (10, 100),
+    ks: tuple[int, ...] = DEFAULT_KS,
+    leave_one_out: bool = False,
 ) -> dict[str, float]:
     """The same metrics for continuous features compared by cosine similarity (baselines)."""
     similarities = unit_rows(query_features) @ unit_rows(database_features).T
-    return retrieval_report(similarities, query_labels, database_labels, ks)
+    return retrieval_report(similarities, query_labels, database_labels, ks, leave_one_out)
+
+
+def fused_report(
+    query: Encoded,
+    query_labels: np.ndarray,
+    database: Encoded,
+    database_labels: np.ndarray,
+    codebooks: np.ndarray,
+    weights: tuple[float, ...],
+    distance: str = "adc",
+    leave_one_out: bool = False,
+) -> dict[str, float]:
+    """Codes alone (the plain keys), the continuous feature, the descriptor alone, and fused rankings
+    ``w * ADC / M + (1 - w) * descriptor cosine`` for each w (keys ``fused@w_...``), from float descriptors."""
+    n_subspaces = codebooks.shape[0]
+    if distance == "adc":
+        code_scores = adc_scores(lookup_tables(query.subvectors.astype(np.float32), codebooks), database.codes)
+    else:
+        code_scores = sdc_scores(query.codes, database.codes, codebooks)
+    code_scores = code_scores / n_subspaces
+    descriptor_scores = unit_rows(query.descriptors) @ unit_rows(database.descriptors).T
+
+    def report(scores: np.ndarray) -> dict[str, float]:
+        return retrieval_report(scores, query_labels, database_labels, leave_one_out=leave_one_out)
+
+    metrics = report(code_scores)
+    continuous = unit_rows(query.subvectors.reshape(len(query.codes), -1))
+    continuous_database = unit_rows(database.subvectors.reshape(len(database.codes), -1))
+    metrics["continuous_mAP@all"] = report(continuous @ continuous_database.T)["mAP@all"]
+    for name, scores in (
+        ("descriptor", descriptor_scores),
+        *((f"fused@{w:g}", w * code_scores + (1 - w) * descriptor_scores) for w in weights),
+    ):
+        metrics.update({f"{name}_{key}": value for key, value in report(scores).items() if key in SUMMARY_KEYS})
+    return metrics
+
+
+SUMMARY_KEYS = ("mAP@all", "P@4")
 
 
 def evaluate_exported_model(
-    model: PHPQModel, query: list[Photo], database: list[Photo], distance: str = "adc", threads: int = 2
+    model: PHPQModel,
+    query: list[Photo],
+    database: list[Photo],
+    distance: str = "adc",
+    threads: int = 2,
+    leave_one_out: bool = False,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Encode query and database photos with an exported model (no torch) and score them.
 
     Returns the metrics and the codes of all photos, queries first.
     """
-    query_subvectors, query_codes = model.encode_paths([p.path for p in query], threads=threads)
-    _, database_codes = model.encode_paths([p.path for p in database], threads=threads)
+    encoded_query = model.encode_paths([p.path for p in query], threads=threads)
+    encoded_database = (
+        encoded_query if leave_one_out else model.encode_paths([p.path for p in database], threads=threads)
+    )
     metrics = evaluate_codes(
-        query_subvectors,
-        query_codes,
+        encoded_query.subvectors,
+        encoded_query.codes,
         np.array([p.label for p in query]),
-        database_codes,
+        encoded_database.codes,
         np.array([p.label for p in database]),
         model.codebooks,
         distance,
+        leave_one_out=leave_one_out,
     )
-    return metrics, np.concatenate([query_codes, database_codes])
+    return metrics, np.concatenate([encoded_query.codes, encoded_database.codes])

@@ -26,6 +26,11 @@ class LossConfig:
     margin: float = 0.0  # additive cosine margin (CosFace) on the target class
     centre_continuous: float = 4.0  # weight of centre_loss on the continuous feature
     centre_quantized: float = 4.0  # weight of centre_loss on the soft-quantized feature
+    # The general-purpose descriptor: a cosine-classifier term on its own prototypes, and a distillation
+    # term that keeps the frozen backbone's neighbourhoods (what carries species never trained on).
+    descriptor_classification: float = 1.0
+    descriptor_distillation: float = 1.0
+    descriptor_label_smoothing: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,12 +68,24 @@ def structure_loss(embedding: torch.Tensor, teacher: torch.Tensor, temperature: 
     return (teacher_probs * (log_teacher - log_student)).sum(dim=1).mean()
 
 
+def descriptor_terms(
+    descriptor: torch.Tensor, cosine: torch.Tensor, frozen: torch.Tensor, labels: torch.Tensor, config: LossConfig
+) -> dict[str, torch.Tensor]:
+    """The descriptor's loss terms: cross-entropy on its prototypes and distillation from the frozen input."""
+    logits = config.classifier_scale * cosine.float()
+    return {
+        "descriptor_classification": F.cross_entropy(logits, labels, label_smoothing=config.descriptor_label_smoothing),
+        "descriptor_distillation": structure_loss(descriptor, frozen, config.structure_temperature),
+    }
+
+
 def phpq_loss(
     output: HeadOutput, labels: torch.Tensor, config: LossConfig, teacher: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the loss terms, and each term's value for the log."""
     quantized = output.quantized
     terms = {
+        **descriptor_terms(output.descriptor, output.cosine_descriptor, output.descriptor_input, labels, config),
         "classification_continuous": margin_cross_entropy(output.cosine_continuous, labels, config),
         "classification_quantized": margin_cross_entropy(output.cosine_quantized, labels, config),
         # Pull each sub-vector and its nearest codeword together (both are unit vectors).

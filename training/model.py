@@ -16,6 +16,7 @@ from torch import nn
 from training.backbone import TAP_NAMES, EfficientNetLiteTaps
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
+DESCRIPTOR_POOLINGS = ("max", "avg", "both")
 
 
 @dataclass
@@ -33,11 +34,24 @@ class ModelConfig:
     alpha: float = 10.0  # softmax temperature of the soft assignment
     topk: int = 8  # partial codebook attention: softmax over the top-k codewords (k = K is the full softmax)
     dropout: float = 0.2
+    # The general-purpose descriptor beside the code: global pooling of some taps, centred, projected to
+    # descriptor_dim and L2-normalised (see DescriptorHead).
+    descriptor_dim: int = 256
+    descriptor_taps: tuple[str, ...] = ("head",)
+    descriptor_pooling: str = "both"  # global max, global average, or both (each part L2-normalised)
+    fusion_weight: float = 0.5  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
     n_classes: int = 0
 
     def __post_init__(self) -> None:
         self.taps = tuple(self.taps)
         self.grids = tuple(self.grids)
+        self.descriptor_taps = tuple(self.descriptor_taps)
+        if self.descriptor_pooling not in DESCRIPTOR_POOLINGS:
+            raise ValueError(
+                f"descriptor_pooling must be one of {DESCRIPTOR_POOLINGS}, got {self.descriptor_pooling!r}"
+            )
+        if not set(self.descriptor_taps) <= set(self.taps):
+            raise ValueError(f"descriptor_taps {self.descriptor_taps} must be among the taps {self.taps}")
         if self.hybrid not in HYBRID_MODES:
             raise ValueError(f"hybrid must be one of {HYBRID_MODES}, got {self.hybrid!r}")
         if self.dim % self.n_subspaces:
@@ -295,12 +309,57 @@ class CosineClassifier(nn.Module):
         return F.normalize(features, dim=-1) @ F.normalize(self.prototypes, dim=-1).T
 
 
+class DescriptorHead(nn.Module):
+    """The general-purpose descriptor: global max and/or average pooling of some taps (each part
+    L2-normalised), centred on the training photos' mean, projected to E dims and L2-normalised.
+
+    ``features`` is the frozen input geometry (the distillation teacher); the projection starts as the
+    training photos' principal axes (``init_from_pca``) and is then trained with a metric loss.
+    """
+
+    def __init__(self, layout: PyramidLayout, taps: tuple[str, ...], pooling: str, dim: int):
+        super().__init__()
+        channels = {level.name: level.channels for level in layout.levels}
+        indices, self.part_sizes = [], []
+        for tap in taps:
+            if pooling in ("max", "both"):
+                indices.append(layout.global_max_index(tap))
+                self.part_sizes.append(channels[tap])
+            if pooling in ("avg", "both"):
+                indices.append(layout.global_average_index(tap))
+                self.part_sizes.append(channels[tap])
+        self.register_buffer("index", torch.cat(indices))
+        self.register_buffer("mean", torch.zeros(sum(self.part_sizes)))
+        self.projection = nn.Linear(sum(self.part_sizes), dim, bias=False)
+
+    def features(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The frozen input of the descriptor: the chosen global poolings, each part L2-normalised, centred."""
+        parts = torch.split(pooled[:, self.index], self.part_sizes, dim=1)
+        return torch.cat([F.normalize(part, dim=1) for part in parts], dim=1) - self.mean
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projection(self.features(pooled)), dim=-1)
+
+    @torch.no_grad()
+    def init_from_pca(self, pooled: torch.Tensor) -> None:
+        """Centre on these photos and start the projection as their top principal axes."""
+        self.mean.zero_()
+        inputs = self.features(pooled.float())
+        self.mean.copy_(inputs.mean(dim=0))
+        _, _, axes = torch.linalg.svd(inputs - self.mean, full_matrices=False)
+        rows = min(len(axes), self.projection.out_features)  # fewer photos than dims: the rest stay random
+        self.projection.weight[:rows].copy_(axes[:rows])
+
+
 @dataclass
 class HeadOutput:
     embedding: torch.Tensor  # [B, D] continuous fused feature (before intra-normalisation)
     quantized: Quantized
     cosine_continuous: torch.Tensor  # [B, classes] cosine to the class prototypes
     cosine_quantized: torch.Tensor
+    descriptor: torch.Tensor  # [B, E] L2-normalised general-purpose descriptor
+    cosine_descriptor: torch.Tensor  # [B, classes] cosine to the descriptor's own class prototypes
+    descriptor_input: torch.Tensor  # [B, F] the frozen geometry the descriptor is distilled from
 
 
 class PHPQHead(nn.Module):
@@ -311,15 +370,23 @@ class PHPQHead(nn.Module):
         self.fusion = HybridFusion(layout, config.hybrid, config.dim, config.dropout)
         self.quantizer = ProductQuantizer(config.dim, config.n_subspaces, config.n_codewords, config.alpha, config.topk)
         self.classifier = CosineClassifier(config.dim, max(1, config.n_classes))
+        self.descriptor = DescriptorHead(
+            layout, config.descriptor_taps, config.descriptor_pooling, config.descriptor_dim
+        )
+        self.descriptor_classifier = CosineClassifier(config.descriptor_dim, max(1, config.n_classes))
 
     def forward(self, pooled: torch.Tensor) -> HeadOutput:
         embedding = self.fusion(pooled)
         quantized = self.quantizer(embedding)
+        descriptor = self.descriptor(pooled)
         return HeadOutput(
             embedding,
             quantized,
             self.classifier(quantized.subvectors.flatten(1)),
             self.classifier(quantized.soft.flatten(1)),
+            descriptor,
+            self.descriptor_classifier(descriptor),
+            self.descriptor.features(pooled),
         )
 
 
@@ -343,14 +410,15 @@ class PHPQ(nn.Module):
         return self.head(self.pool(images))
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images -> (normalised sub-vectors [B, M, d], codes [B, M])."""
-        quantized = self.head.quantizer(self.head.fusion(self.pool(images)))
-        return quantized.subvectors, quantized.codes
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images -> (normalised sub-vectors [B, M, d], codes [B, M], descriptors [B, E])."""
+        pooled = self.pool(images)
+        quantized = self.head.quantizer(self.head.fusion(pooled))
+        return quantized.subvectors, quantized.codes, self.head.descriptor(pooled)
 
 
 class RetrievalEncoder(nn.Module):
-    """Images -> (sub-vectors [B, M, d], codes [B, M]): what the app's ONNX model computes.
+    """Images -> (sub-vectors [B, M, d], codes [B, M], descriptors [B, E]): what the app's ONNX model computes.
 
     The normalised codebooks are baked into a buffer named ``phpq_codebooks``, which becomes an ONNX
     initializer of that name, so the app can read them without running the graph.
@@ -361,11 +429,12 @@ class RetrievalEncoder(nn.Module):
         self.backbone = model.backbone
         self.pooling = model.pooling
         self.fusion = model.head.fusion
+        self.descriptor = model.head.descriptor
         self.n_subspaces = model.config.n_subspaces
         self.register_buffer("phpq_codebooks", model.head.quantizer.normalized_codebooks().detach().clone())
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = self.fusion(self.pooling(self.backbone(images)))
-        subvectors = split_subvectors(embedding, self.n_subspaces)
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pooled = self.pooling(self.backbone(images))
+        subvectors = split_subvectors(self.fusion(pooled), self.n_subspaces)
         similarities = torch.matmul(subvectors.transpose(0, 1), self.phpq_codebooks.transpose(1, 2))  # [M, B, K]
-        return subvectors, similarities.argmax(dim=-1).transpose(0, 1)
+        return subvectors, similarities.argmax(dim=-1).transpose(0, 1), self.descriptor(pooled)

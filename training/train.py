@@ -23,7 +23,7 @@ from app.datasets import Photo, PhotoSet, load_photo_set, split_protocol
 from training.backbone import EfficientNetLiteTaps
 from training.config import TrainConfig
 from training.data import PhotoDataset
-from training.evaluate import evaluate_codes, evaluate_cosine
+from training.evaluate import Encoded, fused_report
 from training.features import FeatureCache, build_or_load_cache
 from training.inference import BatchRunner, run_over_photos
 from training.losses import phpq_loss
@@ -158,38 +158,22 @@ def plot_history(history: list[dict], path: Path) -> None:
 # Encoding for evaluation
 
 
-@dataclass
-class Encoded:
-    subvectors: np.ndarray  # [N, M, d]
-    codes: np.ndarray  # [N, M]
-
-
 def encode_photos(
     model: PHPQ, photos: list[Photo], device: torch.device, engine: str = "auto", batch_size: int = 32, workers: int = 2
 ) -> Encoded:
     """Encode photos with the test-time preprocessing (through ONNX Runtime on CPU when present)."""
-    runner = BatchRunner(RetrievalEncoder(model.eval()), model.config.input_size, 2, engine=engine, device=device)
-    subvectors, codes = run_over_photos(
+    runner = BatchRunner(RetrievalEncoder(model.eval()), model.config.input_size, 3, engine=engine, device=device)
+    subvectors, codes, descriptors = run_over_photos(
         runner, photos, model.config.input_size, batch_size=batch_size, workers=workers, desc="encoding"
     )
     return Encoded(
-        subvectors.astype(np.float32), codes.astype(np.uint8 if model.config.n_codewords <= 256 else np.int64)
+        subvectors.astype(np.float32),
+        codes.astype(np.uint8 if model.config.n_codewords <= 256 else np.int64),
+        descriptors.astype(np.float32),
     )
 
 
-def evaluation_metrics(
-    query: Encoded, query_labels: np.ndarray, database: Encoded, database_labels: np.ndarray, codebooks: np.ndarray
-) -> dict[str, float]:
-    """ADC metrics plus the continuous (unquantized) mAP@all for reference."""
-    metrics = evaluate_codes(query.subvectors, query.codes, query_labels, database.codes, database_labels, codebooks)
-    continuous = evaluate_cosine(
-        query.subvectors.reshape(len(query.codes), -1),
-        query_labels,
-        database.subvectors.reshape(len(database.codes), -1),
-        database_labels,
-    )
-    metrics["continuous_mAP@all"] = continuous["mAP@all"]
-    return metrics
+FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # logged at every evaluation
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -356,6 +340,32 @@ class Trainer:
         )
 
     @torch.no_grad()
+    def _encode_cached(self, index: np.ndarray) -> Encoded:
+        """Sub-vectors, codes and descriptors of the centre-crop view of these photos."""
+        parts = []
+        for chunk in np.array_split(index, max(1, len(index) // 512)):
+            pooled = self.features[0, torch.from_numpy(chunk)].float().to(self.runtime.device)
+            quantized = self.model.head.quantizer(self.model.head.fusion(pooled))
+            parts.append((quantized.subvectors, quantized.codes, self.model.head.descriptor(pooled)))
+        subvectors, codes, descriptors = (torch.cat(column).cpu().numpy() for column in zip(*parts, strict=True))
+        return Encoded(subvectors.astype(np.float32), codes.astype(np.uint8), descriptors.astype(np.float32))
+
+    @torch.no_grad()
+    def init_descriptor(self) -> None:
+        """Centre the descriptor on the training photos and start its projection at their principal axes."""
+        if self.cached:
+            pooled = self.features[0, torch.from_numpy(self.train_index)].float()
+        else:
+            self.model.eval()
+            pooled = []
+            for images, _ in self.loader:
+                pooled.append(self.model.pool(images.to(self.runtime.device)).float())
+                if sum(len(p) for p in pooled) >= 4096:
+                    break
+            pooled = torch.cat(pooled)
+        self.model.head.descriptor.init_from_pca(pooled.to(self.runtime.device))
+
+    @torch.no_grad()
     def init_codebooks(self) -> None:
         """Spherical k-means on training embeddings -> initial codewords (rank 0, then broadcast)."""
         if self.cached:
@@ -374,27 +384,27 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """mAP on the protocol's query/database split (main process only)."""
+        """Codes, descriptor and fused mAP on the protocol's query/database split (main process only)."""
         self.model.eval()
         codebooks = self.model.head.quantizer.normalized_codebooks().float().cpu().numpy()
-        labels = self.photo_set.labels
+        split = self.split
         if self.cached:
-            encoded = []
-            for index in (self.query_index, self.database_index):
-                quantized = self.model.head.quantizer(self._embed_cached(index))
-                encoded.append(Encoded(quantized.subvectors.float().cpu().numpy(), quantized.codes.cpu().numpy()))
-            query, database = encoded
-            query_labels, database_labels = labels[self.query_index], labels[self.database_index]
+            query = self._encode_cached(self.query_index)
+            database = query if split.leave_one_out else self._encode_cached(self.database_index)
         else:
-            query = encode_photos(
-                self.model, self.split.query, self.runtime.device, self.config.engine, workers=self.config.workers
+            device, engine, workers = self.runtime.device, self.config.engine, self.config.workers
+            query = encode_photos(self.model, split.query, device, engine, workers=workers)
+            database = (
+                query
+                if split.leave_one_out
+                else encode_photos(self.model, split.database, device, engine, workers=workers)
             )
-            database = encode_photos(
-                self.model, self.split.database, self.runtime.device, self.config.engine, workers=self.config.workers
-            )
-            query_labels = np.array([p.label for p in self.split.query])
-            database_labels = np.array([p.label for p in self.split.database])
-        return evaluation_metrics(query, query_labels, database, database_labels, codebooks)
+        query_labels = np.array([p.label for p in split.query])
+        database_labels = np.array([p.label for p in split.database])
+        weights = tuple(sorted({*FUSION_WEIGHTS, self.model.config.fusion_weight}))
+        return fused_report(
+            query, query_labels, database, database_labels, codebooks, weights, leave_one_out=split.leave_one_out
+        )
 
     def resume(self, path: Path) -> None:
         payload = load_checkpoint(path, map_location=self.runtime.device)
@@ -413,6 +423,12 @@ class Trainer:
         warmup_steps = steps_per_epoch * config.warmup_epochs
         log_path = self.output / "log.jsonl"
         metrics: dict[str, float] = {}
+        if self.start_epoch == 0:
+            if self.runtime.is_main or not self.runtime.distributed:
+                self.init_descriptor()
+            if self.runtime.distributed:
+                for tensor in (self.model.head.descriptor.mean, self.model.head.descriptor.projection.weight):
+                    dist.broadcast(tensor.data, src=0)
         for epoch in range(self.start_epoch, config.epochs):
             if epoch == config.kmeans_epoch or (epoch == 0 and config.kmeans_epoch <= 0):
                 if self.runtime.is_main or not self.runtime.distributed:
