@@ -54,10 +54,22 @@ def test_protocols_are_deterministic_and_disjoint(synthetic_folder_6):
     assert all(int(p.path.stem.split("_")[1]) % 5 == 0 for p in val.query)
     unseen = split_protocol(photo_set, "unseen")
     assert {p.label for p in unseen.train} == {0, 1, 2} and len(unseen.train) == 30
-    assert {p.label for p in unseen.query} | {p.label for p in unseen.database} == {3, 4, 5}
-    assert split_protocol(photo_set, "val").query == val.query
+    assert unseen.leave_one_out and unseen.query == unseen.database and len(unseen.query) == 30
+    assert {p.label for p in unseen.query} == {3, 4, 5}
+    fresh = split_protocol(photo_set, "fresh")
+    assert fresh.leave_one_out and fresh.query == fresh.database and fresh.train_classes == 6
+    assert len(fresh.query) == 6 * 4 and len(fresh.train) == 6 * 6  # photos 0, 3, 6, 9 of each class held out
+    assert all(int(p.path.stem.split("_")[1]) % 3 == 0 for p in fresh.query)
+    for split in (val, fresh, unseen):  # no photo is both trained on and searched for
+        assert {p.path for p in split.train}.isdisjoint(p.path for p in split.query)
+    assert not {p.path for p in fresh.train} & {p.path for p in fresh.database}
+    assert not {p.path for p in unseen.train} & {p.path for p in unseen.database}
+    for protocol, split in (("val", val), ("fresh", fresh), ("unseen", unseen)):
+        again = split_protocol(load_photo_set(synthetic_folder_6), protocol)
+        assert (again.train, again.query, again.database) == (split.train, split.query, split.database)
     everything = split_protocol(photo_set, "all")
     assert len(everything.train) == 60 and not everything.held_out and val.held_out and unseen.held_out
+    assert not val.leave_one_out and not everything.leave_one_out
     with pytest.raises(ValueError):
         split_protocol(photo_set, "test")
 

@@ -30,3 +30,19 @@ def test_perfect_ranking_scores_one():
     labels = np.array([0, 0, 1, 1])
     scores = (labels[:, None] == labels[None, :]).astype(np.float32)
     assert retrieval_report(scores, labels, labels)["mAP@all"] == pytest.approx(1.0)
+
+
+def test_leave_one_out_leaves_each_query_out_of_its_own_ranking():
+    labels = np.array([0, 0, 1, 1, 1])
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(5, 5))
+    np.fill_diagonal(scores, 10.0)  # each photo is its own best match: it must not count
+    report = retrieval_report(scores, labels, labels, ks=(1,), leave_one_out=True)
+    reference = []
+    for i in range(5):
+        others = [j for j in range(5) if j != i]
+        order = sorted(others, key=lambda j: -scores[i, j])
+        relevance = np.array([labels[j] == labels[i] for j in order])
+        hits = np.cumsum(relevance)
+        reference.append((hits / np.arange(1, 5))[relevance].mean())
+    assert report["mAP@all"] == pytest.approx(np.mean(reference))
