@@ -1,4 +1,4 @@
-"""The numba-compiled ADC scan (see ``app.scan``); compiled once and cached on disk by numba."""
+"""The numba-compiled fused scan (see ``app.scan``); compiled once and cached on disk by numba."""
 
 import numba
 import numpy as np
@@ -20,8 +20,10 @@ def word_score(table, base, word):
     )
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
-def score_block(table, words, start, stop, out):
+@numba.njit(nogil=True, cache=True, boundscheck=False, fastmath={"reassoc"})
+def score_block(table, words, query, descriptors, scales, start, stop, out):
+    """Scores of rows start..stop into out: ADC lookups, plus scale * (query . descriptor) when the
+    query has a descriptor (reassociation lets LLVM vectorise that int8 -> float32 dot product)."""
     n_words = words.shape[1]
     if n_words == 1:  # the common case (<= 64 bits) gets a loop LLVM can keep in registers
         for i in range(start, stop):
@@ -32,10 +34,26 @@ def score_block(table, words, start, stop, out):
             for j in range(n_words):
                 total += word_score(table, 8 * j, words[i, j])
             out[i - start] = total
+    dim = query.shape[0]
+    if dim:
+        for i in range(start, stop):
+            dot = np.float32(0.0)
+            for j in range(dim):
+                dot += query[j] * np.float32(descriptors[i, j])
+            out[i - start] += scales[i] * dot
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def scan_top_k(table, words, k, mask):
+def score_rows(table, words, query, descriptors, scales, rows):
+    """Scores of the given rows, each through ``score_block`` (the scan's own arithmetic)."""
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    for n in range(rows.shape[0]):
+        score_block(table, words, query, descriptors, scales, rows[n], rows[n] + 1, out[n : n + 1])
+    return out
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def scan_top_k(table, words, query, descriptors, scales, k, mask):
     n_rows = words.shape[0]
     use_mask = mask.shape[0] == n_rows
     heap_scores = np.full(k, -np.inf, dtype=np.float32)
@@ -44,7 +62,7 @@ def scan_top_k(table, words, k, mask):
     block = np.empty(_BLOCK, dtype=np.float32)
     for start in range(0, n_rows, _BLOCK):
         stop = min(n_rows, start + _BLOCK)
-        score_block(table, words, start, stop, block)
+        score_block(table, words, query, descriptors, scales, start, stop, block)
         for i in range(start, stop):
             score = block[i - start]
             if score <= threshold or (use_mask and not mask[i]):

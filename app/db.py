@@ -1,8 +1,9 @@
-"""The index database: one SQLite file (WAL) holding folders, photos, models and PQ codes per model.
+"""The index database: one SQLite file (WAL) holding folders, photos, models, and PQ codes and
+descriptors per model.
 
-Photos are never stored, only their paths, change-detection fields and codes. All access goes through
-``IndexDatabase``, which serialises use of its one connection with a lock so that an indexing thread
-and a searching thread can share it; other processes see committed batches through WAL.
+Photos are never stored, only their paths, change-detection fields, codes and descriptors. All
+access goes through ``IndexDatabase``, which serialises use of its one connection with a lock so that
+an indexing thread and a searching thread can share it; other processes see committed batches through WAL.
 """
 
 from __future__ import annotations
@@ -69,6 +70,23 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m002_descriptors(db: sqlite_utils.Database) -> None:
+    """Format-2 models: each photo's general-purpose descriptor beside its code (see app.descriptor)."""
+    _execute_statements(
+        db,
+        """
+        CREATE TABLE descriptors (
+            model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (model_id, image_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX descriptors_image ON descriptors(image_id);
+        """,
+    )
+
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
 
 
@@ -110,13 +128,25 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class EncodedImage:
-    """An indexing result for one photo: a code, or the reason it could not be read."""
+    """An indexing result for one photo: a code (and a format-2 model's descriptor blob), or the reason
+    it could not be read."""
 
     image_id: int
     code: bytes | None
     width: int | None = None
     height: int | None = None
     error: str | None = None
+    descriptor: bytes | None = None
+
+
+@dataclass(frozen=True)
+class StoredEncodings:
+    """Every code of one model with its photo's ids, and the descriptor blobs (None where a photo has none)."""
+
+    image_ids: np.ndarray  # [N] int64
+    folder_ids: np.ndarray  # [N] int64
+    codes: np.ndarray  # [N, M] uint8
+    descriptors: list[bytes | None]
 
 
 class DamagedDatabaseError(DatabaseError):
@@ -309,6 +339,7 @@ class IndexDatabase:
             if content_changed:
                 db.execute("UPDATE images SET error = ?, width = NULL, height = NULL WHERE id = ?", [error, image_id])
                 db.execute("DELETE FROM codes WHERE image_id = ?", [image_id])
+                db.execute("DELETE FROM descriptors WHERE image_id = ?", [image_id])
 
     def move_image(self, image_id: int, folder_id: int, path: str, mtime_ns: int) -> None:
         """A renamed or moved file keeps its row, and so its codes."""
@@ -326,7 +357,7 @@ class IndexDatabase:
                 db.execute(f"DELETE FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
     def store_encoded(self, model_id: str, results: Iterable[EncodedImage]) -> None:
-        """Write one batch of indexing results atomically."""
+        """Write one batch of indexing results atomically (codes and descriptors together)."""
         results = list(results)
         with self.transaction() as db:
             db.conn.executemany(
@@ -336,6 +367,10 @@ class IndexDatabase:
             db.conn.executemany(
                 "INSERT OR REPLACE INTO codes (model_id, image_id, code) VALUES (?, ?, ?)",
                 [(model_id, r.image_id, r.code) for r in results if r.code is not None],
+            )
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO descriptors (model_id, image_id, vector) VALUES (?, ?, ?)",
+                [(model_id, r.image_id, r.descriptor) for r in results if r.descriptor is not None],
             )
 
     def paths(self, image_ids: Iterable[int]) -> dict[int, Path]:
@@ -370,27 +405,36 @@ class IndexDatabase:
             coded = self.db.execute("SELECT COUNT(*) FROM codes WHERE model_id = ?", [model_id]).fetchone()[0]
         return {"images": images, "errors": errors, "indexed": coded, "pending": images - errors - coded}
 
-    def load_codes(self, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All codes of one model in one query: (image ids [N], folder ids [N], codes [N, M] uint8)."""
+    def load_encodings(self, model_id: str) -> StoredEncodings:
+        """All codes of one model in one query, with each photo's folder and descriptor."""
         with self.lock:
             rows = self.db.execute(
                 """
-                SELECT c.image_id, i.folder_id, c.code FROM codes c JOIN images i ON i.id = c.image_id
+                SELECT c.image_id, i.folder_id, c.code, d.vector
+                FROM codes c JOIN images i ON i.id = c.image_id
+                LEFT JOIN descriptors d ON d.model_id = c.model_id AND d.image_id = c.image_id
                 WHERE c.model_id = ? ORDER BY c.image_id
                 """,
                 [model_id],
             ).fetchall()
         if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.uint8)
+            return StoredEncodings(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.uint8), [])
         image_ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
         folder_ids = np.fromiter((row[1] for row in rows), np.int64, len(rows))
         codes = np.frombuffer(b"".join(row[2] for row in rows), np.uint8).reshape(len(rows), -1)
-        return image_ids, folder_ids, codes
+        return StoredEncodings(image_ids, folder_ids, codes, [row[3] for row in rows])
 
     def code_of(self, image_id: int, model_id: str) -> bytes | None:
         with self.lock:
             row = self.db.execute(
                 "SELECT code FROM codes WHERE model_id = ? AND image_id = ?", [model_id, image_id]
+            ).fetchone()
+        return row[0] if row else None
+
+    def descriptor_of(self, image_id: int, model_id: str) -> bytes | None:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT vector FROM descriptors WHERE model_id = ? AND image_id = ?", [model_id, image_id]
             ).fetchone()
         return row[0] if row else None
 

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.db import EncodedImage, ImageRecord, IndexDatabase
+from app.descriptor import to_blobs
 from app.imaging import is_image_name, load_and_preprocess_with_size
 from app.model import PHPQModel
 
@@ -291,8 +292,13 @@ def _encode_batch(
 ) -> list[EncodedImage]:
     results: list[EncodedImage] = []
     good = [i for i, item in enumerate(decoded) if not isinstance(item, Exception)]
-    codes = model.encode(np.stack([decoded[i][0] for i in good])).codes if good else np.zeros((0, 0), np.uint8)
-    code_of = dict(zip(good, codes, strict=True))
+    code_of: dict[int, bytes] = {}
+    descriptor_of: dict[int, bytes] = {}
+    if good:
+        encoding = model.encode(np.stack([decoded[i][0] for i in good]))
+        code_of = {i: code.astype(np.uint8).tobytes() for i, code in zip(good, encoding.codes, strict=True)}
+        if encoding.descriptors is not None:
+            descriptor_of = dict(zip(good, to_blobs(encoding.descriptors), strict=True))
     for i, ((image_id, path), item) in enumerate(zip(batch, decoded, strict=True)):
         if isinstance(item, Exception):
             reason = describe_error(item)
@@ -300,5 +306,5 @@ def _encode_batch(
             results.append(EncodedImage(image_id, None, error=reason))
         else:
             width, height = item[1]
-            results.append(EncodedImage(image_id, code_of[i].astype(np.uint8).tobytes(), width, height))
+            results.append(EncodedImage(image_id, code_of[i], width, height, descriptor=descriptor_of.get(i)))
     return results

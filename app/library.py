@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from app.db import EncodedImage, FolderRecord, ImageRecord, IndexDatabase, ModelRecord
+from app.descriptor import dequantize, from_blobs
 from app.imaging import load_and_preprocess, preprocess
 from app.index import (
     CancelToken,
@@ -36,9 +37,9 @@ from app.index import (
 from app.instance import WriterLock
 from app.locations import bundled_models, default_database_path
 from app.model import ModelError, PHPQModel
-from app.pq import adc_scores, decode, lookup_tables
+from app.pq import decode
 from app.scan import N_CODEWORDS, set_kernel_cache_root, warm_up_in_background
-from app.search import CodeMatrix, SearchHit, SearchResult
+from app.search import CodeMatrix, Query, SearchHit, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,18 @@ class LibraryStatus:
     indexed: int
     pending: int
     errors: int
+    descriptor_dim: int  # 0 for a codes-only (format 1) model
+    fusion_weight: float  # the model's weight w of the code similarity (1 for codes only)
+
+    @property
+    def kind(self) -> str:
+        """Which kind of search the active model gives, in words."""
+        return search_kind(self.descriptor_dim, self.fusion_weight)
+
+
+def search_kind(descriptor_dim: int, fusion_weight: float) -> str:
+    """ "codes + descriptor (fused, w=0.5)" or "codes only (format 1)"."""
+    return f"codes + descriptor (fused, w={fusion_weight:g})" if descriptor_dim else "codes only (format 1)"
 
 
 class Library:
@@ -429,8 +442,8 @@ class Library:
             model_id = self.active_model_id
             stale = self._matrix is None or self._matrix.model_id != model_id or version != self._data_version
             if stale:
-                n_subspaces = self.model_for(model_id).info.n_subspaces
-                self._matrix = CodeMatrix.load(self.db, model_id, n_subspaces)
+                info = self.model_for(model_id).info
+                self._matrix = CodeMatrix.load(self.db, model_id, info.n_subspaces, info.descriptor_dim)
                 self._data_version = version
             return self._matrix
 
@@ -442,10 +455,14 @@ class Library:
         self.matrix()
         warm_up_in_background()
 
-    def search(self, query: Path, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
+    def search(
+        self, query: Path, top_k: int = 20, folders: list[Path] | None = None, weight: float | None = None
+    ) -> SearchResult:
         """Photos that look most like the photo at ``query`` (it need not be indexed; if it is, it is
         left out of its own results). Indexed byte-identical copies of it come first: photos of one
-        species can share a code, and so a score, and a copy should not hide among them."""
+        species can share a code, and so a score, and a copy should not hide among them.
+
+        ``weight`` overrides the model's weight w of the code similarity (format-2 models only)."""
         clock = time.perf_counter()
         model = self.model_for()
         try:
@@ -456,7 +473,8 @@ class Library:
         exclude = {indexed.id} if indexed is not None else set()
         copies = [copy for copy in self._indexed_copies(Path(query), model.info.model_id) if copy.id not in exclude]
         timings = {"decode": _lap(clock)}
-        return self._search_table(self._query_table(model, image, timings), top_k, folders, exclude, timings, copies)
+        query_vectors = self._query(model, image, weight, timings)
+        return self._search_table(query_vectors, top_k, folders, exclude, timings, copies)
 
     def _indexed_copies(self, path: Path, model_id: str) -> list[ImageRecord]:
         """Indexed photos with a code whose content hash and size match the file at ``path``."""
@@ -470,65 +488,80 @@ class Library:
             key=lambda record: record.path,
         )
 
-    def search_image(self, image: Image.Image, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
+    def search_image(
+        self, image: Image.Image, top_k: int = 20, folders: list[Path] | None = None, weight: float | None = None
+    ) -> SearchResult:
         """Photos that look most like an image already in memory (a paste from the clipboard)."""
         clock = time.perf_counter()
         model = self.model_for()
         array = preprocess(image.convert("RGB"), model.info.input_size)
         timings = {"decode": _lap(clock)}
-        return self._search_table(self._query_table(model, array, timings), top_k, folders, set(), timings)
+        return self._search_table(self._query(model, array, weight, timings), top_k, folders, set(), timings)
+
+    def _query(self, model: PHPQModel, image: np.ndarray, weight: float | None, timings: dict[str, float]) -> Query:
+        """Encode a preprocessed query image into the query the matrix scores (timed as "encode")."""
+        clock = time.perf_counter()
+        encoding = model.encode(image[None])
+        timings["encode"] = _lap(clock)
+        descriptor = None if encoding.descriptors is None else encoding.descriptors[0]
+        return self._make_query(model, encoding.subvectors[0], descriptor, weight)
 
     @staticmethod
-    def _query_table(model: PHPQModel, image: np.ndarray, timings: dict[str, float]) -> np.ndarray:
-        """Encode a preprocessed query image into its M x K lookup table (timed as "encode")."""
-        clock = time.perf_counter()
-        subvectors = model.encode(image[None]).subvectors[0]
-        timings["encode"] = _lap(clock)
-        return lookup_tables(subvectors[None], model.codebooks)[0]
+    def _make_query(
+        model: PHPQModel, subvectors: np.ndarray, descriptor: np.ndarray | None, weight: float | None
+    ) -> Query:
+        try:
+            return Query.encoded(
+                subvectors, descriptor, model.codebooks, model.info.fusion_weight if weight is None else weight
+            )
+        except ValueError as error:
+            raise LibraryError(str(error)) from error
 
-    def search_indexed(self, image_id: int, top_k: int = 20, folders: list[Path] | None = None) -> SearchResult:
-        """Photos that look like an indexed photo: its file re-encoded, or its stored code if it is gone."""
+    def search_indexed(
+        self, image_id: int, top_k: int = 20, folders: list[Path] | None = None, weight: float | None = None
+    ) -> SearchResult:
+        """Photos that look like an indexed photo: its file re-encoded, or, if it is gone, its stored code
+        (decoded to sub-vectors) and stored descriptor."""
         path = self.db.paths([image_id]).get(image_id)
         if path is None:
             raise LibraryError(f"no indexed photo with id {image_id}")
         if path.exists():
-            return self.search(path, top_k, folders)
+            return self.search(path, top_k, folders, weight)
         model = self.model_for()
         code = self.db.code_of(image_id, model.info.model_id)
         if code is None:
             raise LibraryError(f"{path} is gone and has no code for the active model")
-        reconstructed = decode(np.frombuffer(code, np.uint8)[None], model.codebooks)
-        table = lookup_tables(reconstructed, model.codebooks)[0]
-        return self._search_table(table, top_k, folders, {image_id}, {})
+        subvectors = decode(np.frombuffer(code, np.uint8)[None], model.codebooks)[0]
+        descriptor = None
+        if model.info.has_descriptor:
+            blob = self.db.descriptor_of(image_id, model.info.model_id)
+            descriptor = np.zeros(model.info.descriptor_dim, np.float32)
+            if blob is not None:
+                descriptor = dequantize(*from_blobs([blob], model.info.descriptor_dim))[0]
+        query = self._make_query(model, subvectors, descriptor, weight)
+        return self._search_table(query, top_k, folders, {image_id}, {})
 
     def _search_table(
         self,
-        table: np.ndarray,
+        query: Query,
         top_k: int,
         folders: list[Path] | None,
         exclude: set[int],
         timings: dict[str, float],
         copies: list[ImageRecord] | None = None,
     ) -> SearchResult:
-        """Scan the code matrix with a query's lookup table; ``copies`` (within the folders) go first."""
+        """Scan the matrix with a query; ``copies`` (within the folders) go first, scored the same way."""
         clock = time.perf_counter()
         folder_ids = None if folders is None else [self.folder(path).id for path in folders]
-        pinned = [copy.id for copy in copies or [] if folder_ids is None or copy.folder_id in folder_ids][:top_k]
-        matrix = self.matrix()
-        scores, image_ids, n_searched = matrix.search(table, top_k, folder_ids, exclude | set(pinned))
+        pinned = [copy.id for copy in copies or [] if folder_ids is None or copy.folder_id in folder_ids]
+        scores, image_ids, n_searched = self.matrix().search(query, top_k, folder_ids, exclude, pinned)
         timings["scan"] = _lap(clock)
         clock = time.perf_counter()
-        codes = {image_id: self.db.code_of(image_id, matrix.model_id) for image_id in pinned}
-        codes = {image_id: code for image_id, code in codes.items() if code is not None}  # None: just removed
-        ranked = []
-        if codes:
-            copy_codes = np.frombuffer(b"".join(codes.values()), np.uint8).reshape(len(codes), -1)
-            ranked = list(zip(codes, adc_scores(table[None], copy_codes)[0].tolist(), strict=True))
-        ranked = (ranked + list(zip(image_ids.tolist(), scores.tolist(), strict=True)))[:top_k]
-        paths = self.db.paths([image_id for image_id, _ in ranked])
-        n_subspaces = matrix.n_subspaces
+        paths = self.db.paths(image_ids.tolist())
         hits = [
-            SearchHit(image_id, paths[image_id], score / n_subspaces) for image_id, score in ranked if image_id in paths
+            SearchHit(image_id, paths[image_id], score)
+            for image_id, score in zip(image_ids.tolist(), scores.tolist(), strict=True)
+            if image_id in paths
         ]
         timings["fetch"] = _lap(clock)
         return SearchResult(hits, n_searched, timings)
@@ -558,6 +591,8 @@ class Library:
             indexed=counts["indexed"],
             pending=counts["pending"],
             errors=counts["errors"],
+            descriptor_dim=model.info.descriptor_dim,
+            fusion_weight=model.info.fusion_weight,
         )
 
 
@@ -577,7 +612,10 @@ def _add_codes(matrix: CodeMatrix, db: IndexDatabase, results: list[EncodedImage
     keep = np.array([image_id in folder_of for image_id in image_ids.tolist()], bool)  # rows deleted meanwhile
     folder_ids = np.array([folder_of[image_id] for image_id in image_ids[keep].tolist()], np.int64)
     codes = np.frombuffer(b"".join(result.code for result in coded), np.uint8).reshape(len(coded), -1)
-    matrix.upsert(image_ids[keep], folder_ids, codes[keep])
+    descriptors = matrix.descriptors_from_blobs([result.descriptor for result in coded])
+    if descriptors is not None:
+        descriptors = (descriptors[0][keep], descriptors[1][keep])
+    matrix.upsert(image_ids[keep], folder_ids, codes[keep], descriptors)
 
 
 def _file_stamp(path: Path) -> str:

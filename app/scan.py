@@ -1,9 +1,11 @@
-"""The ADC scan kernel: score packed PQ codes against a lookup table and keep the top k, in one pass.
+"""The fused scan kernel: score packed PQ codes (and int8 descriptors) against a query, keep the top k.
 
 Codes of up to 8 sub-spaces (64 bits at K = 256) are packed one uint64 word per photo, so a photo's
-score is 8 byte extractions and 8 table loads from a 8 KiB table that stays in L1 cache. Longer codes
-take several words. The kernel is compiled by numba (cached on disk after the first run), releases the
-GIL, and fuses the scan with a bounded min-heap so no N-sized score array is sorted.
+code score is 8 byte extractions and 8 table loads from a 8 KiB table that stays in L1 cache. Longer
+codes take several words. With a descriptor, each photo's score also gets ``scale * (query . int8
+descriptor)`` in the same pass (see ``app.descriptor``). The kernel is compiled by numba (cached on
+disk after the first run), releases the GIL, and fuses the scan with a bounded min-heap so no N-sized
+score array is sorted. Large matrices are scanned in two halves on two threads and the heaps merged.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +54,47 @@ def pad_table(table: np.ndarray) -> np.ndarray:
     return padded
 
 
+PARALLEL_BYTES = 8 << 20  # scan in two threads from this much code + descriptor data on (bench/scan.py)
+_helper: ThreadPoolExecutor | None = None
+
+
+@dataclass(frozen=True)
+class DescriptorScan:
+    """The descriptor part of a fused scan: a query vector against every row's int8 values and scale."""
+
+    query: np.ndarray  # [E] float32 (already multiplied by the descriptor's weight)
+    values: np.ndarray  # [N, E] int8
+    scales: np.ndarray  # [N] float32
+
+
+def _kernel_arguments(
+    table: np.ndarray, words: np.ndarray, descriptors: DescriptorScan | None
+) -> tuple[np.ndarray, ...]:
+    if "numba" not in sys.modules:  # numba's compiled-kernel cache goes to our data directory too
+        os.environ.setdefault("NUMBA_CACHE_DIR", str((_kernel_cache_root or default_cache_dir()) / "numba"))
+    n_rows = words.shape[0]
+    if descriptors is None:
+        descriptors = DescriptorScan(np.zeros(0, np.float32), np.zeros((n_rows, 0), np.int8), np.zeros(0, np.float32))
+    elif descriptors.values.shape[0] != n_rows:
+        raise ValueError(f"{descriptors.values.shape[0]} descriptors for {n_rows} codes")
+    return (
+        pad_table(table),
+        np.ascontiguousarray(words, dtype=np.uint64),
+        np.ascontiguousarray(descriptors.query, dtype=np.float32),
+        np.ascontiguousarray(descriptors.values, dtype=np.int8),
+        np.ascontiguousarray(descriptors.scales, dtype=np.float32),
+    )
+
+
 def top_k(
-    table: np.ndarray, words: np.ndarray, k: int, mask: np.ndarray | None = None
+    table: np.ndarray,
+    words: np.ndarray,
+    k: int,
+    mask: np.ndarray | None = None,
+    descriptors: DescriptorScan | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` rows of ``words`` by ADC score under ``table`` ([M, K]), best first.
+    """Best ``k`` rows of ``words`` by ADC score under ``table`` ([M, K]), plus the descriptor
+    score when ``descriptors`` is given; best first.
 
     ``mask`` (bool [N]) keeps only the rows where it is True. Returns (scores float32, rows int64),
     at most ``k`` of each and fewer when fewer rows qualify.
@@ -64,23 +105,51 @@ def top_k(
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     if mask is not None and mask.shape != (n_rows,):
         raise ValueError(f"mask has shape {mask.shape}, expected ({n_rows},)")
-    if "numba" not in sys.modules:  # numba's compiled-kernel cache goes to our data directory too
-        os.environ.setdefault("NUMBA_CACHE_DIR", str((_kernel_cache_root or default_cache_dir()) / "numba"))
+    table, words, query, values, scales = _kernel_arguments(table, words, descriptors)
     from app._scan_kernel import scan_top_k  # imports numba: kept off the import path of the app
 
     no_mask = np.zeros(0, dtype=np.bool_)
-    scores, rows = scan_top_k(
-        pad_table(table), np.ascontiguousarray(words, dtype=np.uint64), k, no_mask if mask is None else mask
-    )
-    keep = rows >= 0
-    scores, rows = scores[keep], rows[keep]
-    order = np.lexsort((rows, -scores))
+
+    def scan(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        part_mask = no_mask if mask is None else mask[start:stop]
+        part = (words[start:stop], query, values[start:stop], scales[start:stop])
+        scores, rows = scan_top_k(table, *part, min(k, stop - start), part_mask)
+        filled = rows >= 0  # fewer than k rows qualified
+        return scores[filled], rows[filled] + start
+
+    if n_rows * (words.shape[1] * 8 + values.shape[1]) >= PARALLEL_BYTES and (os.cpu_count() or 1) > 1:
+        half = n_rows // 2
+        other = _helper_pool().submit(scan, half, n_rows)
+        first, second = scan(0, half), other.result()
+        scores, rows = np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
+    else:
+        scores, rows = scan(0, n_rows)
+    order = np.lexsort((rows, -scores))[:k]
     return scores[order], rows[order]
+
+
+def score_rows(
+    table: np.ndarray, words: np.ndarray, rows: np.ndarray, descriptors: DescriptorScan | None = None
+) -> np.ndarray:
+    """The scores ``top_k`` gives these rows (same kernel arithmetic), for rows listed outside the scan."""
+    arguments = _kernel_arguments(table, words, descriptors)
+    from app._scan_kernel import score_rows as kernel_score_rows
+
+    return kernel_score_rows(*arguments, np.ascontiguousarray(rows, dtype=np.int64))
+
+
+def _helper_pool() -> ThreadPoolExecutor:
+    """One helper thread: the calling thread scans one half, the helper the other."""
+    global _helper
+    if _helper is None:
+        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phpq-scan")
+    return _helper
 
 
 def warm_up() -> None:
     """Compile (or load from numba's on-disk cache) the kernel now rather than on the first query."""
-    top_k(np.zeros((8, N_CODEWORDS), np.float32), np.zeros((1, 1), np.uint64), 1)
+    table, words = np.zeros((8, N_CODEWORDS), np.float32), np.zeros((1, 1), np.uint64)
+    top_k(table, words, 1, descriptors=DescriptorScan(np.zeros(1, np.float32), np.zeros((1, 1), np.int8), np.ones(1)))
 
 
 def warm_up_in_background() -> threading.Thread:

@@ -1,4 +1,4 @@
-"""The in-memory code matrix of one model and the ADC top-k search over it."""
+"""The in-memory matrix of one model (codes and descriptors) and the fused top-k search over it."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from app.db import IndexDatabase
-from app.scan import pack_codes, top_k
+from app.descriptor import from_blobs
+from app.pq import lookup_tables
+from app.scan import DescriptorScan, pack_codes, score_rows, top_k
 
 
 @dataclass(frozen=True)
 class SearchHit:
     image_id: int
     path: Path
-    similarity: float  # ADC score / M: the mean cosine over sub-spaces, in [-1, 1]
+    similarity: float  # w * ADC / M + (1 - w) * descriptor cosine (ADC / M for codes-only models), in [-1, 1]
 
 
 @dataclass(frozen=True)
@@ -26,29 +28,71 @@ class SearchResult:
     timings_ms: dict[str, float]
 
 
-class CodeMatrix:
-    """Every code of one model, packed for the scan kernel, with the image and folder id of each row.
+@dataclass(frozen=True)
+class Query:
+    """One query as the matrix scores it: similarity = w * ADC / M + (1 - w) * cosine(descriptor, stored).
 
-    Loaded from SQLite in one query and then kept in sync by the library as batches are committed.
-    Rows are removed by moving the last row into the hole, so the matrix stays dense.
+    ``descriptor`` is None for a codes-only (format 1) model, whose similarity is ADC / M whatever w is.
     """
 
-    def __init__(self, model_id: str, n_subspaces: int):
+    table: np.ndarray  # [M, K] inner products of the query's sub-vectors with the codewords
+    descriptor: np.ndarray | None  # [E] unit vector
+    weight: float  # w, the weight of the code similarity
+
+    @classmethod
+    def encoded(
+        cls, subvectors: np.ndarray, descriptor: np.ndarray | None, codebooks: np.ndarray, weight: float
+    ) -> Query:
+        """The query of a photo's sub-vectors [M, d] and descriptor [E] under a model's codebooks."""
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
+        return cls(lookup_tables(subvectors[None], codebooks)[0], descriptor, weight)
+
+
+class CodeMatrix:
+    """Every code (and, for a format-2 model, every int8 descriptor) of one model, packed for the scan
+    kernel, with the image and folder id of each row.
+
+    Loaded from SQLite in one query and then kept in sync by the library as batches are committed.
+    Rows are removed by moving the last row into the hole, so the matrix stays dense. A photo without a
+    stored descriptor gets a zero one (descriptor similarity 0).
+    """
+
+    def __init__(self, model_id: str, n_subspaces: int, descriptor_dim: int = 0):
         self.model_id = model_id
         self.n_subspaces = n_subspaces
+        self.descriptor_dim = descriptor_dim
         self.lock = threading.Lock()
         self._words = pack_codes(np.zeros((0, n_subspaces), np.uint8))
+        self._descriptors = np.zeros((0, descriptor_dim), np.int8)
+        self._scales = np.zeros(0, np.float32)
         self._image_ids = np.zeros(0, np.int64)
         self._folder_ids = np.zeros(0, np.int64)
         self._row_of: dict[int, int] = {}
         self._size = 0
 
     @classmethod
-    def load(cls, db: IndexDatabase, model_id: str, n_subspaces: int) -> CodeMatrix:
-        matrix = cls(model_id, n_subspaces)
-        image_ids, folder_ids, codes = db.load_codes(model_id)
-        matrix.upsert(image_ids, folder_ids, codes.reshape(len(image_ids), n_subspaces))
+    def load(cls, db: IndexDatabase, model_id: str, n_subspaces: int, descriptor_dim: int = 0) -> CodeMatrix:
+        matrix = cls(model_id, n_subspaces, descriptor_dim)
+        stored = db.load_encodings(model_id)
+        matrix.upsert(
+            stored.image_ids,
+            stored.folder_ids,
+            stored.codes.reshape(len(stored.image_ids), n_subspaces),
+            matrix.descriptors_from_blobs(stored.descriptors),
+        )
         return matrix
+
+    def descriptors_from_blobs(self, blobs: list[bytes | None]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Stored descriptor blobs -> (int8 values [N, E], scales [N]); a missing one becomes zeros."""
+        if not self.descriptor_dim:
+            return None
+        values = np.zeros((len(blobs), self.descriptor_dim), np.int8)
+        scales = np.zeros(len(blobs), np.float32)
+        present = [i for i, blob in enumerate(blobs) if blob is not None]
+        if present:
+            values[present], scales[present] = from_blobs([blobs[i] for i in present], self.descriptor_dim)
+        return values, scales
 
     def __len__(self) -> int:
         return self._size
@@ -57,32 +101,45 @@ class CodeMatrix:
         if capacity <= len(self._image_ids):
             return
         capacity = max(capacity, 2 * len(self._image_ids), 1024)
-        words = np.zeros((capacity, self._words.shape[1]), np.uint64)
-        words[: self._size] = self._words[: self._size]
-        image_ids = np.zeros(capacity, np.int64)
-        image_ids[: self._size] = self._image_ids[: self._size]
-        folder_ids = np.zeros(capacity, np.int64)
-        folder_ids[: self._size] = self._folder_ids[: self._size]
-        self._words, self._image_ids, self._folder_ids = words, image_ids, folder_ids
 
-    def upsert(self, image_ids: np.ndarray, folder_ids: np.ndarray, codes: np.ndarray) -> None:
-        """Add or replace the codes [N, M] of these photos."""
+        def grown(array: np.ndarray) -> np.ndarray:
+            bigger = np.zeros((capacity, *array.shape[1:]), array.dtype)
+            bigger[: self._size] = array[: self._size]
+            return bigger
+
+        self._words, self._descriptors, self._scales = grown(self._words), grown(self._descriptors), grown(self._scales)
+        self._image_ids, self._folder_ids = grown(self._image_ids), grown(self._folder_ids)
+
+    def upsert(
+        self,
+        image_ids: np.ndarray,
+        folder_ids: np.ndarray,
+        codes: np.ndarray,
+        descriptors: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Add or replace the codes [N, M] (and int8 descriptors [N, E] with their scales [N]) of these photos."""
         if len(image_ids) == 0:
             return
         if codes.shape[1] != self.n_subspaces:
             raise ValueError(f"codes have {codes.shape[1]} sub-spaces, this matrix holds {self.n_subspaces}")
+        values, scales = descriptors if descriptors is not None else (None, None)
+        if self.descriptor_dim and (values is None or values.shape != (len(image_ids), self.descriptor_dim)):
+            raise ValueError(f"this matrix holds {self.descriptor_dim}-dim descriptors with every code")
         words = pack_codes(codes)
         with self.lock:
             self._reserve(self._size + len(image_ids))
-            for image_id, folder_id, word in zip(image_ids.tolist(), folder_ids.tolist(), words, strict=True):
+            for n, (image_id, folder_id) in enumerate(zip(image_ids.tolist(), folder_ids.tolist(), strict=True)):
                 row = self._row_of.get(image_id)
                 if row is None:
                     row = self._size
                     self._size += 1
                     self._row_of[image_id] = row
                     self._image_ids[row] = image_id
-                self._words[row] = word
+                self._words[row] = words[n]
                 self._folder_ids[row] = folder_id
+                if values is not None and self.descriptor_dim:
+                    self._descriptors[row] = values[n]
+                    self._scales[row] = scales[n]
 
     def remove(self, image_ids: list[int]) -> None:
         with self.lock:
@@ -93,9 +150,8 @@ class CodeMatrix:
                 last = self._size - 1
                 if row != last:
                     moved_id = int(self._image_ids[last])
-                    self._words[row] = self._words[last]
-                    self._image_ids[row] = moved_id
-                    self._folder_ids[row] = self._folder_ids[last]
+                    for array in (self._words, self._descriptors, self._scales, self._image_ids, self._folder_ids):
+                        array[row] = array[last]
                     self._row_of[moved_id] = row
                 self._size = last
 
@@ -119,10 +175,32 @@ class CodeMatrix:
                 return None
             return self._words[row : row + 1].view(np.uint8)[0, : self.n_subspaces].copy()
 
+    def _scan_arguments(self, query: Query) -> tuple[np.ndarray, DescriptorScan | None]:
+        """The kernel's table and descriptor part for a query: the weights are folded into both, so the
+        kernel's sum is the similarity itself. Call with the lock held."""
+        if query.descriptor is None or not self.descriptor_dim:
+            return query.table / self.n_subspaces, None
+        if query.descriptor.shape != (self.descriptor_dim,):
+            raise ValueError(f"query descriptor {query.descriptor.shape}, matrix holds {self.descriptor_dim} dims")
+        size = self._size
+        descriptors = DescriptorScan(
+            (1.0 - query.weight) * query.descriptor, self._descriptors[:size], self._scales[:size]
+        )
+        return query.table * (query.weight / self.n_subspaces), descriptors
+
     def search(
-        self, table: np.ndarray, k: int, folder_ids: list[int] | None = None, exclude: set[int] | None = None
+        self,
+        query: Query,
+        k: int,
+        folder_ids: list[int] | None = None,
+        exclude: set[int] | None = None,
+        first: list[int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """Top ``k`` photos for a lookup table [M, K]: (scores, image ids, number of photos searched)."""
+        """Top ``k`` photos for a query: (similarities, image ids, number of photos searched).
+
+        The photos in ``first`` (pinned copies of the query) lead the list, scored by the same kernel
+        arithmetic; ids no longer in the matrix are skipped. ``exclude`` never appears.
+        """
         exclude = exclude or set()
         with self.lock:
             size = self._size
@@ -130,7 +208,13 @@ class CodeMatrix:
             if folder_ids is not None:
                 mask = np.isin(self._folder_ids[:size], np.asarray(folder_ids, np.int64))
             n_searched = size if mask is None else int(mask.sum())
-            scores, rows = top_k(table, self._words[:size], k + len(exclude), mask)
+            table, descriptors = self._scan_arguments(query)
+            pinned_rows = np.array([self._row_of[i] for i in first or [] if i in self._row_of][:k], np.int64)
+            pinned_ids = self._image_ids[pinned_rows]
+            pinned_scores = score_rows(table, self._words[:size], pinned_rows, descriptors)
+            hidden = exclude | set(pinned_ids.tolist())
+            scores, rows = top_k(table, self._words[:size], k + len(hidden), mask, descriptors)
             image_ids = self._image_ids[rows]
-        keep = np.array([image_id not in exclude for image_id in image_ids.tolist()], dtype=bool)
-        return scores[keep][:k], image_ids[keep][:k], n_searched
+        keep = np.array([image_id not in hidden for image_id in image_ids.tolist()], dtype=bool)
+        scores = np.concatenate([pinned_scores, scores[keep]])[:k]
+        return scores, np.concatenate([pinned_ids, image_ids[keep]])[:k], n_searched
