@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top", type=int, default=20, help="number of results (default 20)")
     search.add_argument("--folder", type=Path, action="append", help="only search this folder (repeatable)")
     search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument(
+        "--weight",
+        type=float,
+        help="weight of the code similarity in the fused ranking, 0 to 1 (default: the model's own)",
+    )
 
     status = commands.add_parser("status", help="counts, model, provider and unreadable files")
     status.add_argument("--json", action="store_true")
@@ -132,7 +137,7 @@ def print_report(report: IndexReport) -> None:
 def run_search(library: Library, args: argparse.Namespace) -> int:
     if args.top < 1:
         raise LibraryError("--top must be at least 1")
-    result = library.search(args.image, top_k=args.top, folders=args.folder)
+    result = library.search(args.image, top_k=args.top, folders=args.folder, weight=args.weight)
     if args.json:
         hits = [{"path": str(hit.path), "similarity": round(hit.similarity, 6)} for hit in result.hits]
         print(json.dumps({"results": hits, "searched": result.n_searched, "timings_ms": result.timings_ms}))
@@ -150,11 +155,13 @@ def run_status(library: Library, args: argparse.Namespace) -> int:
     if args.json:
         data = asdict(status)
         data["model"] = {"id": status.model.id, "name": status.model.name, "path": str(status.model.path)}
+        data["kind"] = status.kind
         data["errors_sample"] = [{"path": str(path), "error": reason} for path, reason in errors]
         print(json.dumps(data, default=str))
         return EXIT_OK
     print(f"database   {status.database} (schema {status.schema_version})")
     print(f"model      {status.model.name} ({status.model.id[:12]}, {status.bits} bits) on {status.provider}")
+    print(f"search     {status.kind}")
     print(
         f"photos     {status.images} known, {status.indexed} indexed, {status.pending} to index, "
         f"{status.errors} unreadable"

@@ -39,7 +39,7 @@ from app.locations import bundled_models, default_database_path
 from app.model import ModelError, PHPQModel
 from app.pq import decode
 from app.scan import N_CODEWORDS, set_kernel_cache_root, warm_up_in_background
-from app.search import CodeMatrix, Query, SearchHit, SearchResult
+from app.search import CodeMatrix, Query, SearchHit, SearchResult, model_query
 
 log = logging.getLogger(__name__)
 
@@ -511,9 +511,7 @@ class Library:
         model: PHPQModel, subvectors: np.ndarray, descriptor: np.ndarray | None, weight: float | None
     ) -> Query:
         try:
-            return Query.encoded(
-                subvectors, descriptor, model.codebooks, model.info.fusion_weight if weight is None else weight
-            )
+            return model_query(model, subvectors, descriptor, weight)
         except ValueError as error:
             raise LibraryError(str(error)) from error
 

@@ -103,6 +103,10 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
     if missing:
         raise ModelError(f"{source} is a format-2 model without {', '.join(missing)} in its metadata")
     try:
+        if props["format_version"] != "1":
+            descriptor_dim, fusion_weight = int(props["descriptor_dim"]), float(props["fusion_weight"])
+            if descriptor_dim < 1 or not 0.0 <= fusion_weight <= 1.0:
+                raise ValueError(f"descriptor_dim {descriptor_dim} (>= 1), fusion_weight {fusion_weight} (in [0, 1])")
         return ModelInfo(
             props["model_id"],
             props["backbone"],
@@ -200,6 +204,13 @@ class PHPQModel:
         size = self.info.input_size
         if len(shape) != 4 or shape[1:] != [3, size, size]:
             raise ModelError(f"{self.path} expects input {shape}, but its metadata says [batch, 3, {size}, {size}]")
+        if self.info.has_descriptor:
+            descriptor_shape = self.session.get_outputs()[2].shape
+            if len(descriptor_shape) != 2 or descriptor_shape[1] != self.info.descriptor_dim:
+                raise ModelError(
+                    f"{self.path} gives descriptors of shape {descriptor_shape}, but its metadata says"
+                    f" [batch, {self.info.descriptor_dim}]"
+                )
         expected = (self.info.n_subspaces, self.info.n_codewords, self.info.dim // self.info.n_subspaces)
         if self.codebooks.shape != expected:
             raise ModelError(f"{self.path} codebooks have shape {self.codebooks.shape}, metadata says {expected}")

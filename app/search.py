@@ -10,6 +10,7 @@ import numpy as np
 
 from app.db import IndexDatabase
 from app.descriptor import from_blobs
+from app.model import PHPQModel
 from app.pq import lookup_tables
 from app.scan import DescriptorScan, pack_codes, score_rows, top_k
 
@@ -39,14 +40,16 @@ class Query:
     descriptor: np.ndarray | None  # [E] unit vector
     weight: float  # w, the weight of the code similarity
 
-    @classmethod
-    def encoded(
-        cls, subvectors: np.ndarray, descriptor: np.ndarray | None, codebooks: np.ndarray, weight: float
-    ) -> Query:
-        """The query of a photo's sub-vectors [M, d] and descriptor [E] under a model's codebooks."""
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
-        return cls(lookup_tables(subvectors[None], codebooks)[0], descriptor, weight)
+
+def model_query(
+    model: PHPQModel, subvectors: np.ndarray, descriptor: np.ndarray | None, weight: float | None = None
+) -> Query:
+    """The query of a photo's sub-vectors [M, d] and descriptor [E] under a model, at the model's weight
+    or ``weight``; the one place both ``phpq search`` and ``phpq-eval --model`` build their queries."""
+    weight = model.info.fusion_weight if weight is None else weight
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
+    return Query(lookup_tables(subvectors[None], model.codebooks)[0], descriptor, weight)
 
 
 class CodeMatrix:

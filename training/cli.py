@@ -72,6 +72,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="one labelled tree split by --protocol")
     parser.add_argument("--protocol", choices=["val", "fresh", "unseen"], default="val")
     parser.add_argument("--distance", choices=["adc", "sdc"], default="adc")
+    parser.add_argument("--weight", type=float, help="--model: weight of the code similarity (default: the model's)")
     parser.add_argument("--engine", choices=["auto", "onnxruntime", "torch"], default="auto")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -87,18 +88,23 @@ def eval_main(argv: list[str] | None = None) -> int:
     query_labels = np.array([p.label for p in query])
     database_labels = np.array([p.label for p in database])
     if args.model:
+        from app.library import search_kind
         from app.model import ModelError, PHPQModel
         from training.evaluate import evaluate_exported_model
 
+        if args.weight is not None and not 0.0 <= args.weight <= 1.0:
+            parser.error("--weight must be between 0 and 1")
         try:
             model = PHPQModel(args.model)
         except ModelError as error:
             parser.exit(2, f"phpq-eval: {error}\n")
         metrics, _ = evaluate_exported_model(
-            model, query, database, args.distance, threads=args.workers or 1, leave_one_out=leave_one_out
+            model, query, database, args.distance, args.workers or 1, leave_one_out, args.weight
         )
+        weight = model.info.fusion_weight if args.weight is None else args.weight
+        kind = search_kind(model.info.descriptor_dim, weight) if args.distance == "adc" else "codes only, SDC"
         report = {
-            "method": f"PHPQ {model.info.bits} bits ({args.distance.upper()}, ONNX Runtime {model.provider})",
+            "method": f"PHPQ {model.info.bits} bits, {kind} (ONNX Runtime {model.provider})",
             **metrics,
         }
     elif args.checkpoint:

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.datasets import Photo
-from app.metrics import DEFAULT_KS, retrieval_report
-from app.model import PHPQModel
+from app.descriptor import quantize
+from app.metrics import DEFAULT_KS, relevance_report, retrieval_report
+from app.model import Encoding, PHPQModel
 from app.pq import adc_scores, lookup_tables, sdc_scores
+from app.search import CodeMatrix, model_query
 
 
 @dataclass
@@ -106,8 +108,11 @@ def evaluate_exported_model(
     distance: str = "adc",
     threads: int = 2,
     leave_one_out: bool = False,
+    weight: float | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Encode query and database photos with an exported model (no torch) and score them.
+    """Encode query and database photos with an exported model (no torch) and score them as ``phpq
+    search`` does (``search_rankings``): fused at the model's weight or ``weight``, codes alone for a
+    format-1 model. ``distance="sdc"`` scores codes symmetrically instead (a comparison, not the app's).
 
     Returns the metrics and the codes of all photos, queries first.
     """
@@ -115,14 +120,43 @@ def evaluate_exported_model(
     encoded_database = (
         encoded_query if leave_one_out else model.encode_paths([p.path for p in database], threads=threads)
     )
-    metrics = evaluate_codes(
-        encoded_query.subvectors,
-        encoded_query.codes,
-        np.array([p.label for p in query]),
-        encoded_database.codes,
-        np.array([p.label for p in database]),
-        model.codebooks,
-        distance,
-        leave_one_out=leave_one_out,
-    )
+    query_labels, database_labels = np.array([p.label for p in query]), np.array([p.label for p in database])
+    if distance == "sdc":
+        metrics = evaluate_codes(
+            encoded_query.subvectors,
+            encoded_query.codes,
+            query_labels,
+            encoded_database.codes,
+            database_labels,
+            model.codebooks,
+            distance,
+            leave_one_out=leave_one_out,
+        )
+    else:
+        rankings = search_rankings(model, encoded_query, encoded_database, leave_one_out, weight)
+        relevance = np.stack([database_labels[ranking] for ranking in rankings]) == query_labels[:, None]
+        metrics = relevance_report(relevance)
     return metrics, np.concatenate([encoded_query.codes, encoded_database.codes])
+
+
+def search_rankings(
+    model: PHPQModel,
+    query: Encoding,
+    database: Encoding,
+    leave_one_out: bool = False,
+    weight: float | None = None,
+) -> list[np.ndarray]:
+    """Every query's full ranking of the database (positions, best first) through the app's own search:
+    the database in a ``CodeMatrix`` (descriptors in their stored int8 form), each query built by
+    ``model_query`` and answered by ``CodeMatrix.search``. Leave-one-out (query i is database photo i)
+    excludes the query's own photo, as ``phpq search`` leaves out an indexed query photo."""
+    positions = np.arange(len(database.codes), dtype=np.int64)
+    matrix = CodeMatrix("evaluation", model.info.n_subspaces, model.info.descriptor_dim)
+    stored = None if database.descriptors is None else quantize(database.descriptors)
+    matrix.upsert(positions, np.zeros_like(positions), database.codes, stored)
+    rankings = []
+    for index in range(len(query.codes)):
+        descriptor = None if query.descriptors is None else query.descriptors[index]
+        scan = model_query(model, query.subvectors[index], descriptor, weight)
+        rankings.append(matrix.search(scan, len(positions), exclude={index} if leave_one_out else None)[1])
+    return rankings

@@ -1,0 +1,174 @@
+"""Fused search end to end: format-1 and format-2 models, the schema migration, the weight, eval = search."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from app.cli import main as phpq
+from app.db import IndexDatabase
+from app.descriptor import dequantize, from_blobs
+from app.library import Library, LibraryError
+from app.model import ModelError, PHPQModel
+from app.pq import lookup_tables
+from tests.conftest import write_image_folder, write_photo
+from training.evaluate import evaluate_exported_model, search_rankings
+
+
+def rewritten_model(source: Path, target: Path, format_version: str, keep_descriptor: bool) -> Path:
+    """The tiny model with its descriptor output dropped (or kept) and its metadata set to a format."""
+    model = onnx.load(str(source))
+    if not keep_descriptor:
+        outputs = [output for output in model.graph.output if output.name != "descriptor"]
+        del model.graph.output[:]
+        model.graph.output.extend(outputs)
+    props = {entry.key: entry.value for entry in model.metadata_props}
+    props["phpq.format_version"] = format_version
+    props["phpq.model_id"] = f"{props['phpq.model_id'][:50]}-format{format_version}-{keep_descriptor}"
+    if format_version == "1":
+        props.pop("phpq.descriptor_dim")
+        props.pop("phpq.fusion_weight")
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(target))
+    return target
+
+
+@pytest.fixture
+def format1_model(tmp_path, tiny_model) -> Path:
+    return rewritten_model(tiny_model, tmp_path / "codes-only.onnx", "1", keep_descriptor=False)
+
+
+def open_library(tmp_path: Path, model: Path) -> Library:
+    library = Library(tmp_path / "data" / "index.sqlite3", prefer_cuda=False)
+    library.activate_model(library.import_model(model).id)
+    return library
+
+
+def test_a_format_1_model_still_searches_with_codes_alone(tmp_path, tiny_model, format1_model):
+    codes_only = PHPQModel(format1_model, prefer_cuda=False)
+    assert not codes_only.info.has_descriptor and codes_only.info.fusion_weight == 1.0
+    assert codes_only.encode(np.zeros((2, 3, 64, 64), np.float32)).descriptors is None
+    # a file whose outputs disagree with its format is refused, both ways
+    for version, keep in (("2", False), ("1", True)):
+        with pytest.raises(ModelError, match=f"format-{version}"):
+            PHPQModel(rewritten_model(tiny_model, tmp_path / f"bad{version}.onnx", version, keep), prefer_cuda=False)
+
+    photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=4)
+    with open_library(tmp_path, format1_model) as library:
+        library.add_folder(photos)
+        assert library.index().encoded == 16
+        assert library.db.db.execute("SELECT COUNT(*) FROM descriptors").fetchone()[0] == 0
+        assert library.status().kind == "codes only (format 1)"
+        query = write_photo(tmp_path / "q.png", 2, index=50)
+        hits = library.search(query, top_k=16).hits
+        assert library.search(query, top_k=16, weight=0.0).hits == hits  # no descriptor: the weight cannot apply
+        table = lookup_tables(codes_only.encode_paths([query]).subvectors, codes_only.codebooks)[0]
+        for hit in hits:
+            code = np.frombuffer(library.db.code_of(hit.image_id, library.active_model_id), np.uint8)
+            assert hit.similarity == pytest.approx(table[np.arange(len(code)), code].sum() / len(code), abs=1e-5)
+
+
+def test_a_version_1_index_keeps_folders_and_codes_and_gains_descriptors(tmp_path, tiny_model, format1_model):
+    photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=3)
+    database = tmp_path / "data" / "index.sqlite3"
+    with open_library(tmp_path, format1_model) as library:
+        library.add_folder(photos)
+        assert library.index().encoded == 12
+        old_model = library.active_model_id
+        old_codes = library.db.load_encodings(old_model).codes.copy()
+    # turn the file into what the previous app version wrote: schema step 1 only
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TABLE descriptors")
+        connection.execute("DELETE FROM _sqlite_migrations WHERE name = 'm002_descriptors'")
+    with sqlite3.connect(database) as connection:
+        assert "descriptors" not in {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+
+    with Library(database, prefer_cuda=False) as library:
+        assert library.db.schema_version == 2
+        assert [folder.path for folder in library.folders()] == [photos.resolve()]
+        np.testing.assert_array_equal(library.db.load_encodings(old_model).codes, old_codes)
+        assert library.status().indexed == 12  # the old model still searches with its codes
+        new_model = library.import_model(tiny_model).id
+        library.activate_model(new_model)
+        assert library.status().pending == 12
+        assert library.index().encoded == 12
+        stored = library.db.load_encodings(new_model)
+        assert len(stored.image_ids) == 12 and all(blob is not None for blob in stored.descriptors)
+        dim = library.model_for().info.descriptor_dim
+        assert {len(blob) for blob in stored.descriptors} == {dim + 4}
+        np.testing.assert_array_equal(library.db.load_encodings(old_model).codes, old_codes)
+        assert library.status().kind.startswith("codes + descriptor (fused, w=")
+
+
+def test_the_weight_decides_between_codes_and_descriptor(tmp_path, tiny_model):
+    photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=4)
+    query = write_photo(tmp_path / "q.png", 1, index=60)
+    with open_library(tmp_path, tiny_model) as library:
+        library.add_folder(photos)
+        library.index()
+        model = library.model_for()
+        encoding = model.encode_paths([query])
+        table = lookup_tables(encoding.subvectors, model.codebooks)[0]
+        model_id = library.active_model_id
+
+        def parts(image_id: int) -> tuple[float, float]:
+            code = np.frombuffer(library.db.code_of(image_id, model_id), np.uint8)
+            blob = library.db.descriptor_of(image_id, model_id)
+            stored = dequantize(*from_blobs([blob], model.info.descriptor_dim))
+            return table[np.arange(len(code)), code].sum() / len(code), float(stored[0] @ encoding.descriptors[0])
+
+        weight = model.info.fusion_weight
+        for override in (None, 0.0, 1.0, 0.25):
+            w = weight if override is None else override
+            hits = library.search(query, top_k=16, weight=override).hits
+            for hit in hits:
+                code_part, descriptor_part = parts(hit.image_id)
+                assert hit.similarity == pytest.approx(w * code_part + (1 - w) * descriptor_part, abs=1e-5)
+        # ties inside a class are broken by the descriptor: the fused list has (almost) no equal scores
+        fused = [hit.similarity for hit in library.search(query, top_k=16).hits]
+        assert len(set(fused)) == len(fused)
+        with pytest.raises(LibraryError, match="weight"):
+            library.search(query, weight=1.5)
+        image_id = library.search(query, top_k=1).hits[0].image_id
+        gone = library.db.paths([image_id])[image_id]
+        by_file = [hit.image_id for hit in library.search_indexed(image_id, top_k=5, weight=0.0).hits]
+        gone.unlink()  # a vanished photo searches with its stored code and descriptor, nearly as its file did
+        by_store = [hit.image_id for hit in library.search_indexed(image_id, top_k=5, weight=0.0).hits]
+        assert by_store[:3] == by_file[:3]
+    database = tmp_path / "data" / "index.sqlite3"
+    assert phpq(["--db", str(database), "--cpu", "search", str(query), "--weight", "0", "--json"]) == 0
+    assert phpq(["--db", str(database), "--cpu", "search", str(query), "--weight", "2"]) == 2
+
+
+def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
+    with open_library(tmp_path, tiny_model) as library:
+        weight = library.model_for().info.fusion_weight
+    database = tmp_path / "data" / "index.sqlite3"
+    assert phpq(["--db", str(database), "--cpu", "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == f"codes + descriptor (fused, w={weight:g})"
+    assert phpq(["--db", str(database), "--cpu", "status"]) == 0
+    assert "search     codes + descriptor (fused" in capsys.readouterr().out
+    assert IndexDatabase(database, read_only=True).schema_version == 2
+
+
+def test_evaluation_ranks_exactly_as_search(tmp_path, tiny_model):
+    from app.datasets import load_photo_set
+
+    photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=5)
+    with open_library(tmp_path, tiny_model) as library:
+        library.add_folder(photos)
+        library.index()
+        model = library.model_for()
+        gallery = load_photo_set(photos).photos
+        paths = [photo.path.resolve() for photo in gallery]
+        encoding = model.encode_paths(paths)
+        for weight in (None, 0.0, 1.0):
+            rankings = search_rankings(model, encoding, encoding, leave_one_out=True, weight=weight)
+            for index, path in enumerate(paths):
+                searched = [hit.path for hit in library.search(path, top_k=len(paths), weight=weight).hits]
+                assert searched == [paths[i] for i in rankings[index]]
+        metrics, _ = evaluate_exported_model(model, gallery, gallery, leave_one_out=True)
+        assert 0.5 < metrics["mAP@all"] <= 1 and "P@4" in metrics
