@@ -227,3 +227,19 @@ def test_photos_left_without_a_code_are_indexed_at_start_up(qtbot, tmp_path, tin
     with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
         window.show()
     assert done.args[0].encoded == 8 and window.library.counts()["pending"] == 0
+
+
+def test_the_code_weight_setting_reranks_and_is_kept_per_model(qtbot, window, tmp_path, settings):
+    qtbot.waitUntil(window.weight.isEnabled, timeout=TIMEOUT_MS)
+    status = window.library.status()
+    assert status.kind in window.model_label.text() and "fused" in window.model_label.text()
+    assert window.weight.value() == pytest.approx(status.fusion_weight)  # the model's own weight by default
+    index_folder(qtbot, window, write_image_folder(tmp_path / "photos", n_classes=4, per_class=4))
+    query = write_photo(tmp_path / "query.png", label=1, index=90)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS):
+        drop(window.query_area, query)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
+        window.weight.setValue(0.0)  # a new weight searches again, off the GUI thread
+    expected = window.library.search(query, top_k=window.top_k.value(), weight=0.0).hits
+    assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected]
+    assert float(settings.value(f"code_weight/{status.model.id}")) == 0.0

@@ -25,6 +25,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDoubleSpinBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -182,6 +183,7 @@ class MainWindow(QMainWindow):
         self.index_queue: list[tuple[list[Path] | None, str | None, Callable[[IndexReport], None] | None]] = []
         self.search_generation = 0
         self.last_query: Path | Image.Image | None = None
+        self.weight_key: str | None = None  # settings key of the active model's code weight (fused models)
         self.results_model: ResultsModel | None = None
         self.query_thumbnails: ThumbnailCache | None = None
         self._last_status_refresh = 0.0
@@ -233,11 +235,15 @@ class MainWindow(QMainWindow):
         self.open_button = QPushButton("Open image…")
         self.top_k = QSpinBox(minimum=1, maximum=1000, value=40, suffix=" results")
         self.top_k.setToolTip("How many look-alikes to show")
+        self.weight = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2, prefix="code weight ")
+        self.weight.setObjectName("codeWeight")
+        self.weight.setEnabled(False)  # until the model is known: codes-only models have no weight to set
         self.query_info = QLabel(wordWrap=True)
         self.query_info.setObjectName("queryInfo")
         controls = QVBoxLayout()
         controls.addWidget(self.open_button)
         controls.addWidget(self.top_k)
+        controls.addWidget(self.weight)
         controls.addWidget(self.query_info)
         controls.addStretch(1)
         query_row = QHBoxLayout()
@@ -305,6 +311,7 @@ class MainWindow(QMainWindow):
         self.query_area.folders_dropped.connect(self.add_folders)
         self.query_area.photo_clicked.connect(self.choose_photo)
         self.top_k.valueChanged.connect(self._repeat_search)
+        self.weight.valueChanged.connect(self._weight_changed)
         self.resize(1200, 800)
 
     def _build_actions(self) -> None:
@@ -421,8 +428,9 @@ class MainWindow(QMainWindow):
 
     def _show_status(self, status: LibraryStatus) -> None:
         provider = "CUDA" if status.provider.startswith("CUDA") else "CPU"
-        self.model_label.setText(f"{status.model.name} · {status.bits} bits · {provider}")
+        self.model_label.setText(f"{status.model.name} · {status.bits} bits · {status.kind} · {provider}")
         self.model_label.setToolTip(f"model id {status.model.id}\n{status.model.path}")
+        self._show_weight(status)
         pending = f" · {status.pending:,} to index" if status.pending else ""
         self.count_label.setText(f"{status.indexed:,} photos indexed{pending}")
         if not self.resume_checked:
@@ -434,6 +442,26 @@ class MainWindow(QMainWindow):
                 "<h2>Drop a photo to find its look-alikes</h2>"
                 f"<p>{status.indexed:,} photos in {len(status.folders)} folder(s) are ready to search.</p>"
             )
+
+    def _show_weight(self, status: LibraryStatus) -> None:
+        """The weight control for the active model: its saved value, else the model's own weight."""
+        fused = status.descriptor_dim > 0
+        self.weight_key = f"code_weight/{status.model.id}" if fused else None
+        self.weight.blockSignals(True)
+        self.weight.setValue(float(self.settings.value(self.weight_key, status.fusion_weight)) if fused else 1.0)
+        self.weight.blockSignals(False)
+        self.weight.setEnabled(fused)
+        self.weight.setToolTip(
+            f"Ranking = w × code similarity + (1 − w) × descriptor similarity; this model's own w is"
+            f" {status.fusion_weight:g}"
+            if fused
+            else "This model gives codes only (format 1): it ranks by code similarity alone"
+        )
+
+    def _weight_changed(self, value: float) -> None:
+        if self.weight_key is not None:
+            self.settings.setValue(self.weight_key, value)
+        self._repeat_search()
 
     def selected_folder(self) -> FolderRecord | None:
         item = self.folder_list.currentItem()
@@ -600,7 +628,7 @@ class MainWindow(QMainWindow):
         cache = self.query_thumbnails
         if cache is not None:
             self.tasks.start(lambda: to_qimage(cache.load(path)), done=self._show_query_picture, failed=lambda _: None)
-        self._run_search(lambda library, k: library.search(path, top_k=k))
+        self._run_search(lambda library, k, w: library.search(path, top_k=k, weight=w))
 
     def search_image(self, image: QImage) -> None:
         """Search with an image from the clipboard."""
@@ -616,7 +644,7 @@ class MainWindow(QMainWindow):
         self._search_pasted(self.last_query)
 
     def _search_pasted(self, image: Image.Image) -> None:
-        self._run_search(lambda library, k: library.search_image(image, top_k=k))
+        self._run_search(lambda library, k, w: library.search_image(image, top_k=k, weight=w))
 
     def _show_query_picture(self, image: QImage) -> None:
         if isinstance(self.last_query, Path):
@@ -628,7 +656,7 @@ class MainWindow(QMainWindow):
         elif isinstance(self.last_query, Image.Image):
             self._search_pasted(self.last_query)
 
-    def _run_search(self, search: Callable[[Library, int], SearchResult]) -> None:
+    def _run_search(self, search: Callable[[Library, int, float | None], SearchResult]) -> None:
         if self.library is None:
             self.show_error("Still loading the model; try again in a moment.")
             return
@@ -636,8 +664,9 @@ class MainWindow(QMainWindow):
         self.search_generation += 1
         generation = self.search_generation
         library, top_k = self.library, self.top_k.value()
+        weight = self.weight.value() if self.weight.isEnabled() else None
         self.tasks.start(
-            lambda: search(library, top_k),
+            lambda: search(library, top_k, weight),
             done=lambda result: self._show_results(generation, result),
             failed=self.show_error,
         )
