@@ -72,17 +72,19 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 @MIGRATIONS()
 def m002_descriptors(db: sqlite_utils.Database) -> None:
-    """Format-2 models: each photo's general-purpose descriptor beside its code (see app.descriptor)."""
+    """Format-2 models: each photo's general-purpose descriptor beside its code (see app.descriptor).
+
+    Keyed by image first, so deleting a photo (cascade) and loading a model's descriptors (a lookup per
+    code) use the primary key, and no second index costs bytes per photo (bench/storage.py)."""
     _execute_statements(
         db,
         """
         CREATE TABLE descriptors (
-            model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
             image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
             vector BLOB NOT NULL,
-            PRIMARY KEY (model_id, image_id)
+            PRIMARY KEY (image_id, model_id)
         ) WITHOUT ROWID;
-        CREATE INDEX descriptors_image ON descriptors(image_id);
         """,
     )
 

@@ -3,9 +3,11 @@
 A descriptor [E] (L2-normalised by the model) is stored as ``round(127 * v / max|v|)`` in int8 and a
 scale ``1 / ||q||``, so ``q * scale`` is a unit vector again and the kernel's ``scale * (query . q)``
 is the exact cosine between the query and the stored vector. At E = 256 that is 260 bytes a photo
-(float16 would be 512, float32 1,024). ``bench/storage.py`` measures what the rounding costs: on
-real descriptors of the default model the int8 ranking keeps the float ranking's neighbours (see
-docs/engine.md for the numbers), so the cheaper form is the one stored.
+against 512 for float16 and 1,024 for float32. Measured by ``bench/storage.py`` on CUB descriptors
+(float queries against stored photos, leave-one-out on the fresh and unseen galleries): int8 keeps
+99 % of float32's 10 nearest neighbours and the same nearest one for 99 % of queries, with P@4 and
+mAP@all unchanged to the third decimal; float16 keeps 99.97 % for twice the bytes; 4 bits a value
+(132 bytes) keep only 86-88 % and lose a point of P@4. So int8 it is.
 """
 
 from __future__ import annotations
