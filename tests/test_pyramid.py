@@ -21,6 +21,7 @@ def test_pyramid_bins_match_adaptive_pooling(size):
 def test_layout_drops_fine_grids_on_small_maps_and_gathers_sub_layouts():
     layout = PyramidLayout.build(("stride8", "head"), (4, 6), (8, 32), 224, (1, 2, 4))
     assert [level.grids for level in layout.levels] == [(1, 2, 4), (1, 2)]
+    assert PyramidLayout.build(("stride8", "head"), (4, 6), (8, 32), 256, (1, 2, 4)) == layout
     maps = [torch.randn(2, 4, 28, 28), torch.randn(2, 6, 7, 7)]
     full = PyramidPooling(layout)(maps)
     sub = PyramidLayout((Level("head", 6, (1,)),))

@@ -26,7 +26,7 @@ class ModelConfig:
     backbone: str = "efficientnet_lite0"
     input_size: int = 224
     taps: tuple[str, ...] = TAP_NAMES  # DECISION: strides 8, 16, 32 and the head
-    grids: tuple[int, ...] = (1, 2, 4)  # DECISION: pyramid bins per side; 4 is dropped on maps under 8 px
+    grids: tuple[int, ...] = (1, 2, 4)  # DECISION: pyramid bins per side; 4 is dropped on maps of 8 px or less
     hybrid: str = "sum"  # DECISION: learned per-channel mix of max and avg ("sum"), or "concat", "avg", "max"
     dim: int = 256  # D, the fused feature that is quantized
     n_subspaces: int = 8  # M
@@ -98,7 +98,9 @@ class PyramidLayout:
         levels = []
         for tap, width, stride in zip(taps, channels, strides, strict=True):
             map_size = math.ceil(input_size / stride)
-            levels.append(Level(tap, width, tuple(g for g in grids if g == 1 or map_size >= 2 * g)))
+            # A g x g grid needs bins of more than 2 px: 4x4 is dropped on the 7 x 7 maps at 224 px and the
+            # 8 x 8 maps at 256 px, so both sizes pool the same bins.
+            levels.append(Level(tap, width, tuple(g for g in grids if g == 1 or map_size > 2 * g)))
         return cls(tuple(levels))
 
     @property
