@@ -181,7 +181,7 @@ class CodeMatrix:
     def _scan_arguments(self, query: Query) -> tuple[np.ndarray, DescriptorScan | None]:
         """The kernel's table and descriptor part for a query: the weights are folded into both, so the
         kernel's sum is the similarity itself. Call with the lock held."""
-        if query.descriptor is None or not self.descriptor_dim:
+        if query.descriptor is None or not self.descriptor_dim or query.weight == 1.0:  # codes alone
             return query.table / self.n_subspaces, None
         if query.descriptor.shape != (self.descriptor_dim,):
             raise ValueError(f"query descriptor {query.descriptor.shape}, matrix holds {self.descriptor_dim} dims")

@@ -1,12 +1,15 @@
 """End-to-end query latency on an index of 10^5 photos: warm (in process) and cold (new process).
 
-Usage: python -m bench.query [--data ../shared/data/cub200/train] [--size 100000] [--indexed 400] [--queries 40]
+Usage: python -m bench.query [--data ../shared/data/cub200/train] [--model FILE] [--size 100000] [--indexed 400]
+                             [--queries 40]
 
-A temporary index gets ``--indexed`` real CUB photos (every n-th, encoded with the default model),
-then random codes for made-up paths up to ``--size`` entries, so the scan covers 10^5 codes. Queries
-are other CUB photos, not indexed. Warm = `Library.search` in a process that already answered one
-query (decode + encode + scan + fetch paths). Cold = `python -m app.cli search` from process start to
-exit, next to the start of a bare `python -c pass` measured in the same run.
+A temporary index gets ``--indexed`` real CUB photos (every n-th, encoded with the default model or
+``--model``), then random codes (and, for a format-2 model, random int8 descriptors) for made-up paths
+up to ``--size`` entries, so the scan covers 10^5 photos. Queries are other CUB photos, not indexed.
+Warm = `Library.search` in a process that already answered one query (decode + encode + scan + fetch
+paths), at the model's weight and, for a format-2 model, with codes alone (``weight=1``) in the same
+run. Cold = `python -m app.cli search` from process start to exit, next to the start of a bare
+`python -c pass` measured in the same run.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from app.descriptor import to_blobs
 from app.imaging import is_image_path
 from app.library import Library
-from bench.scan import naive_numpy
+from app.scan import DescriptorScan
+from bench.scan import median_ms, naive_fused, naive_numpy
+from training.evaluate import unit_rows
 
 
 def pad_index(library: Library, size: int, rng: np.random.Generator) -> None:
@@ -31,8 +38,11 @@ def pad_index(library: Library, size: int, rng: np.random.Generator) -> None:
     missing = size - library.db.counts(library.active_model_id)["images"]
     if missing <= 0:
         return
-    n_subspaces = library.model_for().info.n_subspaces
-    codes = rng.integers(0, 256, (missing, n_subspaces), dtype=np.uint8)
+    info = library.model_for().info
+    codes = rng.integers(0, 256, (missing, info.n_subspaces), dtype=np.uint8)
+    descriptors = (
+        to_blobs(unit_rows(rng.standard_normal((missing, info.descriptor_dim)))) if info.has_descriptor else []
+    )
     with library.db.transaction() as db:
         folder_id = db["folders"].insert({"path": "/padding (not on disk)", "added": time.time()}).last_pk
         db.conn.executemany(
@@ -44,11 +54,16 @@ def pad_index(library: Library, size: int, rng: np.random.Generator) -> None:
             "INSERT INTO codes (model_id, image_id, code) VALUES (?, ?, ?)",
             [(library.active_model_id, first + i, codes[i].tobytes()) for i in range(missing)],
         )
+        db.conn.executemany(
+            "INSERT INTO descriptors (model_id, image_id, vector) VALUES (?, ?, ?)",
+            [(library.active_model_id, first + i, blob) for i, blob in enumerate(descriptors)],
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
+    parser.add_argument("--model", type=Path, help="an exported model to index and search with (default: the bundled)")
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--indexed", type=int, default=400, help="real photos in the index")
     parser.add_argument("--queries", type=int, default=40)
@@ -65,30 +80,39 @@ def main() -> None:
             shutil.copy2(path, target)
         database = work / "index.sqlite3"
         with Library(database, prefer_cuda=False) as library:
+            if args.model is not None:
+                library.activate_model(library.import_model(args.model).id)
             library.add_folder(work / "photos")
             library.index()
             pad_index(library, args.size, np.random.default_rng(0))
 
         with Library(database, prefer_cuda=False) as library:
             library.search(queries[0])  # loads the matrix and the kernel
-            timings = []
-            for query in queries:
-                start = time.perf_counter()
-                result = library.search(query, top_k=20)
-                timings.append({**result.timings_ms, "total": (time.perf_counter() - start) * 1000})
-            codes = library.db.load_codes(library.active_model_id)[2]
-            table = np.random.default_rng(1).standard_normal((codes.shape[1], 256)).astype(np.float32)
-            naive = []
-            for _ in range(10):
-                start = time.perf_counter()
-                naive_numpy(table, codes, 20)
-                naive.append((time.perf_counter() - start) * 1000)
-            print(f"index: {len(codes)} codes ({args.indexed} real CUB photos, the rest random), top 20")
-            print(
-                f"warm query, median of {len(queries)} (ms): "
-                + ", ".join(f"{key} {np.median([t[key] for t in timings]):.2f}" for key in timings[0])
-            )
-            print(f"  the same scan in naive numpy (baseline): {np.median(naive):.2f} ms")
+            info = library.model_for().info
+            print(f"index: {args.size} photos ({args.indexed} real CUB photos, the rest random), top 20")
+            kind = library.status().kind
+            weights = {kind: None, "codes alone (weight 1)": 1.0} if info.has_descriptor else {kind: None}
+            for name, weight in weights.items():
+                timings = []
+                for query in queries:
+                    start = time.perf_counter()
+                    result = library.search(query, top_k=20, weight=weight)
+                    timings.append({**result.timings_ms, "total": (time.perf_counter() - start) * 1000})
+                print(
+                    f"warm query, {name}, median of {len(queries)} (ms): "
+                    + ", ".join(f"{key} {np.median([t[key] for t in timings]):.2f}" for key in timings[0])
+                )
+            stored = library.db.load_encodings(library.active_model_id)
+            matrix = library.matrix()
+            table = np.random.default_rng(1).standard_normal((stored.codes.shape[1], 256)).astype(np.float32)
+            naive = [median_ms(partial(naive_numpy, table, stored.codes, 20), 10)]
+            if info.has_descriptor:
+                values, scales = matrix.descriptors_from_blobs(stored.descriptors)
+                query_descriptor = unit_rows(np.ones((1, info.descriptor_dim)))[0]
+                descriptors = DescriptorScan(query_descriptor, values, scales)
+                naive.append(median_ms(partial(naive_fused, table, stored.codes, descriptors, 20), 10))
+            listed = ", ".join(f"{ms:.2f}" for ms in naive)
+            print(f"  the same scan in naive numpy (baseline), codes alone then fused: {listed} ms")
 
         bare, cold = [], []
         command = [sys.executable, "-m", "app.cli", "--db", str(database), "--cpu", "search", str(queries[-1])]
