@@ -510,6 +510,8 @@ class Library:
     def _make_query(
         model: PHPQModel, subvectors: np.ndarray, descriptor: np.ndarray | None, weight: float | None
     ) -> Query:
+        if weight is not None and not model.info.has_descriptor:
+            log.warning("model %s gives codes only (format 1): the weight is not used", model.info.model_id[:12])
         try:
             return model_query(model, subvectors, descriptor, weight)
         except ValueError as error:

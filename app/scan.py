@@ -149,7 +149,9 @@ def _helper_pool() -> ThreadPoolExecutor:
 def warm_up() -> None:
     """Compile (or load from numba's on-disk cache) the kernel now rather than on the first query."""
     table, words = np.zeros((8, N_CODEWORDS), np.float32), np.zeros((1, 1), np.uint64)
-    top_k(table, words, 1, descriptors=DescriptorScan(np.zeros(1, np.float32), np.zeros((1, 1), np.int8), np.ones(1)))
+    descriptors = DescriptorScan(np.zeros(1, np.float32), np.zeros((1, 1), np.int8), np.ones(1, np.float32))
+    top_k(table, words, 1, descriptors=descriptors)
+    score_rows(table, words, np.zeros(1, np.int64), descriptors)
 
 
 def warm_up_in_background() -> threading.Thread:
