@@ -131,18 +131,19 @@ class CodeMatrix:
         words = pack_codes(codes)
         with self.lock:
             self._reserve(self._size + len(image_ids))
-            for n, (image_id, folder_id) in enumerate(zip(image_ids.tolist(), folder_ids.tolist(), strict=True)):
+            rows = np.empty(len(image_ids), np.int64)
+            for n, image_id in enumerate(image_ids.tolist()):
                 row = self._row_of.get(image_id)
                 if row is None:
-                    row = self._size
+                    row = self._row_of[image_id] = self._size
                     self._size += 1
-                    self._row_of[image_id] = row
-                    self._image_ids[row] = image_id
-                self._words[row] = words[n]
-                self._folder_ids[row] = folder_id
-                if values is not None and self.descriptor_dim:
-                    self._descriptors[row] = values[n]
-                    self._scales[row] = scales[n]
+                rows[n] = row
+            self._image_ids[rows] = image_ids
+            self._folder_ids[rows] = folder_ids
+            self._words[rows] = words
+            if values is not None and self.descriptor_dim:
+                self._descriptors[rows] = values
+                self._scales[rows] = scales
 
     def remove(self, image_ids: list[int]) -> None:
         with self.lock:
