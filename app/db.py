@@ -142,6 +142,15 @@ class EncodedImage:
 
 
 @dataclass(frozen=True)
+class PhotoSize:
+    """A photo's pixel size (None when it could not be read) and its file size in bytes."""
+
+    width: int | None
+    height: int | None
+    bytes: int
+
+
+@dataclass(frozen=True)
 class StoredEncodings:
     """Every code of one model with its photo's ids, and the descriptor blobs (None where a photo has none)."""
 
@@ -377,6 +386,17 @@ class IndexDatabase:
 
     def paths(self, image_ids: Iterable[int]) -> dict[int, Path]:
         return {image_id: Path(path) for image_id, path in self._column_by_id("path", image_ids)}
+
+    def photo_sizes(self, image_ids: Iterable[int]) -> dict[int, PhotoSize]:
+        """Pixel and file sizes by image id (ids not in the index are left out)."""
+        ids = list(image_ids)
+        sizes: dict[int, PhotoSize] = {}
+        with self.lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = f"SELECT id, width, height, size FROM images WHERE id IN ({','.join('?' * len(chunk))})"
+                sizes.update((row[0], PhotoSize(*row[1:])) for row in self.db.execute(query, chunk).fetchall())
+        return sizes
 
     def folder_ids(self, image_ids: Iterable[int]) -> dict[int, int]:
         return dict(self._column_by_id("folder_id", image_ids))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.db import EncodedImage, FolderRecord, ImageRecord, IndexDatabase, ModelRecord
+from app.db import EncodedImage, FolderRecord, ImageRecord, IndexDatabase, ModelRecord, PhotoSize
 from app.descriptor import dequantize, from_blobs
 from app.imaging import load_and_preprocess, preprocess
 from app.index import (
@@ -565,6 +565,10 @@ class Library:
         ]
         timings["fetch"] = _lap(clock)
         return SearchResult(hits, n_searched, timings)
+
+    def photo_sizes(self, image_ids: list[int]) -> dict[int, PhotoSize]:
+        """Pixel and file size of indexed photos (for the window's tooltips)."""
+        return self.db.photo_sizes(image_ids)
 
     def unreadable(self, folder: Path | None = None, limit: int | None = None) -> list[tuple[Path, str]]:
         """Files that could not be read, with the reason (in one folder, or in all)."""
