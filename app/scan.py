@@ -5,11 +5,12 @@ code score is 8 byte extractions and 8 table loads from a 8 KiB table that stays
 codes take several words. With a descriptor, each photo's score also gets ``scale * (query . int8
 descriptor)`` in the same pass (see ``app.descriptor``). The kernel is compiled by numba (cached on
 disk after the first run), releases the GIL, and fuses the scan with a bounded min-heap so no N-sized
-score array is sorted. Large matrices are scanned in two halves on two threads and the heaps merged.
+score array is sorted. Large matrices are scanned in slices by two threads and the heaps merged.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
@@ -55,6 +56,7 @@ def pad_table(table: np.ndarray) -> np.ndarray:
 
 
 PARALLEL_BYTES = 8 << 20  # scan in two threads from this much code + descriptor data on (bench/scan.py)
+PARTS = 8  # slices the two threads take in turn, so a core that another program holds does less of the work
 _helper: ThreadPoolExecutor | None = None
 
 
@@ -118,10 +120,18 @@ def top_k(
         return scores[filled], rows[filled] + start
 
     if n_rows * (words.shape[1] * 8 + values.shape[1]) >= PARALLEL_BYTES and (os.cpu_count() or 1) > 1:
-        half = n_rows // 2
-        other = _helper_pool().submit(scan, half, n_rows)
-        first, second = scan(0, half), other.result()
-        scores, rows = np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
+        bounds = np.linspace(0, n_rows, PARTS + 1).astype(np.int64).tolist()
+        parts: list[tuple[np.ndarray, np.ndarray]] = [(no_mask, no_mask)] * PARTS
+        next_part = itertools.count()  # next() is atomic under the GIL
+
+        def work() -> None:
+            while (part := next(next_part)) < PARTS:
+                parts[part] = scan(bounds[part], bounds[part + 1])
+
+        helper = _helper_pool().submit(work)
+        work()
+        helper.result()
+        scores, rows = np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
     else:
         scores, rows = scan(0, n_rows)
     order = np.lexsort((rows, -scores))[:k]
@@ -139,7 +149,7 @@ def score_rows(
 
 
 def _helper_pool() -> ThreadPoolExecutor:
-    """One helper thread: the calling thread scans one half, the helper the other."""
+    """One helper thread: it and the calling thread take the slices of a scan in turn."""
     global _helper
     if _helper is None:
         _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phpq-scan")

@@ -10,7 +10,7 @@ IndexPQ with inner product, its codebooks and codes set directly, on one thread.
 Fused (format-2 models): every photo also has an int8 descriptor with a scale (``app.descriptor``)
 and its score is ``w * ADC / M + (1 - w) * scale * (query . descriptor)``. Naive numpy does the same
 arithmetic in chunks of 65,536 rows (int8 -> float32, matrix-vector product) and a full argsort; the
-kernel is timed on one thread and as the app runs it (two halves on two threads from
+kernel is timed on one thread and as the app runs it (slices taken in turn by two threads from
 ``app.scan.PARALLEL_BYTES`` of data on).
 """
 
