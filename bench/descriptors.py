@@ -5,7 +5,8 @@ Frozen candidates (float cosine, no training): global average pooling (GAP) and 
 (GMP) of the head, both together, both over the last two taps, and their projection on the training
 photos' top principal axes. Trained candidates: ``training.model.DescriptorHead`` fitted on the
 protocol's training photos alone (descriptor loss terms of ``training.losses``, random cached views),
-with the loss weights given by ``--trained NAME=CLS,DISTILL[,SMOOTHING]``.
+with the loss weights, label smoothing, taps (``stride32+head``) and pooling (max, avg or both) given by
+``--trained NAME=CLS,DISTILL[,SMOOTHING[,TAPS[,POOLING]]]``.
 
 Usage: python bench/descriptors.py [--protocols val fresh unseen] [--trained recipe=1,1] [--epochs 20]
 """
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--frozen", action="store_true", help="also the frozen candidates")
-    parser.add_argument("--trained", nargs="*", default=[], help="NAME=CLS,DISTILL[,SMOOTHING[,TAPS]]")
+    parser.add_argument("--trained", nargs="*", default=[], help="NAME=CLS,DISTILL[,SMOOTHING[,TAPS[,POOLING]]]")
     args = parser.parse_args()
     photo_set = load_photo_set(args.data)
     cache = build_or_load_cache(photo_set.photos, args.cache_dir, "efficientnet_lite0", args.input_size, args.views)
@@ -113,24 +114,21 @@ def main() -> None:
             name, values = spec.split("=")
             numbers = values.split(",")
             taps = tuple(numbers[3].split("+")) if len(numbers) > 3 else ("head",)
+            pooling = numbers[4] if len(numbers) > 4 else "max"
             smoothing = float(numbers[2]) if len(numbers) > 2 else 0.1
             loss = LossConfig(
                 descriptor_classification=float(numbers[0]),
                 descriptor_distillation=float(numbers[1]),
                 descriptor_label_smoothing=smoothing,
             )
-            head, pooled = pooled_for(taps, "both")
+            head, pooled = pooled_for(taps, pooling)
             head.init_from_pca(pooled[0, train])
             fit_descriptor(pooled, train, torch.from_numpy(labels), head, loss, args.epochs)
             with torch.no_grad():
                 rows[f"trained {name}"] = head(pooled[0].float()).numpy()
         for name, features in rows.items():
-            print(
-                json.dumps(
-                    {"protocol": protocol, "descriptor": name, **protocol_report(features, labels, split, position)}
-                ),
-                flush=True,
-            )
+            report = protocol_report(features, labels, split, position)
+            print(json.dumps({"protocol": protocol, "size": args.input_size, "descriptor": name, **report}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Run a list of cached-mode trainings (each a set of --set overrides) and print one line per run.
+"""Run a list of cached-mode trainings (each a set of --set overrides) and print one line per run: mAP@all
+and P@4 of the codes alone, the continuous feature, the descriptor alone and the fused ranking at each logged
+weight (``fused@W_...``).
 
 Usage: python bench/experiments.py --config configs/cub_cpu.toml --runs runs/exp --run NAME "k=v k=v" ...
 """
@@ -25,13 +27,8 @@ def main() -> None:
         output = args.runs / name
         config = load_config(args.config, [*overrides.split(), f'output="{output}"'])
         metrics = train(config)
-        line = {
-            "run": name,
-            "overrides": overrides,
-            "bits": config.model.bits,
-            "mAP@all": round(metrics["mAP@all"], 4),
-            "continuous": round(metrics["continuous_mAP@all"], 4),
-        }
+        summary = {key: round(value, 4) for key, value in metrics.items() if key.endswith(("mAP@all", "P@4"))}
+        line = {"run": name, "overrides": overrides, "protocol": config.protocol, "bits": config.model.bits, **summary}
         print(json.dumps(line), flush=True)
         with (args.runs / "results.jsonl").open("a") as stream:
             stream.write(json.dumps(line) + "\n")

@@ -38,7 +38,7 @@ class ModelConfig:
     # descriptor_dim and L2-normalised (see DescriptorHead).
     descriptor_dim: int = 256
     descriptor_taps: tuple[str, ...] = ("head",)
-    descriptor_pooling: str = "both"  # global max, global average, or both (each part L2-normalised)
+    descriptor_pooling: str = "max"  # global max, global average, or both (each part L2-normalised)
     fusion_weight: float = 0.5  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
     n_classes: int = 0
 
