@@ -2,13 +2,15 @@
 
 import time
 import warnings
+from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
+from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
 from app.gui.dialogs import ModelsDialog
+from app.gui.models import is_generic_name, result_folders
 from app.gui.window import MainWindow
 from app.index import CancelToken
 from app.library import Library
@@ -78,7 +80,8 @@ def test_dropping_a_photo_shows_ranked_look_alikes(qtbot, window, tmp_path):
     assert [hit.path.parent.name for hit in hits].count("003.class_2") >= 4
     model = window.results_view.model()
     assert model.rowCount() == 5 and window.pages.currentWidget() is window.results_view
-    assert model.index(0).data() == f"{hits[0].path.name}\n{hits[0].similarity:.2f}"
+    # photo_NNN.jpg repeats in every class folder, so each caption names the folder too
+    assert model.index(0).data() == f"{hits[0].path.name}\n{hits[0].similarity:.2f} · in {hits[0].path.parent.name}"
     assert "ms" in window.time_label.text() and "24 photos indexed" in window.count_label.text()
     # thumbnails load lazily, off the GUI thread, and land in the grid
     model.index(0).data(Qt.ItemDataRole.DecorationRole)
@@ -243,3 +246,70 @@ def test_the_code_weight_setting_reranks_and_is_kept_per_model(qtbot, window, tm
     expected = window.library.search(query, top_k=window.top_k.value(), weight=0.0).hits
     assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected]
     assert float(settings.value(f"code_weight/{status.model.id}")) == 0.0
+
+
+def search_five(qtbot, window: MainWindow, tmp_path) -> list[SearchHit]:
+    """Index 4 classes x 6 synthetic photos and show the 5 look-alikes of a photo that is not indexed."""
+    index_folder(qtbot, window, write_image_folder(tmp_path / "photos", n_classes=4, per_class=6))
+    window.top_k.setValue(5)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
+        drop(window.query_area, write_photo(tmp_path / "query.png", label=2, index=90))
+    return shown.args[0].hits
+
+
+def test_results_drag_out_as_file_urls_and_several_open_and_copy_at_once(qtbot, window, tmp_path, monkeypatch):
+    hits = search_five(qtbot, window, tmp_path)
+    view, model = window.results_view, window.results_view.model()
+    first, third = model.index(0), model.index(2)
+    assert view.dragEnabled() and model.flags(first) & Qt.ItemFlag.ItemIsDragEnabled
+    assert model.supportedDragActions() == Qt.DropAction.CopyAction
+    dragged = model.mimeData([third, first])  # what the view hands to QDrag when the selection is dragged
+    assert dragged.urls() == [QUrl.fromLocalFile(str(hits[0].path)), QUrl.fromLocalFile(str(hits[2].path))]
+    assert all(url.isLocalFile() and Path(url.toLocalFile()).is_file() for url in dragged.urls())
+    # several results selected: open and copy act on all of them
+    selection = view.selectionModel()
+    selection.select(first, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    selection.select(third, QItemSelectionModel.SelectionFlag.Select)
+    assert view.selected_paths() == [hits[0].path, hits[2].path]
+    opened: list[Path] = []
+    monkeypatch.setattr(window, "open_photo", opened.append)
+    window._open_activated(first)
+    assert opened == [hits[0].path, hits[2].path]
+    window.copy_selected_paths()
+    clipboard = QGuiApplication.clipboard().mimeData()
+    assert clipboard.text().splitlines() == [str(hits[0].path), str(hits[2].path)]
+    assert [url.toLocalFile() for url in clipboard.urls()] == [str(hits[0].path), str(hits[2].path)]
+    # a double-click on a result outside the selection opens just that one
+    opened.clear()
+    window._open_activated(model.index(4))
+    assert opened == [hits[4].path]
+
+
+def test_result_tooltips_give_path_similarity_and_size_and_the_grid_fills_the_width(qtbot, window, tmp_path):
+    hits = search_five(qtbot, window, tmp_path)
+    model = window.results_view.model()
+    qtbot.waitUntil(lambda: len(model.sizes) == 5, timeout=TIMEOUT_MS)
+    tooltip = model.index(1).data(Qt.ItemDataRole.ToolTipRole).splitlines()
+    size = hits[1].path.stat().st_size
+    bytes_text = f"{size / 1000:.1f} kB ({size:,} bytes)"
+    assert tooltip == [str(hits[1].path), f"similarity {hits[1].similarity:.3f}", f"96 × 96 pixels · {bytes_text}"]
+    assert not window.windowIcon().isNull() and window.windowIcon().availableSizes()
+    view = window.results_view
+
+    def fills_the_width() -> None:
+        viewport = view.viewport().width()
+        columns = max(1, viewport // 184)
+        assert viewport - columns < view.gridSize().width() * columns <= viewport, (viewport, view.gridSize())
+
+    for width in (640, 1000, 1333, 1900, 900):
+        window.resize(width, 700)
+        qtbot.waitUntil(fills_the_width, timeout=5000)
+
+
+def test_captions_name_the_folder_where_names_repeat_or_look_generic():
+    assert all(map(is_generic_name, ["IMG_0412.jpg", "1.jpg", "DSC01234.JPG", "PXL_20230512_101010.jpg"]))
+    assert all(map(is_generic_name, ["20230512_101010.jpg", "IMG_0412 (2).jpg", "P1010001.JPG"]))
+    assert not any(map(is_generic_name, ["Indigo_Bunting_0001_12469.jpg", "robin.jpg", "heron at dawn.jpg"]))
+    paths = [Path(p) for p in ["/a/2022/05/1.jpg", "/a/2023/05/1.jpg", "/x/robin.jpg", "/y/robin.jpg"]]
+    paths += [Path("/z/Trip/IMG_1.jpg"), Path("/q/Blue_Jay_0001.jpg")]
+    assert result_folders(paths) == ["2022/05", "2023/05", "x", "y", "Trip", ""]

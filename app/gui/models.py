@@ -2,19 +2,74 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt
+from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QPersistentModelIndex, QSize, Qt, QUrl
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
-from app.db import FolderRecord
+from app.db import FolderRecord, PhotoSize
 from app.gui.workers import ThumbnailLoader
 from app.search import SearchHit
 
 HIT_ROLE = Qt.ItemDataRole.UserRole + 1
 FOLDER_ROLE = Qt.ItemDataRole.UserRole + 2
+
+# camera and phone file names that say nothing about the photo: IMG_0412, DSC01234, PXL_20230512_..., 1, 0003
+_CAMERA_PREFIX = (
+    r"(?:img|image|dsc|dscn|dscf|dcim|pxl|mvimg|pict|cimg|gopr|sam|imag|photo|picture|pic|p|_mg|wp|scan|screenshot)"
+)
+_GENERIC_STEM = re.compile(rf"{_CAMERA_PREFIX}?[\W_]*[\d\W_]*(?:copy|kopie|edited)?[\d\W_]*", re.IGNORECASE)
+
+
+def is_generic_name(name: str) -> bool:
+    """True for names a camera or phone gives (IMG_0412.jpg, DSC01234.JPG, 1.jpg) or very short ones."""
+    stem = Path(name).stem
+    return len(stem) <= 2 or _GENERIC_STEM.fullmatch(stem) is not None
+
+
+def result_folders(paths: Sequence[Path]) -> list[str]:
+    """For each path, the folder to show beside its name ("" when the name alone tells it apart).
+
+    The folder is shown when the name looks generic or repeats among ``paths``; it is the shortest tail of
+    the parent path that tells repeated names apart (``2023/05`` when ``2022/05/1.jpg`` is also listed).
+    """
+    repeats = Counter(path.name for path in paths)
+    folders = []
+    for path in paths:
+        if repeats[path.name] == 1 and not is_generic_name(path.name):
+            folders.append("")
+            continue
+        same_name = [other.parent.parts for other in paths if other.name == path.name and other != path]
+        parts = path.parent.parts
+        depth = 1
+        while depth < len(parts) and any(other[-depth:] == parts[-depth:] for other in same_name):
+            depth += 1
+        tail = parts[-depth:] if parts else ()
+        folders.append(str(Path(*tail)) if tail else str(path.parent))
+    return folders
+
+
+def file_size_text(size: int) -> str:
+    """Bytes as a file manager shows them (decimal units), with the exact count: "2.4 MB (2,412,001 bytes)"."""
+    value, unit = float(size), "bytes"
+    for larger in ("kB", "MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, larger
+    return f"{size:,} bytes" if unit == "bytes" else f"{value:.1f} {unit} ({size:,} bytes)"
+
+
+def hit_tooltip(hit: SearchHit, size: PhotoSize | None) -> str:
+    """Full path, similarity, and the photo's size in pixels and bytes once known."""
+    lines = [str(hit.path), f"similarity {hit.similarity:.3f}"]
+    if size is not None:
+        pixels = f"{size.width:,} × {size.height:,} pixels · " if size.width and size.height else ""
+        lines.append(pixels + file_size_text(size.bytes))
+    return "\n".join(lines)
 
 
 def placeholder(size: int, text: str = "") -> QPixmap:
@@ -43,6 +98,8 @@ class ResultsModel(QAbstractListModel):
         self.icon_size = icon_size
         self.generation = 0
         self.hits: list[SearchHit] = []
+        self.folders: list[str] = []  # the folder shown under each name ("" when the name is enough)
+        self.sizes: dict[int, PhotoSize] = {}  # by image id, filled in after the results arrive
         self.stale_discarded = 0
         self._row_of: dict[str, int] = {}
         self._requested: set[str] = set()
@@ -58,6 +115,8 @@ class ResultsModel(QAbstractListModel):
         self.generation += 1
         self.loader.generation = self.generation
         self.hits = list(hits)
+        self.folders = result_folders([hit.path for hit in self.hits])
+        self.sizes = {}
         self._row_of = {str(hit.path): row for row, hit in enumerate(self.hits)}
         self._requested = set()
         self.endResetModel()
@@ -71,16 +130,45 @@ class ResultsModel(QAbstractListModel):
             return None
         hit = self.hits[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"{hit.path.name}\n{hit.similarity:.2f}"
+            folder = self.folders[index.row()]
+            return f"{hit.path.name}\n{hit.similarity:.2f}" + (f" · in {folder}" if folder else "")
         if role == Qt.ItemDataRole.DecorationRole:
             return self._thumbnail(hit.path)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{hit.path}\nsimilarity {hit.similarity:.3f}"
+            return hit_tooltip(hit, self.sizes.get(hit.image_id))
         if role == HIT_ROLE:
             return hit
         if role == Qt.ItemDataRole.SizeHintRole:
             return QSize(self.icon_size + 24, self.icon_size + 48)
         return None
+
+    def set_sizes(self, generation: int, sizes: dict[int, PhotoSize]) -> None:
+        """Photo sizes for the tooltips; ignored when they belong to an older result list."""
+        if generation == self.generation:
+            self.sizes = sizes
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        flags = super().flags(index)
+        return flags | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else flags
+
+    def mimeTypes(self) -> list[str]:
+        return ["text/uri-list", "text/plain"]
+
+    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:
+        """The dragged results as file URLs (a file manager copies them, an image app opens them)."""
+        paths = self.paths_of(indexes)
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+        mime.setText("\n".join(str(path) for path in paths))
+        return mime
+
+    def supportedDragActions(self) -> Qt.DropAction:
+        return Qt.DropAction.CopyAction
+
+    def paths_of(self, indexes: Sequence[QModelIndex]) -> list[Path]:
+        """The photos at ``indexes``, in grid order, each once."""
+        rows = sorted({index.row() for index in indexes if index.isValid() and index.row() < len(self.hits)})
+        return [self.hits[row].path for row in rows]
 
     def _thumbnail(self, path: Path) -> QPixmap:
         key = str(path)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QByteArray, QMimeData, QPoint, QSettings, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QByteArray, QMimeData, QModelIndex, QPoint, QSettings, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
     QDesktopServices,
@@ -46,9 +46,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.db import REBUILD_HINT, FolderRecord
+from app.db import REBUILD_HINT, FolderRecord, PhotoSize
 from app.desktop import reveal_in_file_manager
 from app.gui.dialogs import ModelsDialog, ProblemsDialog
+from app.gui.integration import app_icon
 from app.gui.models import FOLDER_ROLE, HIT_ROLE, ResultsModel, folder_label
 from app.gui.workers import IndexThread, TaskRunner, ThumbnailLoader, to_qimage
 from app.imaging import is_image_path
@@ -148,15 +149,46 @@ class QueryArea(QFrame):
 
 
 class ResultsView(QListView):
-    """The icon grid; cells widen to share the row evenly instead of leaving a gap on the right."""
+    """The icon grid; cells widen to share the row evenly instead of leaving a gap on the right.
+
+    Several results can be selected (Ctrl/Shift-click, Ctrl+A) and dragged out as files."""
 
     CELL = QSize(184, 212)
 
-    def resizeEvent(self, event) -> None:
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setIconSize(QSize(160, 160))
+        self.setGridSize(self.CELL)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setWordWrap(True)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
+
+    def fit_grid(self) -> None:
+        """Share the viewport's width evenly among as many cells as fit."""
         width = self.viewport().width()
         columns = max(1, width // self.CELL.width())
-        self.setGridSize(QSize(width // columns, self.CELL.height()))
+        cell = QSize(max(width // columns, self.CELL.width() // 2), self.CELL.height())
+        if cell != self.gridSize():
+            self.setGridSize(cell)
+
+    def resizeEvent(self, event) -> None:
+        self.fit_grid()
         super().resizeEvent(event)
+
+    def selected_paths(self) -> list[Path]:
+        """The selected photos in grid order (the current one when nothing is selected)."""
+        model = self.model()
+        if not isinstance(model, ResultsModel):
+            return []
+        indexes = self.selectionModel().selectedIndexes() or [self.currentIndex()]
+        return model.paths_of(indexes)
 
 
 class MainWindow(QMainWindow):
@@ -188,6 +220,7 @@ class MainWindow(QMainWindow):
         self.query_thumbnails: ThumbnailCache | None = None
         self._last_status_refresh = 0.0
         self.setWindowTitle(APP_TITLE)
+        self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self._build()
         self._build_actions()
@@ -255,17 +288,14 @@ class MainWindow(QMainWindow):
         self.empty_state.setTextFormat(Qt.TextFormat.RichText)
         self.results_view = ResultsView()
         self.results_view.setObjectName("results")
-        self.results_view.setViewMode(QListView.ViewMode.IconMode)
-        self.results_view.setIconSize(QSize(160, 160))
-        self.results_view.setGridSize(ResultsView.CELL)
-        self.results_view.setResizeMode(QListView.ResizeMode.Adjust)
-        self.results_view.setMovement(QListView.Movement.Static)
-        self.results_view.setUniformItemSizes(True)
-        self.results_view.setWordWrap(True)
-        self.results_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.results_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.results_view.customContextMenuRequested.connect(self._result_menu)
-        self.results_view.activated.connect(lambda index: self.open_photo(index.data(HIT_ROLE).path))
+        self.results_view.activated.connect(self._open_activated)
+        copy_paths = QAction("Copy path", self.results_view)
+        copy_paths.setShortcut(QKeySequence.StandardKey.Copy)
+        copy_paths.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        copy_paths.triggered.connect(self.copy_selected_paths)
+        self.results_view.addAction(copy_paths)
         self.pages = QStackedWidget()
         self.pages.addWidget(self.empty_state)
         self.pages.addWidget(self.results_view)
@@ -674,7 +704,14 @@ class MainWindow(QMainWindow):
     def _show_results(self, generation: int, result: SearchResult) -> None:
         if generation != self.search_generation or self.results_model is None:
             return  # an older query finished after a newer one started
-        self.results_model.set_hits(result.hits)
+        hits_generation = self.results_model.set_hits(result.hits)
+        if result.hits and self.library is not None:
+            self.tasks.start(
+                self.library.photo_sizes,
+                [hit.image_id for hit in result.hits],
+                done=lambda sizes: self._set_sizes(hits_generation, sizes),
+                failed=lambda message: log.info("no photo sizes: %s", message),
+            )
         total = sum(result.timings_ms.values())
         self.time_label.setText(f"query {total:.0f} ms")
         self.time_label.setToolTip(", ".join(f"{key} {value:.1f} ms" for key, value in result.timings_ms.items()))
@@ -692,17 +729,47 @@ class MainWindow(QMainWindow):
 
     # Results ----------------------------------------------------------------------------------------
 
+    def _set_sizes(self, generation: int, sizes: dict[int, PhotoSize]) -> None:
+        if self.results_model is not None:
+            self.results_model.set_sizes(generation, sizes)
+
     def _result_menu(self, position: QPoint) -> None:
         index = self.results_view.indexAt(position)
         if not index.isValid():
             return
         hit: SearchHit = index.data(HIT_ROLE)
+        selection = self.results_view.selectionModel()
+        if not selection.isSelected(index):
+            selection.select(index, selection.SelectionFlag.ClearAndSelect)
+        paths = self.results_view.selected_paths()
+        several = f" {len(paths)} photos" if len(paths) > 1 else ""
         menu = QMenu(self)
-        menu.addAction("Open", lambda: self.open_photo(hit.path))
+        menu.addAction(f"Open{several}", lambda: self.open_photos(paths))
         menu.addAction("Show in file manager", lambda: self.reveal(hit.path))
         menu.addAction("Find similar to this photo", lambda: self.search_photo(hit.path))
-        menu.addAction("Copy path", lambda: QGuiApplication.clipboard().setText(str(hit.path)))
+        menu.addAction("Copy paths" if several else "Copy path", lambda: self.copy_paths(paths))
         menu.exec(self.results_view.viewport().mapToGlobal(position))
+
+    def _open_activated(self, index: QModelIndex) -> None:
+        """Enter or a double-click: open the selected photos (the activated one when it is not selected)."""
+        selected = self.results_view.selectionModel().isSelected(index)
+        self.open_photos(self.results_view.selected_paths() if selected else [index.data(HIT_ROLE).path])
+
+    def open_photos(self, paths: list[Path]) -> None:
+        for path in paths:
+            self.open_photo(path)
+
+    def copy_paths(self, paths: list[Path]) -> None:
+        """Paths on the clipboard, one a line (as text; pasting in a file manager gets the files)."""
+        mime = QMimeData()
+        mime.setText("\n".join(str(path) for path in paths))
+        mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+        QGuiApplication.clipboard().setMimeData(mime)
+
+    def copy_selected_paths(self) -> None:
+        paths = self.results_view.selected_paths()
+        if paths:
+            self.copy_paths(paths)
 
     def open_photo(self, path: Path) -> None:
         if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
