@@ -215,7 +215,9 @@ class CodeMatrix:
             table, descriptors = self._scan_arguments(query)
             pinned_rows = np.array([self._row_of[i] for i in first or [] if i in self._row_of][:k], np.int64)
             pinned_ids = self._image_ids[pinned_rows]
-            pinned_scores = score_rows(table, self._words[:size], pinned_rows, descriptors)
+            pinned_scores = np.zeros(0, np.float32)
+            if len(pinned_rows):
+                pinned_scores = score_rows(table, self._words[:size], pinned_rows, descriptors)
             hidden = exclude | set(pinned_ids.tolist())
             scores, rows = top_k(table, self._words[:size], k + len(hidden), mask, descriptors)
             image_ids = self._image_ids[rows]
