@@ -73,10 +73,12 @@ def descriptor_terms(
 ) -> dict[str, torch.Tensor]:
     """The descriptor's loss terms: cross-entropy on its prototypes and distillation from the frozen input."""
     logits = config.classifier_scale * cosine.float()
-    return {
-        "descriptor_classification": F.cross_entropy(logits, labels, label_smoothing=config.descriptor_label_smoothing),
-        "descriptor_distillation": structure_loss(descriptor, frozen, config.structure_temperature),
+    terms = {
+        "descriptor_classification": F.cross_entropy(logits, labels, label_smoothing=config.descriptor_label_smoothing)
     }
+    if config.descriptor_distillation > 0:
+        terms["descriptor_distillation"] = structure_loss(descriptor, frozen, config.structure_temperature)
+    return terms
 
 
 def phpq_loss(
