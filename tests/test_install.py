@@ -164,3 +164,7 @@ def test_phpq_runs_from_the_wheel_in_a_fresh_venv_without_torch(wheel, tmp_path)
     model = json.loads(shown.stdout)["model"]
     bundled = [path.stem for path in (ROOT / "assets" / "models").glob("*.onnx")]
     assert model["name"] in bundled and Path(model["path"]).is_relative_to(venv)  # the model in the wheel
+    # the window starts from the wheel too (offscreen), with its icon, and is ready to search
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    window = run(str(scripts / "phpq-app"), "--db", str(database), "--cpu", "--exit-when-ready")
+    assert window.returncode == 0 and window.stdout.startswith("ready"), window.stdout + window.stderr
