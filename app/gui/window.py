@@ -820,6 +820,9 @@ class MainWindow(QMainWindow):
     # Drops on the whole window ----------------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.source() is self.results_view:
+            event.ignore()  # a result let go over the grid is no new query; over the query box it is
+            return
         self.query_area.dragEnterEvent(event)
 
     def dropEvent(self, event: QDropEvent) -> None:
