@@ -22,10 +22,11 @@ def test_onnxruntime_matches_torch_for_pyramid_features_and_codes():
 
     model = PHPQ(ModelConfig(input_size=96, dim=32, n_subspaces=4, n_codewords=16, topk=4, n_classes=3))
     encoder = RetrievalEncoder(model.eval())
-    subvectors, codes = BatchRunner(encoder, 96, 2, engine="onnxruntime")(images)
+    subvectors, codes, descriptors = BatchRunner(encoder, 96, 3, engine="onnxruntime")(images)
     with torch.inference_mode():
-        torch_sub, torch_codes = encoder(images)
+        torch_sub, torch_codes, torch_descriptors = encoder(images)
     np.testing.assert_allclose(subvectors, torch_sub.numpy(), atol=1e-4)
+    np.testing.assert_allclose(descriptors, torch_descriptors.numpy(), atol=1e-4)
     assert (codes == torch_codes.numpy()).mean() >= 0.99
 
 
