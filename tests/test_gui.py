@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
+from PySide6.QtGui import QDrag, QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
 from app.gui.dialogs import ModelsDialog
@@ -266,6 +266,23 @@ def test_results_drag_out_as_file_urls_and_several_open_and_copy_at_once(qtbot, 
     dragged = model.mimeData([third, first])  # what the view hands to QDrag when the selection is dragged
     assert dragged.urls() == [QUrl.fromLocalFile(str(hits[0].path)), QUrl.fromLocalFile(str(hits[2].path))]
     assert all(url.isLocalFile() and Path(url.toLocalFile()).is_file() for url in dragged.urls())
+    # a real drag with the mouse: press on a result and move past the drag distance starts a QDrag
+    started: list[list[QUrl]] = []
+    mime_data = model.mimeData
+
+    def recorded(indexes: list) -> QMimeData:
+        mime = mime_data(indexes)
+        started.append(mime.urls())
+        return mime
+
+    monkeypatch.setattr(model, "mimeData", recorded)
+    QTimer.singleShot(1000, QDrag.cancel)  # in case the platform's drag loop waits for a real mouse
+    start = view.visualRect(model.index(1)).center()
+    qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    for step in range(1, 6):
+        qtbot.mouseMove(view.viewport(), start + QPoint(8 * step, 8 * step))
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    assert started == [[QUrl.fromLocalFile(str(hits[1].path))]]
     # several results selected: open and copy act on all of them
     selection = view.selectionModel()
     selection.select(first, QItemSelectionModel.SelectionFlag.ClearAndSelect)
