@@ -293,9 +293,7 @@ def test_results_drag_out_as_file_urls_and_several_open_and_copy_at_once(qtbot, 
     window._open_activated(first)
     assert opened == [hits[0].path, hits[2].path]
     window.copy_selected_paths()
-    clipboard = QGuiApplication.clipboard().mimeData()
-    assert clipboard.text().splitlines() == [str(hits[0].path), str(hits[2].path)]
-    assert [url.toLocalFile() for url in clipboard.urls()] == [str(hits[0].path), str(hits[2].path)]
+    assert QGuiApplication.clipboard().text().splitlines() == [str(hits[0].path), str(hits[2].path)]
     # a double-click on a result outside the selection opens just that one
     opened.clear()
     window._open_activated(model.index(4))

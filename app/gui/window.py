@@ -760,11 +760,9 @@ class MainWindow(QMainWindow):
             self.open_photo(path)
 
     def copy_paths(self, paths: list[Path]) -> None:
-        """Paths on the clipboard, one a line (as text; pasting in a file manager gets the files)."""
-        mime = QMimeData()
-        mime.setText("\n".join(str(path) for path in paths))
-        mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
-        QGuiApplication.clipboard().setMimeData(mime)
+        """Paths on the clipboard as text, one a line. (Not as QMimeData with file URLs: PySide6 crashes
+        at exit when the clipboard still owns mime data made in Python.)"""
+        QGuiApplication.clipboard().setText("\n".join(str(path) for path in paths))
 
     def copy_selected_paths(self) -> None:
         paths = self.results_view.selected_paths()
