@@ -1,7 +1,7 @@
 """Indexing throughput: CUB photos (fp32 and optionally int8), large camera JPEGs, unchanged re-index.
 
-Usage: python bench/indexing.py [--data ../shared/data/cub200/train] [--int8-model M.int8.onnx]
-                                [--limit N] [--large 24]
+Usage: python bench/indexing.py [--data ../shared/data/cub200/train] [--model M.onnx] [--int8-model M.int8.onnx]
+                                [--baseline-model OTHER.onnx] [--limit N] [--large 24]
 
 Everything runs in fresh temporary databases; the photos are only read. Baselines measured in the
 same run: the model alone on already-decoded batches (what the pipeline would reach if decoding were
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
     parser.add_argument("--model", type=Path, default=bundled_models()[0])
     parser.add_argument("--int8-model", type=Path, help="an int8 export of the same model (phpq-export --int8)")
+    parser.add_argument("--baseline-model", type=Path, help="another model indexed the same way in the same run")
     parser.add_argument("--limit", type=int, help="index only the first N CUB photos (sorted by path)")
     parser.add_argument("--large", type=int, default=24, help="how many 4000 x 3000 JPEGs to generate")
     args = parser.parse_args()
@@ -118,6 +119,15 @@ def main() -> None:
                 f" {rate8 / rate:.2f}x fp32 indexing)"
             )
 
+        if args.baseline_model:
+            rate_base, count_base, library_base = index_rate(args.baseline_model, source, work / "baseline")
+            library_base.close()
+            print(
+                f"  index, baseline model {args.baseline_model.name}: {rate_base:6.1f} photos/s ({count_base} photos;"
+                f" the model under test indexes at {rate / rate_base:.2f}x of it)"
+            )
+        if args.large <= 0:
+            return
         large = work / "large"
         write_large_jpegs(large, args.large)
         large_photos = sorted(large.iterdir())

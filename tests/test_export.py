@@ -205,8 +205,11 @@ def test_int8_next_to_fp16_weights_is_quantized_from_float32(tiny_checkpoint, ex
 def test_the_shipped_default_model_loads_and_encodes():
     path = Path(__file__).resolve().parents[1] / "assets" / "models" / "phpq-cub200-lite0-64bit.onnx"
     model = PHPQModel(path)
-    assert (model.info.bits, model.info.n_subspaces, model.info.n_codewords, model.info.input_size) == (64, 8, 256, 224)
+    assert (model.info.bits, model.info.n_subspaces, model.info.n_codewords, model.info.input_size) == (64, 8, 256, 256)
     assert len(model.info.class_names) == 200 and model.info.metadata["weights"] == "float16"
-    encoded = model.encode(np.zeros((2, 3, 224, 224), np.float32))
+    assert model.info.has_descriptor and model.info.descriptor_dim == 256 and model.info.fusion_weight == 0.8
+    encoded = model.encode(np.zeros((2, 3, 256, 256), np.float32))
     assert encoded.subvectors.shape == (2, 8, 128) and encoded.codes.shape == (2, 8)
+    assert encoded.descriptors.shape == (2, 256)
+    np.testing.assert_allclose(np.linalg.norm(encoded.descriptors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(model.codebooks, axis=-1), 1.0, atol=1e-5)
