@@ -74,6 +74,11 @@ class ModelInfo:
         return float(self.metadata.get("fusion_weight", 1.0))
 
     @property
+    def query_expansion(self) -> int:
+        """How many of a query's best photos join it for a second, expanded scan (0: none)."""
+        return int(self.metadata.get("query_expansion", 0))
+
+    @property
     def output_names(self) -> tuple[str, ...]:
         return OUTPUT_NAMES if self.has_descriptor else CODE_OUTPUT_NAMES
 

@@ -11,7 +11,7 @@ import numpy as np
 from app.db import IndexDatabase
 from app.descriptor import from_blobs
 from app.model import PHPQModel
-from app.pq import lookup_tables
+from app.pq import decode, lookup_tables
 from app.scan import DescriptorScan, pack_codes, score_rows, top_k
 
 
@@ -19,7 +19,8 @@ from app.scan import DescriptorScan, pack_codes, score_rows, top_k
 class SearchHit:
     image_id: int
     path: Path
-    similarity: float  # w * ADC / M + (1 - w) * descriptor cosine (ADC / M for codes-only models), in [-1, 1]
+    similarity: float  # w * ADC / M + (1 - w) * descriptor cosine (ADC / M for codes only), in [-1, 1];
+    # with query expansion, its mean over the query and its best photos
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class Query:
     table: np.ndarray  # [M, K] inner products of the query's sub-vectors with the codewords
     descriptor: np.ndarray | None  # [E] unit vector
     weight: float  # w, the weight of the code similarity
+    # Query expansion: with ``expansion`` = n > 0, the search first finds the query's n best photos, then
+    # ranks by the mean of the similarities to the query and to those n (their stored code and descriptor).
+    expansion: int = 0
+    codebooks: np.ndarray | None = None  # [M, K, d], needed to expand with stored codes
 
 
 def model_query(
@@ -49,7 +54,8 @@ def model_query(
     weight = model.info.fusion_weight if weight is None else weight
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
-    return Query(lookup_tables(subvectors[None], model.codebooks)[0], descriptor, weight)
+    table = lookup_tables(subvectors[None], model.codebooks)[0]
+    return Query(table, descriptor, weight, model.info.query_expansion, model.codebooks)
 
 
 class CodeMatrix:
@@ -192,6 +198,20 @@ class CodeMatrix:
         )
         return query.table * (query.weight / self.n_subspaces), descriptors
 
+    def _expanded(self, query: Query, rows: list[int]) -> Query:
+        """The query averaged with the stored forms of these rows (their reconstructed codes' lookup
+        tables and their int8 descriptors), so its similarity to a photo is the mean of the query's and
+        theirs. Call with the lock held."""
+        codes = self._words[rows].view(np.uint8)[:, : self.n_subspaces]
+        table = (query.table + lookup_tables(decode(codes, query.codebooks), query.codebooks).sum(axis=0)) / (
+            1 + len(rows)
+        )
+        descriptor = query.descriptor
+        if descriptor is not None and self.descriptor_dim:
+            stored = self._descriptors[rows].astype(np.float32) * self._scales[rows, None]
+            descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
+        return Query(table, descriptor, query.weight)
+
     def search(
         self,
         query: Query,
@@ -203,7 +223,9 @@ class CodeMatrix:
         """Top ``k`` photos for a query: (similarities, image ids, number of photos searched).
 
         The photos in ``first`` (pinned copies of the query) lead the list, scored by the same kernel
-        arithmetic; ids no longer in the matrix are skipped. ``exclude`` never appears.
+        arithmetic against the query itself; ids no longer in the matrix are skipped. ``exclude`` never
+        appears. With query expansion, a first scan picks the query's best photos, and the other photos'
+        similarities are those of the expanded query (the mean over the query and them).
         """
         exclude = exclude or set()
         with self.lock:
@@ -215,10 +237,14 @@ class CodeMatrix:
             table, descriptors = self._scan_arguments(query)
             pinned_rows = np.array([self._row_of[i] for i in first or [] if i in self._row_of][:k], np.int64)
             pinned_ids = self._image_ids[pinned_rows]
-            pinned_scores = np.zeros(0, np.float32)
-            if len(pinned_rows):
-                pinned_scores = score_rows(table, self._words[:size], pinned_rows, descriptors)
             hidden = exclude | set(pinned_ids.tolist())
+            pinned_scores = np.zeros(0, np.float32)
+            if len(pinned_rows):  # copies of the query: their similarity to the query itself
+                pinned_scores = score_rows(table, self._words[:size], pinned_rows, descriptors)
+            if query.expansion > 0:  # the query's best photos (not itself, not its copies) join it
+                _, rows = top_k(table, self._words[:size], query.expansion + len(hidden), mask, descriptors)
+                neighbours = [row for row in rows.tolist() if int(self._image_ids[row]) not in hidden]
+                table, descriptors = self._scan_arguments(self._expanded(query, neighbours[: query.expansion]))
             scores, rows = top_k(table, self._words[:size], k + len(hidden), mask, descriptors)
             image_ids = self._image_ids[rows]
         keep = np.array([image_id not in hidden for image_id in image_ids.tolist()], dtype=bool)

@@ -39,6 +39,7 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
         "dim": str(config.dim),
         "descriptor_dim": str(config.descriptor_dim),
         "fusion_weight": str(config.fusion_weight),
+        "query_expansion": str(config.query_expansion),
         "model_config": json.dumps(config.to_dict()),
         "training_data": json.dumps({k: train_config.get(k) for k in ("data", "split", "protocol", "mode", "epochs")}),
         "class_names": json.dumps(checkpoint.get("class_names", [])),

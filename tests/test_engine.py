@@ -302,7 +302,8 @@ def test_byte_identical_copies_of_the_query_come_first(library, tmp_path):
         second / "003.class_2" / "z_copy.jpg",
     ]
     similarities = [hit.similarity for hit in hits]
-    assert similarities == sorted(similarities, reverse=True)
+    # the copies show their similarity to the query itself; the rest follow in the (query-expanded) ranking
+    assert min(similarities[:2]) > 0.98 and similarities[2:] == sorted(similarities[2:], reverse=True)
     # the folder filter holds for copies too, and an indexed copy finds its twin but not itself
     only_second = library.search(query, top_k=3, folders=[second]).hits
     assert only_second[0].path == second / "003.class_2" / "z_copy.jpg"

@@ -13,13 +13,16 @@ from app.db import IndexDatabase
 from app.descriptor import dequantize, from_blobs
 from app.library import Library, LibraryError
 from app.model import ModelError, PHPQModel
-from app.pq import lookup_tables
+from app.pq import decode, lookup_tables
 from tests.conftest import write_image_folder, write_photo
 from training.evaluate import evaluate_exported_model, search_rankings
 
 
-def rewritten_model(source: Path, target: Path, format_version: str, keep_descriptor: bool) -> Path:
-    """The tiny model with its descriptor output dropped (or kept) and its metadata set to a format."""
+def rewritten_model(
+    source: Path, target: Path, format_version: str, keep_descriptor: bool, query_expansion: int | None = None
+) -> Path:
+    """The tiny model with its descriptor output dropped (or kept), its metadata set to a format and,
+    when given, another query-expansion depth."""
     model = onnx.load(str(source))
     if not keep_descriptor:
         outputs = [output for output in model.graph.output if output.name != "descriptor"]
@@ -28,9 +31,13 @@ def rewritten_model(source: Path, target: Path, format_version: str, keep_descri
     props = {entry.key: entry.value for entry in model.metadata_props}
     props["phpq.format_version"] = format_version
     props["phpq.model_id"] = f"{props['phpq.model_id'][:50]}-format{format_version}-{keep_descriptor}"
+    if query_expansion is not None:
+        props["phpq.query_expansion"] = str(query_expansion)
+        props["phpq.model_id"] += f"-expansion{query_expansion}"
     if format_version == "1":
         props.pop("phpq.descriptor_dim")
         props.pop("phpq.fusion_weight")
+        props.pop("phpq.query_expansion")
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(target))
     return target
@@ -106,7 +113,8 @@ def test_a_version_1_index_keeps_folders_and_codes_and_gains_descriptors(tmp_pat
 def test_the_weight_decides_between_codes_and_descriptor(tmp_path, tiny_model):
     photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=4)
     query = write_photo(tmp_path / "q.png", 1, index=60)
-    with open_library(tmp_path, tiny_model) as library:
+    single_scan = rewritten_model(tiny_model, tmp_path / "single-scan.onnx", "2", True, query_expansion=0)
+    with open_library(tmp_path, single_scan) as library:
         library.add_folder(photos)
         library.index()
         model = library.model_for()
@@ -141,6 +149,38 @@ def test_the_weight_decides_between_codes_and_descriptor(tmp_path, tiny_model):
     database = tmp_path / "data" / "index.sqlite3"
     assert phpq(["--db", str(database), "--cpu", "search", str(query), "--weight", "0", "--json"]) == 0
     assert phpq(["--db", str(database), "--cpu", "search", str(query), "--weight", "2"]) == 2
+
+
+def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_photos(tmp_path, tiny_model):
+    photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=5)
+    query = write_photo(tmp_path / "q.png", 2, index=70)
+    with open_library(tmp_path, tiny_model) as library:
+        library.add_folder(photos)
+        library.index()
+        model = library.model_for()
+        depth, w = model.info.query_expansion, model.info.fusion_weight
+        assert depth == 3
+        model_id = library.active_model_id
+        ids = [hit.image_id for hit in library.search(query, top_k=100, weight=1.0).hits]
+        codes = np.stack([np.frombuffer(library.db.code_of(i, model_id), np.uint8) for i in ids])
+        stored = dequantize(*from_blobs([library.db.descriptor_of(i, model_id) for i in ids], 16))
+        encoding = model.encode_paths([query])
+        n_subspaces = codes.shape[1]
+
+        def similarity(table: np.ndarray, descriptor: np.ndarray) -> np.ndarray:
+            code_part = sum(table[m, codes[:, m]] for m in range(n_subspaces)) / n_subspaces
+            return w * code_part + (1 - w) * stored @ descriptor
+
+        first = similarity(lookup_tables(encoding.subvectors, model.codebooks)[0], encoding.descriptors[0])
+        reconstructed = lookup_tables(decode(codes, model.codebooks), model.codebooks)
+        best = np.argsort(-first)[:depth]
+        expanded = (first + sum(similarity(reconstructed[i], stored[i]) for i in best)) / (1 + depth)
+        hits = library.search(query, top_k=len(ids)).hits
+        assert len(hits) == len(ids) == 20
+        for hit in hits:
+            assert hit.similarity == pytest.approx(expanded[ids.index(hit.image_id)], abs=1e-4)
+        assert [hit.similarity for hit in hits] == sorted((hit.similarity for hit in hits), reverse=True)
+        assert not np.allclose(expanded, first, atol=1e-3)  # the expansion changed the scores
 
 
 def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):

@@ -39,7 +39,8 @@ class ModelConfig:
     descriptor_dim: int = 256
     descriptor_taps: tuple[str, ...] = ("head",)
     descriptor_pooling: str = "max"  # global max, global average, or both (each part L2-normalised)
-    fusion_weight: float = 0.8  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
+    fusion_weight: float = 0.5  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
+    query_expansion: int = 3  # the app ranks by the mean similarity to the query and its 3 best photos
     n_classes: int = 0
 
     def __post_init__(self) -> None:

@@ -1,0 +1,127 @@
+"""Other ways to combine the code and descriptor similarities than the app's ``w * ADC / M + (1 - w) *
+cosine``, measured on the checkpoints of one recipe trained on the val, fresh and unseen protocols
+(encoded from the feature cache, centre-crop view, float descriptors):
+
+- ``linear``: the app's form, for reference;
+- ``z``: each query's code and descriptor scores standardised over the database before mixing;
+- ``gated``: the code term counts only where the descriptor agrees, ``w * code * sigmoid((cos - t) / 0.05)``;
+- ``expanded``: query expansion, the query's fused scores plus those of its top k results.
+
+The form, weight w and expansion depth of the app are chosen here, by a rule fixed before the numbers
+were seen: among the rows whose val mAP@all is at least ``--val-floor`` (0.75; the hashing papers'
+protocol must stay strong), the one with the highest mean of fresh mAP@all and unseen P@4 (the two
+protocols that look like a user's collection). Each row prints [P@4, mAP@all] per protocol.
+
+Usage: python bench/fusion_forms.py --runs runs/r256 [--input-size 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.datasets import load_photo_set, split_protocol
+from app.metrics import retrieval_report
+from app.pq import adc_scores, decode, lookup_tables
+from training.features import build_or_load_cache
+from training.train import load_checkpoint, model_from_checkpoint
+
+
+def protocol_scores(run: Path, protocol: str, photo_set, cache) -> dict:
+    """Code (ADC / M) and descriptor scores of one protocol's queries against its database, plus the
+    database's scores against itself (what query expansion adds)."""
+    split = split_protocol(photo_set, protocol)
+    model = model_from_checkpoint(load_checkpoint(run / protocol / "last.pt"))
+    gather = cache.layout.gather_index(model.layout).numpy()
+    position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
+
+    def encode(photos: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.array([position[p.path] for p in photos])
+        with torch.no_grad():
+            pooled = torch.from_numpy(np.asarray(cache.features[0][rows][:, gather], dtype=np.float32))
+            quantized = model.head.quantizer(model.head.fusion(pooled))
+            return (
+                quantized.subvectors.numpy(),
+                quantized.codes.numpy().astype(np.uint8),
+                model.head.descriptor(pooled).numpy(),
+            )
+
+    query = encode(split.query)
+    database = query if split.leave_one_out else encode(split.database)
+    codebooks = model.head.quantizer.normalized_codebooks().detach().numpy()
+    n_subspaces = codebooks.shape[0]
+    return {
+        "code": adc_scores(lookup_tables(query[0], codebooks), database[1]) / n_subspaces,
+        "descriptor": query[2] @ database[2].T,
+        "database_code": adc_scores(lookup_tables(decode(database[1], codebooks), codebooks), database[1])
+        / n_subspaces,
+        "database_descriptor": database[2] @ database[2].T,
+        "query_labels": np.array([p.label for p in split.query]),
+        "database_labels": np.array([p.label for p in split.database]),
+        "leave_one_out": split.leave_one_out,
+    }
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+    return (scores - scores.mean(axis=1, keepdims=True)) / (scores.std(axis=1, keepdims=True) + 1e-9)
+
+
+def expanded(fused: np.ndarray, database_fused: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
+    """The query's fused scores plus those of its top k results (itself excluded when leave-one-out)."""
+    ranking = fused.copy()
+    if leave_one_out:
+        np.fill_diagonal(ranking, -np.inf)
+    top = np.argsort(-ranking, axis=1)[:, :k]
+    return fused + database_fused[top].sum(axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=Path, required=True, help="holds val/, fresh/ and unseen/ run directories")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--views", type=int, default=5)
+    parser.add_argument("--val-floor", type=float, default=0.75)
+    args = parser.parse_args()
+    photo_set = load_photo_set(args.data)
+    cache = build_or_load_cache(photo_set.photos, args.cache_dir, "efficientnet_lite0", args.input_size, args.views)
+    scores = {
+        protocol: protocol_scores(args.runs, protocol, photo_set, cache) for protocol in ("val", "fresh", "unseen")
+    }
+
+    def forms(s: dict, w: float) -> dict[str, np.ndarray]:
+        code, descriptor = s["code"], s["descriptor"]
+        fused = w * code + (1 - w) * descriptor
+        database_fused = w * s["database_code"] + (1 - w) * s["database_descriptor"]
+        gate = 1 / (1 + np.exp(-(descriptor - 0.3) / 0.05))
+        return {
+            "linear": fused,
+            "z": w * standardised(code) + (1 - w) * standardised(descriptor),
+            "gated t=0.3": (1 - w) * descriptor + w * code * gate,
+            **{f"expanded k={k}": expanded(fused, database_fused, k, s["leave_one_out"]) for k in (1, 3)},
+        }
+
+    chosen = None
+    for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        rows: dict[str, dict] = {}
+        for protocol, s in scores.items():
+            for name, fused in forms(s, w).items():
+                report = retrieval_report(
+                    fused, s["query_labels"], s["database_labels"], leave_one_out=s["leave_one_out"]
+                )
+                rows.setdefault(name, {})[protocol] = [round(report["P@4"], 4), round(report["mAP@all"], 4)]
+        for name, row in rows.items():
+            objective = round((row["fresh"][1] + row["unseen"][0]) / 2, 4)
+            print(json.dumps({"w": w, "form": name, **row, "objective": objective}), flush=True)
+            if row["val"][1] >= args.val_floor and (chosen is None or objective > chosen["objective"]):
+                chosen = {"w": w, "form": name, **row, "objective": objective}
+    print(json.dumps({"chosen": chosen}))
+
+
+if __name__ == "__main__":
+    main()
