@@ -109,16 +109,20 @@ class LibraryStatus:
     errors: int
     descriptor_dim: int  # 0 for a codes-only (format 1) model
     fusion_weight: float  # the model's weight w of the code similarity (1 for codes only)
+    query_expansion: int  # how many of a query's best photos join it for the second scan (0: none)
 
     @property
     def kind(self) -> str:
         """Which kind of search the active model gives, in words."""
-        return search_kind(self.descriptor_dim, self.fusion_weight)
+        return search_kind(self.descriptor_dim, self.fusion_weight, self.query_expansion)
 
 
-def search_kind(descriptor_dim: int, fusion_weight: float) -> str:
-    """ "codes + descriptor (fused, w=0.5)" or "codes only (format 1)"."""
-    return f"codes + descriptor (fused, w={fusion_weight:g})" if descriptor_dim else "codes only (format 1)"
+def search_kind(descriptor_dim: int, fusion_weight: float, query_expansion: int = 0) -> str:
+    """ "codes + descriptor (fused, w=0.5, query expansion 3)" or "codes only (format 1)"."""
+    if not descriptor_dim:
+        return "codes only (format 1)"
+    expansion = f", query expansion {query_expansion}" if query_expansion else ""
+    return f"codes + descriptor (fused, w={fusion_weight:g}{expansion})"
 
 
 class Library:
@@ -597,6 +601,7 @@ class Library:
             errors=counts["errors"],
             descriptor_dim=model.info.descriptor_dim,
             fusion_weight=model.info.fusion_weight,
+            query_expansion=model.info.query_expansion,
         )
 
 

@@ -102,7 +102,11 @@ def eval_main(argv: list[str] | None = None) -> int:
             model, query, database, args.distance, args.workers or 1, leave_one_out, args.weight
         )
         weight = model.info.fusion_weight if args.weight is None else args.weight
-        kind = search_kind(model.info.descriptor_dim, weight) if args.distance == "adc" else "codes only, SDC"
+        kind = (
+            search_kind(model.info.descriptor_dim, weight, model.info.query_expansion)
+            if args.distance == "adc"
+            else "codes only, SDC"
+        )
         report = {
             "method": f"PHPQ {model.info.bits} bits, {kind} (ONNX Runtime {model.provider})",
             **metrics,
