@@ -185,10 +185,11 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
 
 def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
     with open_library(tmp_path, tiny_model) as library:
-        weight = library.model_for().info.fusion_weight
+        info = library.model_for().info
     database = tmp_path / "data" / "index.sqlite3"
     assert phpq(["--db", str(database), "--cpu", "status", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["kind"] == f"codes + descriptor (fused, w={weight:g})"
+    expected = f"codes + descriptor (fused, w={info.fusion_weight:g}, query expansion {info.query_expansion})"
+    assert json.loads(capsys.readouterr().out)["kind"] == expected
     assert phpq(["--db", str(database), "--cpu", "status"]) == 0
     assert "search     codes + descriptor (fused" in capsys.readouterr().out
     assert IndexDatabase(database, read_only=True).schema_version == 2
