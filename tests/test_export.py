@@ -207,7 +207,8 @@ def test_the_shipped_default_model_loads_and_encodes():
     model = PHPQModel(path)
     assert (model.info.bits, model.info.n_subspaces, model.info.n_codewords, model.info.input_size) == (64, 8, 256, 256)
     assert len(model.info.class_names) == 200 and model.info.metadata["weights"] == "float16"
-    assert model.info.has_descriptor and model.info.descriptor_dim == 256 and model.info.fusion_weight == 0.8
+    assert model.info.has_descriptor and model.info.descriptor_dim == 256 and model.info.fusion_weight == 0.5
+    assert model.info.query_expansion == 3
     encoded = model.encode(np.zeros((2, 3, 256, 256), np.float32))
     assert encoded.subvectors.shape == (2, 8, 128) and encoded.codes.shape == (2, 8)
     assert encoded.descriptors.shape == (2, 256)
