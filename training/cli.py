@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.datasets import Photo, ProtocolSplit, load_photo_set, scan_image_folder, split_protocol
+
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -82,11 +84,9 @@ def eval_main(argv: list[str] | None = None) -> int:
         parser.error("give --query and --database, or --data with --protocol")
 
     try:
-        query, database, leave_one_out = _evaluation_sets(args)
+        split = _evaluation_sets(args)
     except (OSError, ValueError) as error:
         parser.error(str(error))
-    query_labels = np.array([p.label for p in query])
-    database_labels = np.array([p.label for p in database])
     if args.model:
         from app.library import search_kind
         from app.model import ModelError, PHPQModel
@@ -99,7 +99,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         except ModelError as error:
             parser.exit(2, f"phpq-eval: {error}\n")
         metrics, _ = evaluate_exported_model(
-            model, query, database, args.distance, args.workers or 1, leave_one_out, args.weight
+            model, split.query, split.database, args.distance, args.workers or 1, split.leave_one_out, args.weight
         )
         weight = model.info.fusion_weight if args.weight is None else args.weight
         kind = (
@@ -112,10 +112,10 @@ def eval_main(argv: list[str] | None = None) -> int:
             **metrics,
         }
     elif args.checkpoint:
-        report = _evaluate_checkpoint(args, query, query_labels, database, database_labels, leave_one_out)
+        report = _evaluate_checkpoint(args, split)
     else:
-        report = _evaluate_baseline(args, query, query_labels, database, database_labels, leave_one_out)
-    report.update({"queries": len(query), "database": len(database)})
+        report = _evaluate_baseline(args, split)
+    report.update({"queries": len(split.query), "database": len(split.database)})
     if args.json:
         print(json.dumps(report))
     else:
@@ -123,15 +123,9 @@ def eval_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _evaluate_checkpoint(
-    args: argparse.Namespace,
-    query: list,
-    query_labels: np.ndarray,
-    database: list,
-    database_labels: np.ndarray,
-    leave_one_out: bool,
-) -> dict:
-    """Codes alone (ADC or SDC), descriptor alone and fused at the model's weight, from PyTorch."""
+def _evaluate_checkpoint(args: argparse.Namespace, split: ProtocolSplit) -> dict:
+    """Codes alone (ADC or SDC), descriptor alone and fused at the model's weight (without the app's query
+    expansion: `--model` on an export scores exactly as the app), from PyTorch."""
     import torch
 
     from training.evaluate import fused_report
@@ -139,34 +133,26 @@ def _evaluate_checkpoint(
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)
-    encoded_query = encode_photos(model, query, device, args.engine, workers=args.workers)
-    encoded_database = (
-        encoded_query if leave_one_out else encode_photos(model, database, device, args.engine, workers=args.workers)
-    )
+    encoded = [
+        encode_photos(model, photos, device, args.engine, workers=args.workers) for photos in _photo_lists(split)
+    ]
     codebooks = model.head.quantizer.normalized_codebooks().detach().cpu().numpy()
     return {
         "method": f"PHPQ {model.config.bits} bits ({args.distance.upper()}, PyTorch checkpoint)",
         **fused_report(
-            encoded_query,
-            query_labels,
-            encoded_database,
-            database_labels,
+            encoded[0],
+            _labels(split.query),
+            encoded[-1],
+            _labels(split.database),
             codebooks,
             (model.config.fusion_weight,),
             args.distance,
-            leave_one_out,
+            split.leave_one_out,
         ),
     }
 
 
-def _evaluate_baseline(
-    args: argparse.Namespace,
-    query: list,
-    query_labels: np.ndarray,
-    database: list,
-    database_labels: np.ndarray,
-    leave_one_out: bool,
-) -> dict:
+def _evaluate_baseline(args: argparse.Namespace, split: ProtocolSplit) -> dict:
     from training.evaluate import evaluate_cosine
     from training.features import PyramidFeatureExtractor
     from training.inference import BatchRunner, run_over_photos
@@ -175,21 +161,34 @@ def _evaluate_baseline(
     layout = extractor.layout
     index = (layout.global_average_index if args.baseline == "gap" else layout.global_max_index)("head").numpy()
     runner = BatchRunner(extractor, 224, 1, engine=args.engine)
-    photo_lists = (query,) if leave_one_out else (query, database)
-    features = [run_over_photos(runner, photos, 224, workers=args.workers)[0][:, index] for photos in photo_lists]
+    features = [
+        run_over_photos(runner, photos, 224, workers=args.workers)[0][:, index] for photos in _photo_lists(split)
+    ]
     return {
         "method": f"{args.backbone} {args.baseline.upper()} + cosine (float)",
-        **evaluate_cosine(features[0], query_labels, features[-1], database_labels, leave_one_out=leave_one_out),
+        **evaluate_cosine(
+            features[0],
+            _labels(split.query),
+            features[-1],
+            _labels(split.database),
+            leave_one_out=split.leave_one_out,
+        ),
     }
 
 
-def _evaluation_sets(args: argparse.Namespace) -> tuple[list, list, bool]:
-    """Query and database photos, and whether they are one gallery scored leave-one-out."""
-    from app.datasets import Photo, load_photo_set, scan_image_folder, split_protocol
+def _photo_lists(split: ProtocolSplit) -> list[list[Photo]]:
+    """The photos to encode: the gallery once when it is scored leave-one-out, else query and database."""
+    return [split.query] if split.leave_one_out else [split.query, split.database]
 
+
+def _labels(photos: list[Photo]) -> np.ndarray:
+    return np.array([photo.label for photo in photos])
+
+
+def _evaluation_sets(args: argparse.Namespace) -> ProtocolSplit:
+    """Query and database photos (with ``leave_one_out`` when they are one gallery)."""
     if args.data is not None:
-        split = split_protocol(load_photo_set(args.data), args.protocol)
-        return split.query, split.database, split.leave_one_out
+        return split_protocol(load_photo_set(args.data), args.protocol)
     query_set, database_set = scan_image_folder(args.query), scan_image_folder(args.database)
     names = {name: index for index, name in enumerate(database_set.class_names)}
     next_label = len(names)
@@ -200,7 +199,7 @@ def _evaluation_sets(args: argparse.Namespace) -> tuple[list, list, bool]:
             names[name] = next_label
             next_label += 1
         query.append(Photo(photo.path, names[name]))
-    return query, database_set.photos, False
+    return ProtocolSplit([], query, database_set.photos, train_classes=0)
 
 
 def compact_main(argv: list[str] | None = None) -> int:
