@@ -123,3 +123,17 @@ def test_ddp_with_two_gloo_processes(synthetic_folder, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]  # written once, by rank 0
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("baseline", "protocol", "queries", "database"), [("gmp", "unseen", 30, 30), ("gap", "val", 12, 48)]
+)
+def test_the_frozen_baselines_score_each_protocol(synthetic_folder_6, baseline, protocol, queries, database):
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        arguments = ["--baseline", baseline, "--data", str(synthetic_folder_6), "--protocol", protocol]
+        assert eval_main([*arguments, "--workers", "0", "--json"]) == 0
+    report = json.loads(buffer.getvalue().strip().splitlines()[-1])
+    assert report["method"].startswith(f"efficientnet_lite0 {baseline.upper()}")
+    assert (report["queries"], report["database"]) == (queries, database)
+    assert report["P@4"] > 0.5 and 0.0 < report["mAP@all"] <= 1.0  # 6 colour-coded classes, chance is 1/6
