@@ -58,6 +58,11 @@ def model_query(
     return Query(table, descriptor, weight, model.info.query_expansion, model.codebooks)
 
 
+# Query expansion re-ranks this many of the first scan's best photos (or k, when more are asked for):
+# a photo outside them would have to climb past a thousand others on the strength of 3 neighbours.
+EXPANSION_CANDIDATES = 1000
+
+
 class CodeMatrix:
     """Every code (and, for a format-2 model, every int8 descriptor) of one model, packed for the scan
     kernel, with the image and folder id of each row.
@@ -224,8 +229,9 @@ class CodeMatrix:
 
         The photos in ``first`` (pinned copies of the query) lead the list, scored by the same kernel
         arithmetic against the query itself; ids no longer in the matrix are skipped. ``exclude`` never
-        appears. With query expansion, a first scan picks the query's best photos, and the other photos'
-        similarities are those of the expanded query (the mean over the query and them).
+        appears. With query expansion, a first scan picks the query's best photos and its top candidates
+        (``EXPANSION_CANDIDATES``, or k when larger), which are then ranked by the expanded query's
+        similarity (the mean over the query and its best photos).
         """
         exclude = exclude or set()
         with self.lock:
@@ -241,11 +247,18 @@ class CodeMatrix:
             pinned_scores = np.zeros(0, np.float32)
             if len(pinned_rows):  # copies of the query: their similarity to the query itself
                 pinned_scores = score_rows(table, self._words[:size], pinned_rows, descriptors)
-            if query.expansion > 0:  # the query's best photos (not itself, not its copies) join it
-                _, rows = top_k(table, self._words[:size], query.expansion + len(hidden), mask, descriptors)
-                neighbours = [row for row in rows.tolist() if int(self._image_ids[row]) not in hidden]
+            if query.expansion > 0:
+                # Two stages: the first scan's best photos (not the query itself, not its copies) join
+                # the query, and its top candidates are re-ranked exactly with the expanded query.
+                n_candidates = max(k, EXPANSION_CANDIDATES) + len(hidden)
+                _, candidates = top_k(table, self._words[:size], n_candidates, mask, descriptors)
+                neighbours = [row for row in candidates.tolist() if int(self._image_ids[row]) not in hidden]
                 table, descriptors = self._scan_arguments(self._expanded(query, neighbours[: query.expansion]))
-            scores, rows = top_k(table, self._words[:size], k + len(hidden), mask, descriptors)
+                rescored = score_rows(table, self._words[:size], candidates, descriptors)
+                order = np.lexsort((candidates, -rescored))
+                scores, rows = rescored[order], candidates[order]
+            else:
+                scores, rows = top_k(table, self._words[:size], k + len(hidden), mask, descriptors)
             image_ids = self._image_ids[rows]
         keep = np.array([image_id not in hidden for image_id in image_ids.tolist()], dtype=bool)
         scores = np.concatenate([pinned_scores, scores[keep]])[:k]

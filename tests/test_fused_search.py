@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
+from app import search
 from app.cli import main as phpq
 from app.db import IndexDatabase
 from app.descriptor import dequantize, from_blobs
@@ -151,7 +152,9 @@ def test_the_weight_decides_between_codes_and_descriptor(tmp_path, tiny_model):
     assert phpq(["--db", str(database), "--cpu", "search", str(query), "--weight", "2"]) == 2
 
 
-def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_photos(tmp_path, tiny_model):
+def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_photos(
+    tmp_path, tiny_model, monkeypatch
+):
     photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=5)
     query = write_photo(tmp_path / "q.png", 2, index=70)
     with open_library(tmp_path, tiny_model) as library:
@@ -181,6 +184,9 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
             assert hit.similarity == pytest.approx(expanded[ids.index(hit.image_id)], abs=1e-4)
         assert [hit.similarity for hit in hits] == sorted((hit.similarity for hit in hits), reverse=True)
         assert not np.allclose(expanded, first, atol=1e-3)  # the expansion changed the scores
+        # a short list re-ranks only the first scan's best candidates, and gets the same top photos
+        monkeypatch.setattr(search, "EXPANSION_CANDIDATES", 8)
+        assert library.search(query, top_k=3).hits == hits[:3]
 
 
 def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
