@@ -35,13 +35,23 @@ def evaluate_codes(
     leave_one_out: bool = False,
 ) -> dict[str, float]:
     """mAP@all, mAP@k and P@k of queries against a database of PQ codes (see ``retrieval_report``)."""
-    if distance == "adc":
-        scores = adc_scores(lookup_tables(query_subvectors.astype(np.float32), codebooks), database_codes)
-    elif distance == "sdc":
-        scores = sdc_scores(query_codes, database_codes, codebooks)
-    else:
-        raise ValueError(f"distance must be 'adc' or 'sdc', got {distance!r}")
+    scores = code_scores(query_subvectors, query_codes, database_codes, codebooks, distance)
     return retrieval_report(scores, query_labels, database_labels, ks, leave_one_out)
+
+
+def code_scores(
+    query_subvectors: np.ndarray,
+    query_codes: np.ndarray,
+    database_codes: np.ndarray,
+    codebooks: np.ndarray,
+    distance: str = "adc",
+) -> np.ndarray:
+    """Scores [Q, N] of queries against PQ codes: ADC (the query's sub-vectors) or SDC (its code)."""
+    if distance == "adc":
+        return adc_scores(lookup_tables(query_subvectors.astype(np.float32), codebooks), database_codes)
+    if distance == "sdc":
+        return sdc_scores(query_codes, database_codes, codebooks)
+    raise ValueError(f"distance must be 'adc' or 'sdc', got {distance!r}")
 
 
 def unit_rows(features: np.ndarray) -> np.ndarray:
@@ -63,6 +73,9 @@ def evaluate_cosine(
     return retrieval_report(similarities, query_labels, database_labels, ks, leave_one_out)
 
 
+SUMMARY_KEYS = ("mAP@all", "P@4")  # what fused_report keeps of the descriptor and fused rankings
+
+
 def fused_report(
     query: Encoded,
     query_labels: np.ndarray,
@@ -75,30 +88,22 @@ def fused_report(
 ) -> dict[str, float]:
     """Codes alone (the plain keys), the continuous feature, the descriptor alone, and fused rankings
     ``w * ADC / M + (1 - w) * descriptor cosine`` for each w (keys ``fused@w_...``), from float descriptors."""
-    n_subspaces = codebooks.shape[0]
-    if distance == "adc":
-        code_scores = adc_scores(lookup_tables(query.subvectors.astype(np.float32), codebooks), database.codes)
-    else:
-        code_scores = sdc_scores(query.codes, database.codes, codebooks)
-    code_scores = code_scores / n_subspaces
+    codes = code_scores(query.subvectors, query.codes, database.codes, codebooks, distance) / codebooks.shape[0]
     descriptor_scores = unit_rows(query.descriptors) @ unit_rows(database.descriptors).T
 
     def report(scores: np.ndarray) -> dict[str, float]:
         return retrieval_report(scores, query_labels, database_labels, leave_one_out=leave_one_out)
 
-    metrics = report(code_scores)
+    metrics = report(codes)
     continuous = unit_rows(query.subvectors.reshape(len(query.codes), -1))
     continuous_database = unit_rows(database.subvectors.reshape(len(database.codes), -1))
     metrics["continuous_mAP@all"] = report(continuous @ continuous_database.T)["mAP@all"]
     for name, scores in (
         ("descriptor", descriptor_scores),
-        *((f"fused@{w:g}", w * code_scores + (1 - w) * descriptor_scores) for w in weights),
+        *((f"fused@{w:g}", w * codes + (1 - w) * descriptor_scores) for w in weights),
     ):
         metrics.update({f"{name}_{key}": value for key, value in report(scores).items() if key in SUMMARY_KEYS})
     return metrics
-
-
-SUMMARY_KEYS = ("mAP@all", "P@4")
 
 
 def evaluate_exported_model(
