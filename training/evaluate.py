@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from app.datasets import Photo
@@ -12,15 +10,6 @@ from app.metrics import DEFAULT_KS, relevance_report, retrieval_report
 from app.model import Encoding, PHPQModel
 from app.pq import adc_scores, lookup_tables, sdc_scores
 from app.search import CodeMatrix, model_query
-
-
-@dataclass
-class Encoded:
-    """What a model gives for a list of photos, as the index stores it (codes) and queries use it."""
-
-    subvectors: np.ndarray  # [N, M, d]
-    codes: np.ndarray  # [N, M]
-    descriptors: np.ndarray  # [N, E]
 
 
 def evaluate_codes(
@@ -77,9 +66,9 @@ SUMMARY_KEYS = ("mAP@all", "P@4")  # what fused_report keeps of the descriptor a
 
 
 def fused_report(
-    query: Encoded,
+    query: Encoding,
     query_labels: np.ndarray,
-    database: Encoded,
+    database: Encoding,
     database_labels: np.ndarray,
     codebooks: np.ndarray,
     weights: tuple[float, ...],

@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from app.datasets import Photo, PhotoSet, load_photo_set, split_protocol
+from app.model import Encoding
 from training.backbone import EfficientNetLiteTaps
 from training.config import TrainConfig
 from training.data import PhotoDataset
-from training.evaluate import Encoded, fused_report
+from training.evaluate import fused_report
 from training.features import FeatureCache, build_or_load_cache
 from training.inference import BatchRunner, run_over_photos
 from training.losses import phpq_loss
@@ -160,13 +161,13 @@ def plot_history(history: list[dict], path: Path) -> None:
 
 def encode_photos(
     model: PHPQ, photos: list[Photo], device: torch.device, engine: str = "auto", batch_size: int = 32, workers: int = 2
-) -> Encoded:
+) -> Encoding:
     """Encode photos with the test-time preprocessing (through ONNX Runtime on CPU when present)."""
     runner = BatchRunner(RetrievalEncoder(model.eval()), model.config.input_size, 3, engine=engine, device=device)
     subvectors, codes, descriptors = run_over_photos(
         runner, photos, model.config.input_size, batch_size=batch_size, workers=workers, desc="encoding"
     )
-    return Encoded(
+    return Encoding(
         subvectors.astype(np.float32),
         codes.astype(np.uint8 if model.config.n_codewords <= 256 else np.int64),
         descriptors.astype(np.float32),
@@ -340,7 +341,7 @@ class Trainer:
         )
 
     @torch.no_grad()
-    def _encode_cached(self, index: np.ndarray) -> Encoded:
+    def _encode_cached(self, index: np.ndarray) -> Encoding:
         """Sub-vectors, codes and descriptors of the centre-crop view of these photos."""
         parts = []
         for chunk in np.array_split(index, max(1, len(index) // 512)):
@@ -348,7 +349,7 @@ class Trainer:
             quantized = self.model.head.quantizer(self.model.head.fusion(pooled))
             parts.append((quantized.subvectors, quantized.codes, self.model.head.descriptor(pooled)))
         subvectors, codes, descriptors = (torch.cat(column).cpu().numpy() for column in zip(*parts, strict=True))
-        return Encoded(subvectors.astype(np.float32), codes.astype(np.uint8), descriptors.astype(np.float32))
+        return Encoding(subvectors.astype(np.float32), codes.astype(np.uint8), descriptors.astype(np.float32))
 
     @torch.no_grad()
     def init_descriptor(self) -> None:
@@ -356,14 +357,19 @@ class Trainer:
         if self.cached:
             pooled = self.features[0, torch.from_numpy(self.train_index)].float()
         else:
-            self.model.eval()
-            pooled = []
-            for images, _ in self.loader:
-                pooled.append(self.model.pool(images.to(self.runtime.device)).float())
-                if sum(len(p) for p in pooled) >= 4096:
-                    break
-            pooled = torch.cat(pooled)
+            pooled = self._sampled_pooling()
         self.model.head.descriptor.init_from_pca(pooled.to(self.runtime.device))
+
+    @torch.no_grad()
+    def _sampled_pooling(self, limit: int = 4096) -> torch.Tensor:
+        """Finetune mode: the pooled features of about ``limit`` training photos (augmented, eval mode)."""
+        self.model.eval()
+        pooled = []
+        for images, _ in self.loader:
+            pooled.append(self.model.pool(images.to(self.runtime.device)).float())
+            if sum(len(p) for p in pooled) >= limit:
+                break
+        return torch.cat(pooled)
 
     @torch.no_grad()
     def init_codebooks(self) -> None:
@@ -371,13 +377,7 @@ class Trainer:
         if self.cached:
             embeddings = self._embed_cached(self.train_index)
         else:
-            self.model.eval()
-            embeddings = []
-            for images, _ in self.loader:
-                embeddings.append(self.model.head.fusion(self.model.pool(images.to(self.runtime.device))).float())
-                if sum(len(e) for e in embeddings) >= 4096:
-                    break
-            embeddings = torch.cat(embeddings)
+            embeddings = self.model.head.fusion(self._sampled_pooling()).float()
         self.model.head.quantizer.init_from_kmeans(embeddings, seed=self.config.seed)
         if self.runtime.distributed:
             dist.broadcast(self.model.head.quantizer.codebooks.data, src=0)
