@@ -341,7 +341,11 @@ class DescriptorHead(nn.Module):
         return torch.cat([F.normalize(part, dim=1) for part in parts], dim=1) - self.mean
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.projection(self.features(pooled)), dim=-1)
+        return self.project(self.features(pooled))
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """The descriptor of already computed ``features``."""
+        return F.normalize(self.projection(features), dim=-1)
 
     @torch.no_grad()
     def init_from_pca(self, pooled: torch.Tensor) -> None:
@@ -381,7 +385,8 @@ class PHPQHead(nn.Module):
     def forward(self, pooled: torch.Tensor) -> HeadOutput:
         embedding = self.fusion(pooled)
         quantized = self.quantizer(embedding)
-        descriptor = self.descriptor(pooled)
+        descriptor_input = self.descriptor.features(pooled)
+        descriptor = self.descriptor.project(descriptor_input)
         return HeadOutput(
             embedding,
             quantized,
@@ -389,7 +394,7 @@ class PHPQHead(nn.Module):
             self.classifier(quantized.soft.flatten(1)),
             descriptor,
             self.descriptor_classifier(descriptor),
-            self.descriptor.features(pooled),
+            descriptor_input,
         )
 
 
