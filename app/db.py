@@ -385,25 +385,20 @@ class IndexDatabase:
             )
 
     def paths(self, image_ids: Iterable[int]) -> dict[int, Path]:
-        return {image_id: Path(path) for image_id, path in self._column_by_id("path", image_ids)}
+        return {image_id: Path(path) for image_id, path in self._columns_by_id("path", image_ids)}
 
     def photo_sizes(self, image_ids: Iterable[int]) -> dict[int, PhotoSize]:
         """Pixel and file sizes by image id (ids not in the index are left out)."""
-        ids = list(image_ids)
-        sizes: dict[int, PhotoSize] = {}
-        with self.lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                query = f"SELECT id, width, height, size FROM images WHERE id IN ({','.join('?' * len(chunk))})"
-                sizes.update((row[0], PhotoSize(*row[1:])) for row in self.db.execute(query, chunk).fetchall())
-        return sizes
+        return {row[0]: PhotoSize(*row[1:]) for row in self._columns_by_id("width, height, size", image_ids)}
 
     def folder_ids(self, image_ids: Iterable[int]) -> dict[int, int]:
-        return dict(self._column_by_id("folder_id", image_ids))
+        return dict(self._columns_by_id("folder_id", image_ids))
 
-    def _column_by_id(self, column: str, image_ids: Iterable[int]) -> list[tuple[int, object]]:
+    def _columns_by_id(self, column: str, image_ids: Iterable[int]) -> list[tuple]:
+        """Rows (id, *columns) of these images, 500 ids a query; ``column`` is a fixed fragment naming
+        one or more columns."""
         ids = list(image_ids)
-        rows: list[tuple[int, object]] = []
+        rows: list[tuple] = []
         with self.lock:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
