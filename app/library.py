@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from app.db import EncodedImage, FolderRecord, ImageRecord, IndexDatabase, ModelRecord, PhotoSize
-from app.descriptor import dequantize, from_blobs
+from app.descriptor import dequantize
 from app.imaging import load_and_preprocess, preprocess
 from app.index import (
     CancelToken,
@@ -536,12 +536,8 @@ class Library:
         if code is None:
             raise LibraryError(f"{path} is gone and has no code for the active model")
         subvectors = decode(np.frombuffer(code, np.uint8)[None], model.codebooks)[0]
-        descriptor = None
-        if model.info.has_descriptor:
-            blob = self.db.descriptor_of(image_id, model.info.model_id)
-            descriptor = np.zeros(model.info.descriptor_dim, np.float32)
-            if blob is not None:
-                descriptor = dequantize(*from_blobs([blob], model.info.descriptor_dim))[0]
+        stored = self.matrix().descriptors_from_blobs([self.db.descriptor_of(image_id, model.info.model_id)])
+        descriptor = None if stored is None else dequantize(*stored)[0]  # a missing one: zeros, as in the scan
         query = self._make_query(model, subvectors, descriptor, weight)
         return self._search_table(query, top_k, folders, {image_id}, {})
 
