@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
     parser.add_argument("--views", type=int, default=5)
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="the cache's backbone")
     parser.add_argument("--input-size", type=int, default=224, help="the backbone's input size (cache key)")
     parser.add_argument("--protocols", nargs="*", default=["val", "fresh", "unseen"])
     parser.add_argument("--dim", type=int, default=256)
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument("--trained", nargs="*", default=[], help="NAME=CLS,DISTILL[,SMOOTHING[,TAPS[,POOLING]]]")
     args = parser.parse_args()
     photo_set = load_photo_set(args.data)
-    cache = build_or_load_cache(photo_set.photos, args.cache_dir, "efficientnet_lite0", args.input_size, args.views)
+    cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
     position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
     labels = photo_set.labels
     heads = {"GAP": ("head",), "GMP": ("head",), "GAP+GMP": ("head",), "GAP+GMP stride32+head": ("stride32", "head")}

@@ -86,10 +86,11 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
     parser.add_argument("--input-size", type=int, default=256)
     parser.add_argument("--views", type=int, default=5)
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="the cache's backbone")
     parser.add_argument("--val-floor", type=float, default=0.75)
     args = parser.parse_args()
     photo_set = load_photo_set(args.data)
-    cache = build_or_load_cache(photo_set.photos, args.cache_dir, "efficientnet_lite0", args.input_size, args.views)
+    cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
     scores = {
         protocol: protocol_scores(args.runs, protocol, photo_set, cache) for protocol in ("val", "fresh", "unseen")
     }
