@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.datasets import load_photo_set, split_protocol
-from training.evaluate import evaluate_codes, evaluate_cosine, unit_rows
-from training.features import build_or_load_cache
-from training.model import ProductQuantizer
+from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq_train.evaluate import evaluate_codes, evaluate_cosine, unit_rows
+from phpq_train.features import build_or_load_cache
+from phpq_train.model import ProductQuantizer
 
 
 def pca_whitened(features: np.ndarray, train: np.ndarray, dim: int = 256) -> np.ndarray:

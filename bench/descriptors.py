@@ -3,8 +3,8 @@ from the feature cache that cached training uses (view 0 = the test-time centre 
 
 Frozen candidates (float cosine, no training): global average pooling (GAP) and global max pooling
 (GMP) of the head, both together, both over the last two taps, and their projection on the training
-photos' top principal axes. Trained candidates: ``training.model.DescriptorHead`` fitted on the
-protocol's training photos alone (descriptor loss terms of ``training.losses``, random cached views),
+photos' top principal axes. Trained candidates: ``phpq_train.model.DescriptorHead`` fitted on the
+protocol's training photos alone (descriptor loss terms of ``phpq_train.losses``, random cached views),
 with the loss weights, label smoothing, taps (``stride32+head``) and pooling (max, avg or both) given by
 ``--trained NAME=CLS,DISTILL[,SMOOTHING[,TAPS[,POOLING]]]``.
 
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.datasets import load_photo_set, split_protocol
-from training.evaluate import evaluate_cosine
-from training.features import build_or_load_cache
-from training.losses import LossConfig, descriptor_terms
-from training.model import CosineClassifier, DescriptorHead
+from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq_train.evaluate import evaluate_cosine
+from phpq_train.features import build_or_load_cache
+from phpq_train.losses import LossConfig, descriptor_terms
+from phpq_train.model import CosineClassifier, DescriptorHead
 
 
 def protocol_report(features: np.ndarray, labels: np.ndarray, split, position: dict) -> dict[str, float]:

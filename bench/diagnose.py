@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.metrics import average_precision, ranked_relevance
-from app.pq import adc_scores, lookup_tables
-from training.config import TrainConfig
-from training.train import Trainer, load_checkpoint
+from phpq.eval.metrics import average_precision, ranked_relevance
+from phpq.pq import adc_scores, lookup_tables
+from phpq_train.config import TrainConfig
+from phpq_train.train import Trainer, load_checkpoint
 
 
 @torch.no_grad()

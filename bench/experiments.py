@@ -12,8 +12,8 @@ import json
 import logging
 from pathlib import Path
 
-from training.config import load_config
-from training.train import train
+from phpq_train.config import load_config
+from phpq_train.train import train
 
 
 def main() -> None:

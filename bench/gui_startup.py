@@ -1,7 +1,7 @@
 """Window start-up: process start to ready (default model loaded, first search possible), in one run.
 
 Usage: QT_QPA_PLATFORM=offscreen python bench/gui_startup.py [--runs 5] [--db INDEX.sqlite3]
-(or under xvfb-run for a real X server). Each run starts `python -m app --exit-when-ready`, which
+(or under xvfb-run for a real X server). Each run starts `python -m phpq --exit-when-ready`, which
 closes as soon as the window is ready; the time is measured from outside, from process creation to
 the "ready" line. Baselines in the same run: a bare `python -c pass`, and `python -c "import
 PySide6.QtWidgets"` (the Qt import every PySide6 app pays).
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="phpq-bench-") as temp:
         database = args.db or Path(temp) / "index.sqlite3"
-        app = [sys.executable, "-m", "app", "--db", str(database), "--cpu", "--exit-when-ready"]
+        app = [sys.executable, "-m", "phpq", "--db", str(database), "--cpu", "--exit-when-ready"]
         time_until_line(app, "ready")  # first run creates the database and registers the default model
         results: dict[str, list[float]] = {"python -c pass": [], "import PySide6.QtWidgets": [], "window ready": []}
         for _ in range(args.runs):

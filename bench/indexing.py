@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.imaging import is_image_path, load_image, preprocess
-from app.library import Library
-from app.locations import bundled_models
-from app.model import PHPQModel
+from phpq.imaging import is_image_path, load_image, preprocess
+from phpq.library import Library
+from phpq.locations import bundled_models
+from phpq.model import PHPQModel
 
 
 def model_only_rate(model_path: Path, photos: list[Path], batch_size: int = 32, batches: int = 6) -> float:
@@ -99,7 +99,7 @@ def main() -> None:
         report = library.index()
         in_process = time.perf_counter() - start
         library.close()
-        command = [sys.executable, "-m", "app.cli", "--db", str(work / "fp32" / "index.sqlite3"), "--cpu", "index"]
+        command = [sys.executable, "-m", "phpq.cli", "--db", str(work / "fp32" / "index.sqlite3"), "--cpu", "index"]
         runs = []
         for _ in range(3):
             start = time.perf_counter()
@@ -108,7 +108,7 @@ def main() -> None:
         cli = float(np.median(runs))
         print(
             f"  re-index unchanged: {in_process:.2f} s in process ({report.unchanged} unchanged, {report.encoded}"
-            f" encoded); `python -m app.cli index` from process start: {cli:.2f} s (median of 3)"
+            f" encoded); `python -m phpq.cli index` from process start: {cli:.2f} s (median of 3)"
         )
         if args.int8_model:
             int8_bound = model_only_rate(args.int8_model, photos)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from app.datasets import load_photo_set, split_protocol
-from app.imaging import load_and_preprocess
-from app.model import PHPQModel
-from training.evaluate import evaluate_exported_model
+from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq.imaging import load_and_preprocess
+from phpq.model import PHPQModel
+from phpq_train.evaluate import evaluate_exported_model
 
 
 def images_per_second(model: PHPQModel, batch: np.ndarray, repeats: int) -> float:
@@ -40,7 +40,7 @@ def main() -> None:
     fp32 = PHPQModel(args.model, prefer_cuda=False)
     int8_path = args.model.with_suffix(".int8.onnx")
     if not int8_path.exists():
-        from export.quantize import quantize_int8
+        from phpq_train.export.quantize import quantize_int8
 
         step = max(1, len(split.train) // args.calibration)
         quantize_int8(args.model, int8_path, [p.path for p in split.train[::step]], fp32.info.input_size)

@@ -8,7 +8,7 @@ A temporary index gets ``--indexed`` real CUB photos (every n-th, encoded with t
 up to ``--size`` entries, so the scan covers 10^5 photos. Queries are other CUB photos, not indexed.
 Warm = `Library.search` in a process that already answered one query (decode + encode + scan + fetch
 paths), at the model's weight and, for a format-2 model, with codes alone (``weight=1``) in the same
-run. Cold = `python -m app.cli search` from process start to exit, next to the start of a bare
+run. Cold = `python -m phpq.cli search` from process start to exit, next to the start of a bare
 `python -c pass` measured in the same run.
 """
 
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from app.descriptor import to_blobs
-from app.imaging import is_image_path
-from app.library import Library
-from app.scan import DescriptorScan
 from bench.scan import median_ms, naive_fused, naive_numpy
-from training.evaluate import unit_rows
+from phpq.descriptor import to_blobs
+from phpq.imaging import is_image_path
+from phpq.library import Library
+from phpq.scan import DescriptorScan
+from phpq_train.evaluate import unit_rows
 
 
 def pad_index(library: Library, size: int, rng: np.random.Generator) -> None:
@@ -115,7 +115,7 @@ def main() -> None:
             print(f"  the same scan in naive numpy (baseline), codes alone then fused: {listed} ms")
 
         bare, cold = [], []
-        command = [sys.executable, "-m", "app.cli", "--db", str(database), "--cpu", "search", str(queries[-1])]
+        command = [sys.executable, "-m", "phpq.cli", "--db", str(database), "--cpu", "search", str(queries[-1])]
         for _ in range(args.cold_runs):
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", "pass"], check=True)

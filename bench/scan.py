@@ -7,11 +7,11 @@ Random codes (K = 256) and a random query; every method ranks the same database.
 fancy-index gather + sum + a full argsort. FAISS (pip install faiss-cpu, the `bench` extra) is
 IndexPQ with inner product, its codebooks and codes set directly, on one thread. Times are medians.
 
-Fused (format-2 models): every photo also has an int8 descriptor with a scale (``app.descriptor``)
+Fused (format-2 models): every photo also has an int8 descriptor with a scale (``phpq.descriptor``)
 and its score is ``w * ADC / M + (1 - w) * scale * (query . descriptor)``. Naive numpy does the same
 arithmetic in chunks of 65,536 rows (int8 -> float32, matrix-vector product) and a full argsort; the
 kernel is timed on one thread and as the app runs it (slices taken in turn by two threads from
-``app.scan.PARALLEL_BYTES`` of data on).
+``phpq.scan.PARALLEL_BYTES`` of data on).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from functools import partial
 
 import numpy as np
 
-import app.scan
-from app.pq import lookup_tables
-from app.scan import DescriptorScan, pack_codes, top_k
+import phpq.scan
+from phpq.pq import lookup_tables
+from phpq.scan import DescriptorScan, pack_codes, top_k
 
 CHUNK = 65_536
 WEIGHT = 0.5
@@ -122,10 +122,10 @@ def main() -> None:
         assert len(set(rows.tolist()) ^ set(expected.tolist())) <= 2, "fused kernel disagrees"  # float rounding
         naive_ms = median_ms(partial(naive_fused, fused_table, codes, descriptors, args.top), 3)
         fused_scan = partial(top_k, fused_table, words, args.top, descriptors=descriptors)
-        parallel_bytes = app.scan.PARALLEL_BYTES
-        app.scan.PARALLEL_BYTES = 1 << 62
+        parallel_bytes = phpq.scan.PARALLEL_BYTES
+        phpq.scan.PARALLEL_BYTES = 1 << 62
         one = median_ms(fused_scan, args.repeats)
-        app.scan.PARALLEL_BYTES = parallel_bytes
+        phpq.scan.PARALLEL_BYTES = parallel_bytes
         app_ms = median_ms(fused_scan, args.repeats)
         fused_rows.append(
             f"{size:>9} | {naive_ms:7.2f} ({naive_ms * ns:5.1f}) | {one:6.2f} ({one * ns:4.1f}) |"

@@ -8,7 +8,7 @@ centred and projected on the training photos' principal axes, ``DescriptorHead.i
 view 0 of the feature cache that cached training uses, for the ``fresh`` and ``unseen`` galleries
 (leave-one-out, each photo a query). Every stored form is compared with float32 on the same gallery:
 the share of float32's 10 nearest neighbours it keeps, how often the nearest one is the same, and P@4
-and mAP@all. int8 is the app's form (``app.descriptor``); int4 (same per-photo scale, 15 levels) shows
+and mAP@all. int8 is the app's form (``phpq.descriptor``); int4 (same per-photo scale, 15 levels) shows
 the next step down.
 
 Index bytes: a temporary index of ``--index-photos`` photos with 64-bit codes and int8 descriptors
@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.datasets import load_photo_set, split_protocol
-from app.db import EncodedImage, IndexDatabase
-from app.descriptor import dequantize, quantize, to_blobs
-from training.evaluate import evaluate_cosine, unit_rows
-from training.features import build_or_load_cache
-from training.model import DescriptorHead
+from phpq.db import EncodedImage, IndexDatabase
+from phpq.descriptor import dequantize, quantize, to_blobs
+from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq_train.evaluate import evaluate_cosine, unit_rows
+from phpq_train.features import build_or_load_cache
+from phpq_train.model import DescriptorHead
 
 
 def int4(descriptors: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Render the application icon's PNG sizes from app/gui/icons/phpq-search.svg (run after editing the SVG).
+"""Render the application icon's PNG sizes from phpq/gui/icons/phpq-search.svg (run after editing the SVG).
 
 Usage: QT_QPA_PLATFORM=offscreen python docs/make_icons.py
 """
@@ -10,7 +10,7 @@ import sys
 from PySide6.QtGui import QGuiApplication, QImage, QPainter
 from PySide6.QtSvg import QSvgRenderer
 
-from app.gui.integration import ICON_DIR, ICON_SIZES, SVG_ICON, png_icon
+from phpq.gui.integration import ICON_DIR, ICON_SIZES, SVG_ICON, png_icon
 
 
 def main() -> int:

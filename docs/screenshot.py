@@ -14,8 +14,8 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from app.gui.window import MainWindow
-from app.library import Library
+from phpq.gui.window import MainWindow
+from phpq.library import Library
 
 
 def main() -> int:

@@ -74,9 +74,9 @@ def tiny_overrides(data: Path, output: Path, cache: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, synthetic_folder: Path) -> Path:
     """A tiny PHPQ model trained on the 4 synthetic classes (all photos) and exported to ONNX."""
-    from export.cli import export_main
-    from training.config import load_config
-    from training.train import train
+    from phpq_train.config import load_config
+    from phpq_train.export.cli import export_main
+    from phpq_train.train import train
 
     work = tmp_path_factory.mktemp("tiny_model")
     config = load_config(None, [*tiny_overrides(synthetic_folder, work / "run", work / "cache"), 'protocol="all"'])

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.datasets import load_photo_set, scan_image_folder, split_protocol
-from app.imaging import load_and_preprocess, load_image, preprocess
+from phpq.eval.datasets import load_photo_set, scan_image_folder, split_protocol
+from phpq.imaging import load_and_preprocess, load_image, preprocess
+from phpq_train.compact import compact_copy
+from phpq_train.config import apply_overrides, load_config
+from phpq_train.data import PhotoDataset
 from tests.conftest import SHARED_CUB, synthetic_photo
-from training.compact import compact_copy
-from training.config import apply_overrides, load_config
-from training.data import PhotoDataset
 
 
 def test_image_folder_ignores_stray_files_and_hidden_entries(synthetic_folder, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.gui.integration import (
+from phpq.gui.integration import (
     ICON_SIZES,
     SVG_ICON,
     desktop_entry,
@@ -20,13 +20,13 @@ from app.gui.integration import (
     uninstall_desktop_entry,
     xdg_data_home,
 )
-from app.gui.preflight import candidate_platforms, debian_package, platform_problem
+from phpq.gui.preflight import candidate_platforms, debian_package, platform_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def app_env(tmp_path: Path, **changes: str | None) -> dict[str, str]:
-    """The environment of a `python -m app` subprocess: a private data directory, then ``changes``."""
+    """The environment of a `python -m phpq` subprocess: a private data directory, then ``changes``."""
     env = {**os.environ, "PHPQ_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
     for key, value in changes.items():
         if value is None:
@@ -76,7 +76,7 @@ def test_phpq_app_without_a_usable_display_exits_with_a_message_not_an_abort(tmp
     """The real start-up path, with Qt asked for X11: no DISPLAY at all, or one no server answers on."""
     env = app_env(tmp_path, QT_QPA_PLATFORM="xcb", DISPLAY=display, WAYLAND_DISPLAY=None, XDG_SESSION_TYPE=None)
     result = subprocess.run(
-        [sys.executable, "-m", "app"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "phpq"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -90,7 +90,7 @@ def test_the_desktop_entry_installs_only_under_the_xdg_data_dir_and_validates(tm
     home, data = tmp_path / "home", tmp_path / "xdg-data"
     home.mkdir()
     env = app_env(tmp_path, HOME=str(home), XDG_DATA_HOME=str(data), QT_QPA_PLATFORM="offscreen")
-    run = [sys.executable, "-m", "app"]
+    run = [sys.executable, "-m", "phpq"]
     installed = subprocess.run([*run, "--install-desktop-entry"], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr
     entry = data / "applications" / "phpq-search.desktop"

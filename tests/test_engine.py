@@ -13,10 +13,10 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
-from app.cli import main as phpq
-from app.index import CancelToken, IndexProgress
-from app.library import Library, LibraryError, ReadOnlyError
-from app.model import ModelError
+from phpq.cli import main as phpq
+from phpq.index import CancelToken, IndexProgress
+from phpq.library import Library, LibraryError, ReadOnlyError
+from phpq.model import ModelError
 from tests.conftest import write_image_folder, write_photo
 
 
@@ -317,7 +317,7 @@ def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(t
     bundled = tmp_path / "package" / "default.onnx"
     bundled.parent.mkdir()
     shutil.copyfile(tiny_model, bundled)
-    monkeypatch.setattr("app.library.bundled_models", lambda: [bundled])
+    monkeypatch.setattr("phpq.library.bundled_models", lambda: [bundled])
     photos = folder_of_photos(tmp_path / "photos", per_class=2)
     database = tmp_path / "data" / "index.sqlite3"
     with Library(database, prefer_cuda=False) as library:
@@ -347,7 +347,7 @@ def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(t
     moved = tmp_path / "new-install" / "default.onnx"
     moved.parent.mkdir()
     shutil.copyfile(tiny_model, moved)
-    monkeypatch.setattr("app.library.bundled_models", lambda: [moved])
+    monkeypatch.setattr("phpq.library.bundled_models", lambda: [moved])
     with Library(database, prefer_cuda=False) as library:
         assert library.active_model_id == old_id and [record.path for record in library.models()] == [moved]
         assert library.index().encoded == 8

@@ -7,14 +7,14 @@ import onnx
 import pytest
 import torch
 
-from app.datasets import load_photo_set
-from app.model import CODEBOOKS_NAME, ModelError, PHPQModel
-from export.cli import export_main
-from export.onnx_export import export_checkpoint
-from export.parity import check_parity
-from training.config import TrainConfig
-from training.model import PHPQ, ModelConfig
-from training.train import load_checkpoint, save_checkpoint
+from phpq.eval.datasets import load_photo_set
+from phpq.model import CODEBOOKS_NAME, ModelError, PHPQModel
+from phpq_train.config import TrainConfig
+from phpq_train.export.cli import export_main
+from phpq_train.export.onnx_export import export_checkpoint
+from phpq_train.export.parity import check_parity
+from phpq_train.model import PHPQ, ModelConfig
+from phpq_train.train import load_checkpoint, save_checkpoint
 
 TINY = ModelConfig(input_size=64, dim=32, n_subspaces=4, n_codewords=16, topk=4, descriptor_dim=16, n_classes=4)
 
@@ -50,7 +50,7 @@ def exported(tiny_checkpoint, tmp_path_factory) -> Path:
 
 def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, exported, synthetic_folder):
     payload = load_checkpoint(tiny_checkpoint)
-    from training.train import model_from_checkpoint
+    from phpq_train.train import model_from_checkpoint
 
     model = model_from_checkpoint(payload)
     runtime = PHPQModel(exported)
@@ -80,7 +80,7 @@ def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, expor
 
 def test_the_model_id_is_the_content_hash(tiny_checkpoint, tmp_path):
     payload = load_checkpoint(tiny_checkpoint)
-    from training.train import model_from_checkpoint
+    from phpq_train.train import model_from_checkpoint
 
     model = model_from_checkpoint(payload)
     first = export_checkpoint(model, payload, tmp_path / "a.onnx")
@@ -135,7 +135,7 @@ def test_onnx_evaluation_matches_the_checkpoint_and_never_imports_torch(tiny_che
     common = ["--data", str(synthetic_folder), "--protocol", "val", "--workers", "0", "--json"]
     script = (
         "import sys, json\n"
-        "from training.cli import eval_main\n"
+        "from phpq_train.cli import eval_main\n"
         f"eval_main({['--model', str(exported), *common]!r})\n"
         "assert 'torch' not in sys.modules, 'the ONNX evaluation path imported torch'\n"
     )
@@ -146,7 +146,7 @@ def test_onnx_evaluation_matches_the_checkpoint_and_never_imports_torch(tiny_che
         [
             sys.executable,
             "-c",
-            f"from training.cli import eval_main; eval_main({['--checkpoint', str(tiny_checkpoint), *common]!r})",
+            f"from phpq_train.cli import eval_main; eval_main({['--checkpoint', str(tiny_checkpoint), *common]!r})",
         ],
         capture_output=True,
         text=True,
@@ -162,7 +162,7 @@ def test_onnx_evaluation_matches_the_checkpoint_and_never_imports_torch(tiny_che
 
 
 def test_int8_variant_runs_and_keeps_float_codebooks(exported, synthetic_folder, tmp_path):
-    from export.quantize import quantize_int8
+    from phpq_train.export.quantize import quantize_int8
 
     photos = [p.path for p in load_photo_set(synthetic_folder).photos]
     output = tmp_path / "tiny.int8.onnx"
@@ -179,7 +179,7 @@ def test_int8_variant_runs_and_keeps_float_codebooks(exported, synthetic_folder,
 
 
 def test_fp16_weight_storage_halves_the_file_and_keeps_parity(tiny_checkpoint, exported, synthetic_folder, tmp_path):
-    from training.train import model_from_checkpoint
+    from phpq_train.train import model_from_checkpoint
 
     payload = load_checkpoint(tiny_checkpoint)
     model = model_from_checkpoint(payload)

@@ -8,15 +8,15 @@ import numpy as np
 import onnx
 import pytest
 
-from app import search
-from app.cli import main as phpq
-from app.db import IndexDatabase
-from app.descriptor import dequantize, from_blobs
-from app.library import Library, LibraryError
-from app.model import ModelError, PHPQModel
-from app.pq import decode, lookup_tables
+from phpq import search
+from phpq.cli import main as phpq
+from phpq.db import IndexDatabase
+from phpq.descriptor import dequantize, from_blobs
+from phpq.library import Library, LibraryError
+from phpq.model import ModelError, PHPQModel
+from phpq.pq import decode, lookup_tables
+from phpq_train.evaluate import evaluate_exported_model, search_rankings
 from tests.conftest import write_image_folder, write_photo
-from training.evaluate import evaluate_exported_model, search_rankings
 
 
 def rewritten_model(
@@ -202,7 +202,7 @@ def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
 
 
 def test_evaluation_ranks_exactly_as_search(tmp_path, tiny_model):
-    from app.datasets import load_photo_set
+    from phpq.eval.datasets import load_photo_set
 
     photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=5)
     with open_library(tmp_path, tiny_model) as library:

@@ -9,12 +9,12 @@ from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QPointF, QSet
 from PySide6.QtGui import QDrag, QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
-from app.gui.dialogs import ModelsDialog
-from app.gui.models import is_generic_name, result_folders
-from app.gui.window import MainWindow
-from app.index import CancelToken
-from app.library import Library
-from app.search import SearchHit
+from phpq.gui.dialogs import ModelsDialog
+from phpq.gui.models import is_generic_name, result_folders
+from phpq.gui.window import MainWindow
+from phpq.index import CancelToken
+from phpq.library import Library
+from phpq.search import SearchHit
 from tests.conftest import synthetic_photo, write_image_folder, write_photo
 
 TIMEOUT_MS = 60_000

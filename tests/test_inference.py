@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from app.datasets import load_photo_set
-from training.features import PyramidFeatureExtractor, build_or_load_cache
-from training.inference import BatchRunner, photo_list_digest
-from training.model import PHPQ, ModelConfig, RetrievalEncoder
+from phpq.eval.datasets import load_photo_set
+from phpq_train.features import PyramidFeatureExtractor, build_or_load_cache
+from phpq_train.inference import BatchRunner, photo_list_digest
+from phpq_train.model import PHPQ, ModelConfig, RetrievalEncoder
 
 
 def test_onnxruntime_matches_torch_for_pyramid_features_and_codes():

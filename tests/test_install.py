@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["app", "training", "export", "assets", "pyproject.toml", "README.md"]
-RUNTIME_SCRIPTS = {"phpq = app.cli:main", "phpq-app = app.gui.main:main"}
+SOURCES = ["phpq", "phpq_train", "assets", "pyproject.toml", "README.md"]
+RUNTIME_SCRIPTS = {"phpq = phpq.cli:main", "phpq-app = phpq.gui.main:main"}
 
 # Run inside the fresh venv: torch cannot be imported, every runtime module imports, `phpq status` works.
 NO_TORCH = """
@@ -48,10 +48,10 @@ for name in training:
         if error.name != "torch":
             raise
         needs_torch.append(name)
-from app.cli import main
+from phpq.cli import main
 code = main(["--db", sys.argv[3], "status"])
-import app
-print(json.dumps({"status": code, "app": app.__file__, "needs_torch": needs_torch, "torch": "torch" in sys.modules}))
+import phpq
+print(json.dumps({"status": code, "app": phpq.__file__, "needs_torch": needs_torch, "torch": "torch" in sys.modules}))
 """
 
 
@@ -100,25 +100,27 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_holds_the_bundled_models_and_icons_and_needs_no_torch(wheel):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
+        top_level = {name.split("/")[0] for name in names if "/" in name and ".dist-info/" not in name}
+        assert top_level == {"phpq", "phpq_train", "phpq_assets"}  # no generic names such as app or training
         metadata_name = next(name for name in names if name.endswith(".dist-info/METADATA"))
         metadata = archive.read(metadata_name).decode()
         scripts = archive.read(metadata_name.replace("METADATA", "entry_points.txt")).decode()
         runtime_imports = {
             name: imported_modules(archive.read(name))
             for name in names
-            if name.startswith("app/") and name[-3:] == ".py"
+            if name.startswith("phpq/") and name[-3:] == ".py"
         }
     bundled = sorted(path.name for path in (ROOT / "assets" / "models").glob("*.onnx"))
     assert bundled and all(f"phpq_assets/models/{name}" in names for name in bundled)
     assert "phpq_assets/models/README.md" in names  # the model card
-    assert "app/gui/icons/phpq-search.svg" in names and "app/gui/icons/phpq-search-256.png" in names
+    assert "phpq/gui/icons/phpq-search.svg" in names and "phpq/gui/icons/phpq-search-256.png" in names
     assert {line.strip() for line in scripts.splitlines()} >= RUNTIME_SCRIPTS
     requirements = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     torch = [line for line in requirements if "torch" in line.split(";")[0] and "efficientnet" not in line]
     assert torch and all('extra == "train"' in line for line in torch)  # torch only with the train extra
     # no runtime module imports torch or the training code, not even lazily inside a function
     assert runtime_imports
-    assert not [name for name, found in runtime_imports.items() if found & {"torch", "training", "export"}]
+    assert not [name for name, found in runtime_imports.items() if found & {"torch", "phpq_train"}]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the venv layout below is POSIX")
@@ -150,15 +152,15 @@ def test_phpq_runs_from_the_wheel_in_a_fresh_venv_without_torch(wheel, tmp_path)
         names = archive.namelist()
     database = tmp_path / "index.sqlite3"
     args = [
-        json.dumps(module_names(names, "app")),
-        json.dumps(module_names(names, "training") + module_names(names, "export")),
+        json.dumps(module_names(names, "phpq")),
+        json.dumps(module_names(names, "phpq_train")),
     ]
     checked = run(str(python), "-c", NO_TORCH, *args, str(database))
     assert checked.returncode == 0, checked.stderr
     report = json.loads(checked.stdout.strip().splitlines()[-1])
     assert report["status"] == 0 and not report["torch"], report
     assert Path(report["app"]).is_relative_to(venv)  # the installed copy, not the working tree
-    assert "training.model" in report["needs_torch"]  # the training code needs the train extra
+    assert "phpq_train.model" in report["needs_torch"]  # the training code needs the train extra
     shown = run(str(scripts / "phpq"), "--db", str(database), "status", "--json")
     assert shown.returncode == 0, shown.stderr
     model = json.loads(shown.stdout)["model"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from app.metrics import average_precision, ranked_relevance, retrieval_report
+from phpq.eval.metrics import average_precision, ranked_relevance, retrieval_report
 
 
 def test_map_matches_a_hand_computed_example():

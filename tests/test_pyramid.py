@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.model import HybridFusion, Level, ModelConfig, PyramidLayout, PyramidPooling
+from phpq_train.model import HybridFusion, Level, ModelConfig, PyramidLayout, PyramidPooling
 
 
 @pytest.mark.parametrize("size", [7, 8, 14, 28])

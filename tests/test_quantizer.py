@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from app.pq import adc_scores, decode, lookup_tables, sdc_scores
-from training.model import ProductQuantizer
+from phpq.pq import adc_scores, decode, lookup_tables, sdc_scores
+from phpq_train.model import ProductQuantizer
 
 
 def make_quantizer(topk: int = 256, seed: int = 0) -> ProductQuantizer:
@@ -83,7 +83,7 @@ def test_kmeans_initialisation_fits_clustered_data():
 
 
 def test_margin_cross_entropy_reduces_to_scaled_softmax_and_margin_raises_the_loss():
-    from training.losses import LossConfig, margin_cross_entropy
+    from phpq_train.losses import LossConfig, margin_cross_entropy
 
     cosine = torch.tensor([[0.9, 0.1, -0.2], [0.0, 0.5, 0.4]])
     labels = torch.tensor([0, 2])
@@ -95,7 +95,7 @@ def test_margin_cross_entropy_reduces_to_scaled_softmax_and_margin_raises_the_lo
 
 
 def test_structure_loss_is_zero_for_identical_neighbourhoods_and_positive_otherwise():
-    from training.losses import structure_loss
+    from phpq_train.losses import structure_loss
 
     torch.manual_seed(0)
     features = torch.randn(6, 16)
@@ -104,7 +104,7 @@ def test_structure_loss_is_zero_for_identical_neighbourhoods_and_positive_otherw
 
 
 def test_centre_loss_is_zero_on_the_own_prototype_and_grows_with_the_angle():
-    from training.losses import centre_loss
+    from phpq_train.losses import centre_loss
 
     labels = torch.tensor([0, 2])
     on_prototype = torch.tensor([[1.0, 0.2, -0.1], [0.3, 0.1, 1.0]])

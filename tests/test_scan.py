@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-import app.scan
-from app.descriptor import dequantize, quantize
-from app.pq import adc_scores
-from app.scan import pack_codes, top_k
-from app.search import CodeMatrix, Query
+import phpq.scan
+from phpq.descriptor import dequantize, quantize
+from phpq.pq import adc_scores
+from phpq.scan import pack_codes, top_k
+from phpq.search import CodeMatrix, Query
 
 
 def reference_top_k(table, codes, k, mask=None):
@@ -92,7 +92,7 @@ def fused_reference(table, codes, query_descriptor, values, scales, weight):
 
 @pytest.mark.parametrize("split", [False, True])
 def test_fused_scan_equals_numpy_and_pinned_rows_get_the_scan_score(monkeypatch, split):
-    monkeypatch.setattr(app.scan, "PARALLEL_BYTES", 1 if split else 1 << 60)  # one thread or two halves
+    monkeypatch.setattr(phpq.scan, "PARALLEL_BYTES", 1 if split else 1 << 60)  # one thread or two halves
     rng = np.random.default_rng(5)
     n, m, dim, weight = 6000, 8, 48, 0.3
     codes = rng.integers(0, 256, (n, m), dtype=np.uint8)

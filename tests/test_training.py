@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from app.datasets import load_photo_set, split_protocol
+from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq_train.cli import eval_main
+from phpq_train.config import load_config
+from phpq_train.train import Trainer, load_checkpoint, model_from_checkpoint, setup_runtime, train
 from tests.conftest import tiny_overrides
-from training.cli import eval_main
-from training.config import load_config
-from training.train import Trainer, load_checkpoint, model_from_checkpoint, setup_runtime, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def test_ddp_with_two_gloo_processes(synthetic_folder, tmp_path):
         "--master_port",
         "29517",
         "-m",
-        "training",
+        "phpq_train",
         *[arg for item in [*overrides, "epochs=2", 'device="cpu"'] for arg in ("--set", item)],
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

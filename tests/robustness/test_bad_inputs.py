@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from app.cli import main as phpq
-from app.imaging import load_and_preprocess, load_and_preprocess_with_size
-from app.index import IndexProgress
-from app.library import Library
+from phpq.cli import main as phpq
+from phpq.imaging import load_and_preprocess, load_and_preprocess_with_size
+from phpq.index import IndexProgress
+from phpq.library import Library
 from tests.conftest import synthetic_photo, write_image_folder
 
 GOOD_PER_CLASS = 3

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.library import Library
+from phpq.library import Library
 from tests.conftest import write_image_folder
 
 KILLS = 5
 
 
 def phpq_command(database: Path, *arguments: str) -> list[str]:
-    return [sys.executable, "-m", "app.cli", "--db", str(database), "--cpu", *arguments]
+    return [sys.executable, "-m", "phpq.cli", "--db", str(database), "--cpu", *arguments]
 
 
 def committed_codes(database: Path) -> int:
@@ -95,7 +95,7 @@ def test_a_second_instance_gets_a_clear_message_and_can_still_search(tmp_path, t
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from app.library import Library\n"
+            "from phpq.library import Library\n"
             "library = Library(sys.argv[1], prefer_cuda=False)\n"
             "library.activate_model(library.import_model(sys.argv[2]).id)\n"
             "library.add_folder(sys.argv[3]); library.index()\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.cli import main as phpq
-from app.db import DamagedDatabaseError, DatabaseError
-from app.instance import WriterLock
-from app.library import Library, ReadOnlyError
+from phpq.cli import main as phpq
+from phpq.db import DamagedDatabaseError, DatabaseError
+from phpq.instance import WriterLock
+from phpq.library import Library, ReadOnlyError
 from tests.conftest import write_image_folder
 from tests.robustness.conftest import snapshot
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from onnx import helper
 
-from app.cli import main as phpq
-from app.library import Library
-from app.model import ModelError
-from export.cli import export_main
+from phpq.cli import main as phpq
+from phpq.library import Library
+from phpq.model import ModelError
+from phpq_train.export.cli import export_main
 
 
 def truncated(source: Path, target: Path) -> None:

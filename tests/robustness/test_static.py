@@ -10,9 +10,7 @@ from pathlib import Path
 from tests.conftest import write_image_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = sorted(
-    path for folder in ("app", "training", "export", "bench", "docs") for path in (ROOT / folder).rglob("*.py")
-)
+SOURCES = sorted(path for folder in ("phpq", "phpq_train", "bench", "docs") for path in (ROOT / folder).rglob("*.py"))
 SHELL_CALLS = {"system", "popen", "getoutput", "getstatusoutput", "spawnl", "spawnlp", "execl", "execlp"}
 # The only values an f-string may splice into SQL: placeholder lists and fixed fragments chosen in code.
 SQL_SPLICES = {"','.join('?' * len(chunk))", "','.join('?' * len(ids))", "column", "where"}
@@ -78,7 +76,7 @@ socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 socket.create_connection = refuse
 socket.getaddrinfo = refuse
-from app.cli import main
+from phpq.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 import sys
 
-from app.library import Library
-from app.thumbnails import ThumbnailCache
+from phpq.library import Library
+from phpq.thumbnails import ThumbnailCache
 from tests.conftest import write_image_folder, write_photo
 from tests.robustness.conftest import snapshot
 
@@ -40,7 +40,7 @@ def test_photos_stay_byte_identical_through_every_operation(tmp_path, tiny_model
     library.remove_folder(photos)
     library.close()
     assert snapshot(photos) == before, "removing the folder changed it"
-    cli = [sys.executable, "-m", "app.cli", "--db", str(data / "index.sqlite3"), "--cpu"]
+    cli = [sys.executable, "-m", "phpq.cli", "--db", str(data / "index.sqlite3"), "--cpu"]
     subprocess.run([*cli, "add", str(photos)], check=True, capture_output=True)
     subprocess.run([*cli, "search", str(photos / "002.class_1" / "photo_001.jpg")], check=True, capture_output=True)
     shutil.rmtree(data)  # deleting the whole data directory, database included

@@ -1,1 +1,0 @@
-"""The PySide6 desktop window: a thin layer over ``app.library`` (widgets never run SQL or ONNX)."""

@@ -1,0 +1,213 @@
+"""`phpq`: index photo folders and search them by photo from a terminal.
+
+Exit codes: 0 success; 1 the library cannot work (the database or the model cannot be opened, the
+index is damaged, or another instance is writing to it); 2 bad input (a usage error, a missing folder
+or photo, an unknown model); 130 interrupted (Ctrl+C; what was committed stays, and the next
+`phpq index` carries on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sqlite3
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from phpq.db import DatabaseError
+from phpq.index import IndexProgress
+from phpq.library import IndexReport, Library, LibraryError, ReadOnlyError
+from phpq.model import ModelError
+from phpq.scan import warm_up_in_background
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phpq", description="Find look-alike photos in your own folders.")
+    parser.add_argument("--db", type=Path, help="index database (default: the user data directory)")
+    parser.add_argument("--cpu", action="store_true", help="do not try CUDA")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    add = commands.add_parser("add", help="add a folder and index it")
+    add.add_argument("folder", type=Path)
+    add.add_argument("--no-index", action="store_true", help="only register the folder")
+
+    index = commands.add_parser("index", help="bring the index up to date (all folders or one)")
+    index.add_argument("folder", type=Path, nargs="?")
+
+    search = commands.add_parser("search", help="find the photos that look most like IMAGE")
+    search.add_argument("image", type=Path)
+    search.add_argument("--top", type=int, default=20, help="number of results (default 20)")
+    search.add_argument("--folder", type=Path, action="append", help="only search this folder (repeatable)")
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument(
+        "--weight",
+        type=float,
+        help="weight of the code similarity in the fused ranking, 0 to 1 (default: the model's own)",
+    )
+
+    status = commands.add_parser("status", help="counts, model, provider and unreadable files")
+    status.add_argument("--json", action="store_true")
+
+    remove = commands.add_parser("remove", help="forget a folder (the photos are not touched)")
+    remove.add_argument("folder", type=Path)
+
+    commands.add_parser("rebuild", help="set a damaged index aside, start a new one with the same folders, index")
+
+    models = commands.add_parser("models", help="list, import or activate exported models")
+    models_commands = models.add_subparsers(dest="models_command")
+    models_commands.add_parser("list", help="list the installed models (default)")
+    model_import = models_commands.add_parser("import", help="install a model exported by phpq-export")
+    model_import.add_argument("file", type=Path)
+    model_import.add_argument("--activate", action="store_true", help="make it the active model")
+    activate = models_commands.add_parser("activate", help="search with this model (index again after)")
+    activate.add_argument("model_id", help="the model id or a unique prefix")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command == "search":
+        warm_up_in_background()  # numba's start-up overlaps with opening the index, the model and the query
+    try:
+        if args.command == "rebuild":
+            with Library.rebuild(args.db, prefer_cuda=not args.cpu) as library:
+                return run_index_folders(library, None)
+        with Library(args.db, prefer_cuda=not args.cpu) as library:
+            return COMMANDS[args.command](library, args)
+    except (DatabaseError, ModelError, ReadOnlyError, sqlite3.Error) as error:
+        print(f"phpq: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (LibraryError, FileNotFoundError) as error:
+        print(f"phpq: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("phpq: interrupted; what was indexed is kept, run `phpq index` to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run_add(library: Library, args: argparse.Namespace) -> int:
+    folder = library.add_folder(args.folder)
+    print(f"added {folder.path}")
+    return EXIT_OK if args.no_index else run_index_folders(library, [folder.path])
+
+
+def run_index(library: Library, args: argparse.Namespace) -> int:
+    return run_index_folders(library, None if args.folder is None else [args.folder])
+
+
+def run_index_folders(library: Library, folders: list[Path] | None) -> int:
+    bar: tqdm | None = None
+
+    def progress(state: IndexProgress) -> None:
+        nonlocal bar
+        if state.phase == "encoding":
+            if bar is None:
+                bar = tqdm(total=state.total, unit="photo", desc="indexing", dynamic_ncols=True)
+            bar.update(state.done - bar.n)
+            bar.set_postfix(failed=state.failed, refresh=False)
+
+    try:
+        report = library.index(folders, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print_report(report)
+    return EXIT_OK
+
+
+def print_report(report: IndexReport) -> None:
+    unreadable = report.failed + report.unreadable
+    print(
+        f"{report.folders} folder(s) in {report.seconds:.1f} s: {report.encoded} encoded, {unreadable} unreadable,"
+        f" {report.added} new, {report.modified} changed, {report.moved} moved, {report.removed} removed,"
+        f" {report.unchanged} unchanged"
+    )
+    for problem in report.problems or []:
+        print(f"  problem: {problem}")
+
+
+def run_search(library: Library, args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise LibraryError("--top must be at least 1")
+    result = library.search(args.image, top_k=args.top, folders=args.folder, weight=args.weight)
+    if args.json:
+        hits = [{"path": str(hit.path), "similarity": round(hit.similarity, 6)} for hit in result.hits]
+        print(json.dumps({"results": hits, "searched": result.n_searched, "timings_ms": result.timings_ms}))
+        return EXIT_OK
+    for rank, hit in enumerate(result.hits, 1):
+        print(f"{rank:4d}  {hit.similarity:6.3f}  {hit.path}")
+    total_ms = sum(result.timings_ms.values())
+    print(f"{len(result.hits)} of {result.n_searched} photos in {total_ms:.1f} ms", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_status(library: Library, args: argparse.Namespace) -> int:
+    status = library.status()
+    errors = library.unreadable(limit=20)
+    if args.json:
+        data = asdict(status)
+        data["model"] = {"id": status.model.id, "name": status.model.name, "path": str(status.model.path)}
+        data["kind"] = status.kind
+        data["errors_sample"] = [{"path": str(path), "error": reason} for path, reason in errors]
+        print(json.dumps(data, default=str))
+        return EXIT_OK
+    print(f"database   {status.database} (schema {status.schema_version})")
+    print(f"model      {status.model.name} ({status.model.id[:12]}, {status.bits} bits) on {status.provider}")
+    print(f"search     {status.kind}")
+    print(
+        f"photos     {status.images} known, {status.indexed} indexed, {status.pending} to index, "
+        f"{status.errors} unreadable"
+    )
+    for folder in status.folders:
+        print(f"folder     {folder.path}  ({folder.n_images} photos, {folder.n_errors} unreadable)")
+    for path, reason in errors:
+        print(f"unreadable {path}: {reason}")
+    return EXIT_OK
+
+
+def run_remove(library: Library, args: argparse.Namespace) -> int:
+    folder = library.remove_folder(args.folder)
+    print(f"removed {folder.path} ({folder.n_images} photos forgotten; no file was touched)")
+    return EXIT_OK
+
+
+def run_models(library: Library, args: argparse.Namespace) -> int:
+    if args.models_command == "import":
+        record = library.import_model(args.file)
+        print(f"imported {record.name} ({record.id[:12]})")
+        if args.activate:
+            library.activate_model(record.id)
+            print("activated; run `phpq index` to encode your photos with it")
+        return EXIT_OK
+    if args.models_command == "activate":
+        record = library.activate_model(args.model_id)
+        print(f"active model: {record.name} ({record.id[:12]}); run `phpq index` to encode your photos with it")
+        return EXIT_OK
+    active = library.active_model_id
+    for record in library.models():
+        marker = "*" if record.id == active else " "
+        bits = record.metadata.get("bits", "?")
+        print(f"{marker} {record.id[:12]}  {bits:>3} bits  {record.name}  {record.path}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "add": run_add,
+    "index": run_index,
+    "search": run_search,
+    "status": run_status,
+    "remove": run_remove,
+    "models": run_models,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

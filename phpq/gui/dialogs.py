@@ -1,0 +1,142 @@
+"""Dialogs: installed models (import, metadata, activate) and the unreadable files of a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from phpq.db import ModelRecord
+from phpq.gui.workers import TaskRunner
+from phpq.library import Library
+
+SHOWN_METADATA = ("backbone", "input_size", "bits", "n_subspaces", "n_codewords", "dim", "weights", "created")
+
+
+def describe_model(record: ModelRecord) -> str:
+    """The metadata a user can judge a model by, one line each."""
+    meta = record.metadata
+    lines = [f"name: {record.name}", f"id: {record.id}", f"file: {record.path}"]
+    lines += [f"{key}: {meta[key]}" for key in SHOWN_METADATA if key in meta]
+    classes = json.loads(meta.get("class_names", "[]"))
+    if classes:
+        lines.append(
+            f"trained on {len(classes)} classes: {', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}"
+        )
+    training = json.loads(meta.get("training_data", "{}"))
+    if training:
+        lines.append("training: " + ", ".join(f"{key} {value}" for key, value in training.items()))
+    validation = json.loads(meta.get("validation", "{}"))
+    if validation:
+        lines.append("held-out metrics: " + ", ".join(f"{key} {value:.4f}" for key, value in validation.items()))
+    return "\n".join(lines)
+
+
+class ModelsDialog(QDialog):
+    """Lists the installed models with their metadata; imports a new one; asks to activate one."""
+
+    activate_requested = Signal(str)  # model id
+
+    def __init__(self, library: Library, tasks: TaskRunner, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.library, self.tasks = library, tasks
+        self.setWindowTitle("Models")
+        self.resize(720, 420)
+        self.list = QListWidget()
+        self.details = QPlainTextEdit(readOnly=True)
+        self.message = QLabel(wordWrap=True)
+        self.message.setObjectName("modelMessage")
+        self.import_button = QPushButton("Import model…")
+        self.activate_button = QPushButton("Use this model")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        row = QHBoxLayout()
+        row.addWidget(self.list, 1)
+        row.addWidget(self.details, 2)
+        actions = QHBoxLayout()
+        actions.addWidget(self.import_button)
+        actions.addWidget(self.activate_button)
+        actions.addStretch()
+        actions.addWidget(buttons)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addWidget(self.message)
+        layout.addLayout(actions)
+        self.list.currentItemChanged.connect(self._show_details)
+        self.import_button.clicked.connect(self._choose_file)
+        self.activate_button.clicked.connect(self._activate)
+        self.refresh()
+
+    def refresh(self, select: str | None = None) -> None:
+        active = self.library.active_model_id
+        self.list.clear()
+        for record in self.library.models():
+            bits = record.metadata.get("bits", "?")
+            item = QListWidgetItem(f"{'● ' if record.id == active else ''}{record.name} ({bits} bits)")
+            item.setData(Qt.ItemDataRole.UserRole, record)
+            self.list.addItem(item)
+            if record.id == (select or active):
+                self.list.setCurrentItem(item)
+
+    def _show_details(self, item: QListWidgetItem | None) -> None:
+        record: ModelRecord | None = item.data(Qt.ItemDataRole.UserRole) if item else None
+        self.details.setPlainText(describe_model(record) if record else "")
+        self.activate_button.setEnabled(record is not None and record.id != self.library.active_model_id)
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import a model exported by phpq-export", "", "ONNX models (*.onnx)"
+        )
+        if path:
+            self.import_file(Path(path))
+
+    def import_file(self, path: Path) -> None:
+        """Check and install ``path`` in the background; the outcome shows in the dialog."""
+        self.message.setText(f"Checking {path.name}…")
+        self.import_button.setEnabled(False)
+        self.tasks.start(self.library.import_model, path, done=self._imported, failed=self._import_failed)
+
+    def _imported(self, record: ModelRecord) -> None:
+        self.import_button.setEnabled(True)
+        self.message.setText(f"Imported {record.name}. Select it and choose “Use this model” to switch.")
+        self.refresh(select=record.id)
+
+    def _import_failed(self, message: str) -> None:
+        self.import_button.setEnabled(True)
+        self.message.setText(f"This file cannot be used as a model: {message}")
+
+    def _activate(self) -> None:
+        item = self.list.currentItem()
+        if item is not None:
+            self.activate_requested.emit(item.data(Qt.ItemDataRole.UserRole).id)
+            self.accept()
+
+
+class ProblemsDialog(QDialog):
+    """The files of a folder that could not be read, with the reason for each."""
+
+    def __init__(self, folder: Path, problems: list[tuple[Path, str]], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Unreadable files in {folder.name}")
+        self.resize(720, 360)
+        text = QPlainTextEdit(readOnly=True)
+        text.setPlainText("\n".join(f"{path}: {reason}" for path, reason in problems) or "No unreadable files.")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        layout.addWidget(buttons)

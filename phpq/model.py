@@ -1,0 +1,270 @@
+"""Exported PHPQ models at run time: ONNX Runtime session, execution provider, metadata and codebooks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phpq.imaging import load_and_preprocess
+from phpq.locations import default_cache_dir
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = "2"  # 2: a third output, the general-purpose descriptor; 1: codes only (still read)
+READABLE_FORMAT_VERSIONS = ("1", "2")
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("subvectors", "codes", "descriptor")  # format 2
+CODE_OUTPUT_NAMES = OUTPUT_NAMES[:2]  # format 1 has only these
+# Format 2 metadata: the descriptor's length and the weight w of the code similarity in the fused ranking
+# (similarity = w * ADC / M + (1 - w) * descriptor cosine), chosen on the dev protocols.
+DESCRIPTOR_METADATA = ("descriptor_dim", "fusion_weight")
+CODEBOOKS_NAME = "phpq_codebooks"
+METADATA_PREFIX = "phpq."
+REQUIRED_METADATA = (
+    "format_version",
+    "model_id",
+    "backbone",
+    "input_size",
+    "pixel_offset",
+    "pixel_scale",
+    "n_subspaces",
+    "n_codewords",
+    "bits",
+    "dim",
+)
+
+
+class ModelError(Exception):
+    """A file that is not a usable PHPQ model; the message says why in words a user understands."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the metadata of an exported PHPQ model says."""
+
+    model_id: str
+    backbone: str
+    input_size: int
+    n_subspaces: int
+    n_codewords: int
+    bits: int
+    dim: int
+    metadata: dict[str, str]
+
+    @property
+    def has_descriptor(self) -> bool:
+        """Format 2: the model also gives a general-purpose descriptor; format 1 gives codes only."""
+        return self.metadata["format_version"] != "1"
+
+    @property
+    def descriptor_dim(self) -> int:
+        return int(self.metadata.get("descriptor_dim", 0))
+
+    @property
+    def fusion_weight(self) -> float:
+        """Weight of the code similarity in the fused ranking (1 for codes-only models)."""
+        return float(self.metadata.get("fusion_weight", 1.0))
+
+    @property
+    def query_expansion(self) -> int:
+        """How many of a query's best photos join it for a second, expanded scan (0: none)."""
+        return int(self.metadata.get("query_expansion", 0))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return OUTPUT_NAMES if self.has_descriptor else CODE_OUTPUT_NAMES
+
+    @property
+    def class_names(self) -> list[str]:
+        return json.loads(self.metadata.get("class_names", "[]"))
+
+    @property
+    def validation(self) -> dict[str, Any]:
+        return json.loads(self.metadata.get("validation", "{}"))
+
+
+def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
+    """Validate ``phpq.*`` metadata props and turn them into a ModelInfo."""
+    props = {k[len(METADATA_PREFIX) :]: v for k, v in metadata.items() if k.startswith(METADATA_PREFIX)}
+    missing = [key for key in REQUIRED_METADATA if key not in props]
+    if missing:
+        raise ModelError(
+            f"{source} is not a PHPQ model exported by phpq-export (missing metadata: {', '.join(missing)})"
+        )
+    if props["format_version"] not in READABLE_FORMAT_VERSIONS:
+        raise ModelError(
+            f"{source} has model format {props['format_version']}, this version reads"
+            f" {', '.join(READABLE_FORMAT_VERSIONS)}; update PHPQ Search"
+        )
+    missing = [key for key in DESCRIPTOR_METADATA if props["format_version"] != "1" and key not in props]
+    if missing:
+        raise ModelError(f"{source} is a format-2 model without {', '.join(missing)} in its metadata")
+    try:
+        if props["format_version"] != "1":
+            descriptor_dim, fusion_weight = int(props["descriptor_dim"]), float(props["fusion_weight"])
+            if descriptor_dim < 1 or not 0.0 <= fusion_weight <= 1.0:
+                raise ValueError(f"descriptor_dim {descriptor_dim} (>= 1), fusion_weight {fusion_weight} (in [0, 1])")
+        return ModelInfo(
+            props["model_id"],
+            props["backbone"],
+            int(props["input_size"]),
+            int(props["n_subspaces"]),
+            int(props["n_codewords"]),
+            int(props["bits"]),
+            int(props["dim"]),
+            props,
+        )
+    except ValueError as error:
+        raise ModelError(f"{source} has malformed metadata: {error}") from error
+
+
+def import_onnxruntime(cache_dir: Path | None = None) -> Any:
+    """Import ONNX Runtime so that the device-id file it writes on first import (under
+    ``$XDG_CACHE_HOME/Microsoft/DeveloperTools`` on Linux) lands in our data directory, not in the
+    user's home; its telemetry events are switched off."""
+    if "onnxruntime" in sys.modules:
+        return sys.modules["onnxruntime"]
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache_dir or default_cache_dir())
+    try:
+        import onnxruntime
+    finally:
+        if previous is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = previous
+    onnxruntime.disable_telemetry_events()
+    return onnxruntime
+
+
+def execution_providers(prefer_cuda: bool = True) -> list[str]:
+    """Providers to ask for, CUDA first when this ONNX Runtime build has it, CPU always last."""
+    onnxruntime = import_onnxruntime()
+    available = onnxruntime.get_available_providers()
+    wanted = ["CUDAExecutionProvider"] if prefer_cuda and "CUDAExecutionProvider" in available else []
+    return [*wanted, "CPUExecutionProvider"]
+
+
+class PHPQModel:
+    """An exported PHPQ model: encode preprocessed images, read codebooks and metadata.
+
+    CUDA is tried first; when its libraries cannot load, ONNX Runtime falls back to CPU. The probe runs
+    with ONNX Runtime's logging at FATAL only, so no CUDA load errors reach the terminal; ``provider``
+    says which one is active.
+    """
+
+    def __init__(self, path: Path, prefer_cuda: bool = True, threads: int | None = None, cache_dir: Path | None = None):
+        onnxruntime = import_onnxruntime(cache_dir)
+        self.path = Path(path)
+        try:
+            data = self.path.read_bytes()
+        except OSError as error:
+            raise ModelError(f"cannot read model file {self.path}: {error.strerror or error}") from error
+        # Parsing the codebooks out of the file overlaps with ONNX Runtime building its session.
+        # A file that is not a PHPQ model gets the codebook reader's message, the more specific one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            codebooks = pool.submit(read_codebooks, data, str(self.path))
+            try:
+                self.session = self._create_session(onnxruntime, data, prefer_cuda, threads)
+            except ModelError:
+                codebooks.result()
+                raise
+            self.codebooks = codebooks.result()
+        self.info = parse_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self._check_signature()
+        self.provider = self.session.get_providers()[0]
+        log.info("model %s on %s", self.info.model_id[:12], self.provider)
+
+    def _create_session(self, onnxruntime: Any, data: bytes, prefer_cuda: bool, threads: int | None) -> Any:
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4
+        if threads:
+            options.intra_op_num_threads = threads
+        # ONNX Runtime's threads otherwise spin for a while after each run, holding the cores that the
+        # scan right after the encoding needs (measured: the 10^6-photo search scan took 2x longer).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        onnxruntime.set_default_logger_severity(4)
+        try:
+            return onnxruntime.InferenceSession(data, options, providers=execution_providers(prefer_cuda))
+        except Exception as error:  # ONNX Runtime raises several unrelated types for bad files
+            raise ModelError(f"{self.path} cannot be loaded by ONNX Runtime: {str(error).splitlines()[0]}") from error
+        finally:
+            onnxruntime.set_default_logger_severity(2)
+
+    def _check_signature(self) -> None:
+        inputs = self.session.get_inputs()
+        outputs = [o.name for o in self.session.get_outputs()]
+        expected_outputs = self.info.output_names
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or tuple(outputs) != expected_outputs:
+            raise ModelError(
+                f"{self.path} does not have the inputs/outputs of a format-{self.info.metadata['format_version']}"
+                f" PHPQ model ({INPUT_NAME} -> {', '.join(expected_outputs)})"
+            )
+        shape = inputs[0].shape
+        size = self.info.input_size
+        if len(shape) != 4 or shape[1:] != [3, size, size]:
+            raise ModelError(f"{self.path} expects input {shape}, but its metadata says [batch, 3, {size}, {size}]")
+        if self.info.has_descriptor:
+            descriptor_shape = self.session.get_outputs()[2].shape
+            if len(descriptor_shape) != 2 or descriptor_shape[1] != self.info.descriptor_dim:
+                raise ModelError(
+                    f"{self.path} gives descriptors of shape {descriptor_shape}, but its metadata says"
+                    f" [batch, {self.info.descriptor_dim}]"
+                )
+        expected = (self.info.n_subspaces, self.info.n_codewords, self.info.dim // self.info.n_subspaces)
+        if self.codebooks.shape != expected:
+            raise ModelError(f"{self.path} codebooks have shape {self.codebooks.shape}, metadata says {expected}")
+
+    def encode_paths(self, paths: list[Path], batch_size: int = 32, threads: int = 2) -> Encoding:
+        """Decode and preprocess photos in a thread pool, encode them in batches (test-time geometry)."""
+        size = self.info.input_size
+        batches = []
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for start in range(0, len(paths), batch_size):
+                batch = list(pool.map(lambda path: load_and_preprocess(path, size), paths[start : start + batch_size]))
+                batches.append(self.encode(np.stack(batch)))
+        if not batches:
+            return self.encode(np.zeros((0, 3, size, size), np.float32))
+        descriptors = None if batches[0].descriptors is None else np.concatenate([b.descriptors for b in batches])
+        return Encoding(
+            np.concatenate([b.subvectors for b in batches]), np.concatenate([b.codes for b in batches]), descriptors
+        )
+
+    def encode(self, images: np.ndarray) -> Encoding:
+        """Preprocessed images [B, 3, S, S] -> sub-vectors [B, M, d] float32, codes [B, M] uint8 and, for
+        format-2 models, descriptors [B, E] float32 (L2-normalised)."""
+        outputs = self.session.run(list(self.info.output_names), {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
+        codes = outputs[1].astype(np.uint8 if self.info.n_codewords <= 256 else np.int32)
+        return Encoding(outputs[0], codes, outputs[2] if self.info.has_descriptor else None)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What a model gives for a batch of photos."""
+
+    subvectors: np.ndarray  # [B, M, d] float32, L2-normalised per sub-space
+    codes: np.ndarray  # [B, M] uint8 (int32 when K > 256)
+    descriptors: np.ndarray | None  # [B, E] float32, L2-normalised; None for format-1 models
+
+
+def read_codebooks(data: bytes, source: str) -> np.ndarray:
+    """The normalised codebooks [M, K, d] stored as the ``phpq_codebooks`` initializer."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as error:  # protobuf raises DecodeError and others for damaged files
+        raise ModelError(f"{source} is not a readable ONNX file ({type(error).__name__})") from error
+    for initializer in model.graph.initializer:
+        if initializer.name == CODEBOOKS_NAME:
+            return numpy_helper.to_array(initializer).astype(np.float32)
+    raise ModelError(f"{source} is not a PHPQ model exported by phpq-export (no {CODEBOOKS_NAME} initializer)")

@@ -1,0 +1,265 @@
+"""The in-memory matrix of one model (codes and descriptors) and the fused top-k search over it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from phpq.db import IndexDatabase
+from phpq.descriptor import from_blobs
+from phpq.model import PHPQModel
+from phpq.pq import decode, lookup_tables
+from phpq.scan import DescriptorScan, pack_codes, score_rows, top_k
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    image_id: int
+    path: Path
+    similarity: float  # w * ADC / M + (1 - w) * descriptor cosine (ADC / M for codes only), in [-1, 1];
+    # with query expansion, its mean over the query and its best photos
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[SearchHit]
+    n_searched: int  # photos with a code of the active model (after the folder filter)
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query as the matrix scores it: similarity = w * ADC / M + (1 - w) * cosine(descriptor, stored).
+
+    ``descriptor`` is None for a codes-only (format 1) model, whose similarity is ADC / M whatever w is.
+    """
+
+    table: np.ndarray  # [M, K] inner products of the query's sub-vectors with the codewords
+    descriptor: np.ndarray | None  # [E] unit vector
+    weight: float  # w, the weight of the code similarity
+    # Query expansion: with ``expansion`` = n > 0, the search first finds the query's n best photos, then
+    # ranks by the mean of the similarities to the query and to those n (their stored code and descriptor).
+    expansion: int = 0
+    codebooks: np.ndarray | None = None  # [M, K, d], needed to expand with stored codes
+
+
+def model_query(
+    model: PHPQModel, subvectors: np.ndarray, descriptor: np.ndarray | None, weight: float | None = None
+) -> Query:
+    """The query of a photo's sub-vectors [M, d] and descriptor [E] under a model, at the model's weight
+    or ``weight``; the one place both ``phpq search`` and ``phpq-eval --model`` build their queries."""
+    weight = model.info.fusion_weight if weight is None else weight
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
+    table = lookup_tables(subvectors[None], model.codebooks)[0]
+    return Query(table, descriptor, weight, model.info.query_expansion, model.codebooks)
+
+
+# Query expansion re-ranks this many of the first scan's best photos (or k, when more are asked for):
+# a photo outside them would have to climb past a thousand others on the strength of 3 neighbours.
+EXPANSION_CANDIDATES = 1000
+
+
+class CodeMatrix:
+    """Every code (and, for a format-2 model, every int8 descriptor) of one model, packed for the scan
+    kernel, with the image and folder id of each row.
+
+    Loaded from SQLite in one query and then kept in sync by the library as batches are committed.
+    Rows are removed by moving the last row into the hole, so the matrix stays dense. A photo without a
+    stored descriptor gets a zero one (descriptor similarity 0).
+    """
+
+    def __init__(self, model_id: str, n_subspaces: int, descriptor_dim: int = 0):
+        self.model_id = model_id
+        self.n_subspaces = n_subspaces
+        self.descriptor_dim = descriptor_dim
+        self.lock = threading.Lock()
+        self._words = pack_codes(np.zeros((0, n_subspaces), np.uint8))
+        self._descriptors = np.zeros((0, descriptor_dim), np.int8)
+        self._scales = np.zeros(0, np.float32)
+        self._image_ids = np.zeros(0, np.int64)
+        self._folder_ids = np.zeros(0, np.int64)
+        self._row_of: dict[int, int] = {}
+        self._size = 0
+
+    @classmethod
+    def load(cls, db: IndexDatabase, model_id: str, n_subspaces: int, descriptor_dim: int = 0) -> CodeMatrix:
+        matrix = cls(model_id, n_subspaces, descriptor_dim)
+        stored = db.load_encodings(model_id)
+        matrix.upsert(
+            stored.image_ids,
+            stored.folder_ids,
+            stored.codes.reshape(len(stored.image_ids), n_subspaces),
+            matrix.descriptors_from_blobs(stored.descriptors),
+        )
+        return matrix
+
+    def descriptors_from_blobs(self, blobs: list[bytes | None]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Stored descriptor blobs -> (int8 values [N, E], scales [N]); a missing one becomes zeros."""
+        if not self.descriptor_dim:
+            return None
+        values = np.zeros((len(blobs), self.descriptor_dim), np.int8)
+        scales = np.zeros(len(blobs), np.float32)
+        present = [i for i, blob in enumerate(blobs) if blob is not None]
+        if present:
+            values[present], scales[present] = from_blobs([blobs[i] for i in present], self.descriptor_dim)
+        return values, scales
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _reserve(self, capacity: int) -> None:
+        if capacity <= len(self._image_ids):
+            return
+        capacity = max(capacity, 2 * len(self._image_ids), 1024)
+
+        def grown(array: np.ndarray) -> np.ndarray:
+            bigger = np.zeros((capacity, *array.shape[1:]), array.dtype)
+            bigger[: self._size] = array[: self._size]
+            return bigger
+
+        self._words, self._descriptors, self._scales = grown(self._words), grown(self._descriptors), grown(self._scales)
+        self._image_ids, self._folder_ids = grown(self._image_ids), grown(self._folder_ids)
+
+    def upsert(
+        self,
+        image_ids: np.ndarray,
+        folder_ids: np.ndarray,
+        codes: np.ndarray,
+        descriptors: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Add or replace the codes [N, M] (and int8 descriptors [N, E] with their scales [N]) of these photos."""
+        if len(image_ids) == 0:
+            return
+        if codes.shape[1] != self.n_subspaces:
+            raise ValueError(f"codes have {codes.shape[1]} sub-spaces, this matrix holds {self.n_subspaces}")
+        values, scales = descriptors if descriptors is not None else (None, None)
+        if self.descriptor_dim and (values is None or values.shape != (len(image_ids), self.descriptor_dim)):
+            raise ValueError(f"this matrix holds {self.descriptor_dim}-dim descriptors with every code")
+        words = pack_codes(codes)
+        with self.lock:
+            self._reserve(self._size + len(image_ids))
+            rows = np.empty(len(image_ids), np.int64)
+            for n, image_id in enumerate(image_ids.tolist()):
+                row = self._row_of.get(image_id)
+                if row is None:
+                    row = self._row_of[image_id] = self._size
+                    self._size += 1
+                rows[n] = row
+            self._image_ids[rows] = image_ids
+            self._folder_ids[rows] = folder_ids
+            self._words[rows] = words
+            if values is not None and self.descriptor_dim:
+                self._descriptors[rows] = values
+                self._scales[rows] = scales
+
+    def remove(self, image_ids: list[int]) -> None:
+        with self.lock:
+            for image_id in image_ids:
+                row = self._row_of.pop(image_id, None)
+                if row is None:
+                    continue
+                last = self._size - 1
+                if row != last:
+                    moved_id = int(self._image_ids[last])
+                    for array in (self._words, self._descriptors, self._scales, self._image_ids, self._folder_ids):
+                        array[row] = array[last]
+                    self._row_of[moved_id] = row
+                self._size = last
+
+    def move(self, image_id: int, folder_id: int) -> None:
+        """A photo moved to another folder keeps its code."""
+        with self.lock:
+            row = self._row_of.get(image_id)
+            if row is not None:
+                self._folder_ids[row] = folder_id
+
+    def remove_folder(self, folder_id: int) -> None:
+        with self.lock:
+            ids = self._image_ids[: self._size][self._folder_ids[: self._size] == folder_id].tolist()
+        self.remove(ids)
+
+    def codes_of(self, image_id: int) -> np.ndarray | None:
+        """The code [M] of one photo, or None."""
+        with self.lock:
+            row = self._row_of.get(image_id)
+            if row is None:
+                return None
+            return self._words[row : row + 1].view(np.uint8)[0, : self.n_subspaces].copy()
+
+    def _scan_arguments(self, query: Query) -> tuple[np.ndarray, DescriptorScan | None]:
+        """The kernel's table and descriptor part for a query: the weights are folded into both, so the
+        kernel's sum is the similarity itself. Call with the lock held."""
+        if query.descriptor is None or not self.descriptor_dim or query.weight == 1.0:  # codes alone
+            return query.table / self.n_subspaces, None
+        if query.descriptor.shape != (self.descriptor_dim,):
+            raise ValueError(f"query descriptor {query.descriptor.shape}, matrix holds {self.descriptor_dim} dims")
+        size = self._size
+        descriptors = DescriptorScan(
+            (1.0 - query.weight) * query.descriptor, self._descriptors[:size], self._scales[:size]
+        )
+        return query.table * (query.weight / self.n_subspaces), descriptors
+
+    def _expanded(self, query: Query, rows: list[int]) -> Query:
+        """The query averaged with the stored forms of these rows (their reconstructed codes' lookup
+        tables and their int8 descriptors), so its similarity to a photo is the mean of the query's and
+        theirs. Call with the lock held."""
+        codes = self._words[rows].view(np.uint8)[:, : self.n_subspaces]
+        table = (query.table + lookup_tables(decode(codes, query.codebooks), query.codebooks).sum(axis=0)) / (
+            1 + len(rows)
+        )
+        descriptor = query.descriptor
+        if descriptor is not None and self.descriptor_dim:
+            stored = self._descriptors[rows].astype(np.float32) * self._scales[rows, None]
+            descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
+        return Query(table, descriptor, query.weight)
+
+    def search(
+        self,
+        query: Query,
+        k: int,
+        folder_ids: list[int] | None = None,
+        exclude: set[int] | None = None,
+        first: list[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Top ``k`` photos for a query: (similarities, image ids, number of photos searched).
+
+        The photos in ``first`` (pinned copies of the query) lead the list, scored by the same kernel
+        arithmetic against the query itself; ids no longer in the matrix are skipped. ``exclude`` never
+        appears. With query expansion, a first scan picks the query's best photos and its top candidates
+        (``EXPANSION_CANDIDATES``, or k when larger), which are then ranked by the expanded query's
+        similarity (the mean over the query and its best photos).
+        """
+        exclude = exclude or set()
+        with self.lock:
+            size = self._size
+            mask = None
+            if folder_ids is not None:
+                mask = np.isin(self._folder_ids[:size], np.asarray(folder_ids, np.int64))
+            n_searched = size if mask is None else int(mask.sum())
+            table, descriptors = self._scan_arguments(query)
+            pinned_rows = np.array([self._row_of[i] for i in first or [] if i in self._row_of][:k], np.int64)
+            pinned_ids = self._image_ids[pinned_rows]
+            hidden = exclude | set(pinned_ids.tolist())
+            pinned_scores = np.zeros(0, np.float32)
+            if len(pinned_rows):  # copies of the query: their similarity to the query itself
+                pinned_scores = score_rows(table, self._words[:size], pinned_rows, descriptors)
+            if query.expansion > 0:
+                # Two stages: the first scan's best photos (not the query itself, not its copies) join
+                # the query, and its top candidates are re-ranked exactly with the expanded query.
+                n_candidates = max(k, EXPANSION_CANDIDATES) + len(hidden)
+                _, candidates = top_k(table, self._words[:size], n_candidates, mask, descriptors)
+                neighbours = [row for row in candidates.tolist() if int(self._image_ids[row]) not in hidden]
+                table, descriptors = self._scan_arguments(self._expanded(query, neighbours[: query.expansion]))
+                rescored = score_rows(table, self._words[:size], candidates, descriptors)
+                order = np.lexsort((candidates, -rescored))
+                scores, rows = rescored[order], candidates[order]
+            else:
+                scores, rows = top_k(table, self._words[:size], k + len(hidden), mask, descriptors)
+            image_ids = self._image_ids[rows]
+        keep = np.array([image_id not in hidden for image_id in image_ids.tolist()], dtype=bool)
+        scores = np.concatenate([pinned_scores, scores[keep]])[:k]
+        return scores, np.concatenate([pinned_ids, image_ids[keep]])[:k], n_searched

@@ -1,0 +1,72 @@
+"""``phpq-export CHECKPOINT -o model.onnx``: export, then check parity on photos (fails when it does not hold)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from phpq.imaging import is_image_path
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """Export a phpq-train checkpoint to a self-describing ONNX model and check it against PyTorch."""
+    parser = argparse.ArgumentParser(prog="phpq-export", description=export_main.__doc__)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--photos", type=Path, help="photo folder for the parity check (default: the training data)")
+    parser.add_argument("--parity-photos", type=int, default=64, help="how many photos the parity check encodes")
+    parser.add_argument("--fp16-weights", action="store_true", help="store weights as float16 (half the size)")
+    parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ quantization)")
+    parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    from phpq_train.export.onnx_export import export_checkpoint
+    from phpq_train.export.parity import check_parity
+    from phpq_train.train import load_checkpoint, model_from_checkpoint
+
+    try:
+        payload = load_checkpoint(args.checkpoint)
+    except Exception as error:  # torch.load raises pickle, zip and runtime errors for foreign files
+        print(f"phpq-export: cannot read checkpoint {args.checkpoint}: {error}", file=sys.stderr)
+        return 2
+    model = model_from_checkpoint(payload)
+    folder = args.photos or Path(payload.get("train_config", {}).get("data", ""))
+    photos = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p)) if folder.is_dir() else []
+    if not photos:
+        print(f"phpq-export: no photos for the parity check in {folder} (give --photos DIR)", file=sys.stderr)
+        return 2
+    step = max(1, len(photos) // args.parity_photos)
+    model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights)
+    report = check_parity(model, args.output, photos[::step][: args.parity_photos])
+    print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB), model id {model_id[:16]}")
+    print(report)
+    if not report.ok:
+        args.output.rename(args.output.with_suffix(".failed-parity.onnx"))
+        print("phpq-export: parity check failed; the file was renamed *.failed-parity.onnx", file=sys.stderr)
+        return 1
+    if args.int8:
+        import numpy as np
+
+        from phpq.model import PHPQModel
+        from phpq_train.export.quantize import quantize_int8
+
+        int8_path = args.output.with_suffix(".int8.onnx")
+        calibration = photos[:: max(1, len(photos) // args.calibration_photos)][: args.calibration_photos]
+        with tempfile.TemporaryDirectory(prefix="phpq-int8-") as tmp:
+            # Quantize from float32 storage: the quantizer does not see through float16 weights and Casts.
+            source = args.output
+            if args.fp16_weights:
+                source = Path(tmp) / "fp32.onnx"
+                export_checkpoint(model, payload, source)
+            quantize_int8(source, int8_path, calibration, model.config.input_size)
+        checked = photos[::step][: args.parity_photos]
+        fp32_codes = PHPQModel(args.output, prefer_cuda=False).encode_paths(checked).codes
+        int8_codes = PHPQModel(int8_path, prefer_cuda=False).encode_paths(checked).codes
+        print(
+            f"wrote {int8_path} ({int8_path.stat().st_size / 2**20:.1f} MiB); codes identical to fp32: "
+            f"{100 * float(np.mean(fp32_codes == int8_codes)):.1f}% (mAP and speed: bench/int8.py)"
+        )
+    return 0

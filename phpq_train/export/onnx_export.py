@@ -1,0 +1,114 @@
+"""Checkpoint -> ONNX: the retrieval encoder graph, the codebooks as an initializer, metadata props."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from phpq.imaging import PIXEL_OFFSET, PIXEL_SCALE, RESIZE_RATIO
+from phpq.model import CODEBOOKS_NAME, FORMAT_VERSION, INPUT_NAME, METADATA_PREFIX, OUTPUT_NAMES
+from phpq_train.inference import export_onnx
+from phpq_train.model import PHPQ, RetrievalEncoder
+
+
+def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_weights: bool) -> dict[str, str]:
+    """The ``phpq.*`` metadata props of an exported model."""
+    config = model.config
+    train_config = checkpoint.get("train_config", {})
+    metrics = checkpoint.get("metrics", {})
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_id": model_id,
+        "backbone": config.backbone,
+        "input_size": str(config.input_size),
+        "pixel_offset": str(PIXEL_OFFSET),
+        "pixel_scale": str(PIXEL_SCALE),
+        "resize_ratio": str(RESIZE_RATIO),
+        "n_subspaces": str(config.n_subspaces),
+        "n_codewords": str(config.n_codewords),
+        "bits": str(config.bits),
+        "dim": str(config.dim),
+        "descriptor_dim": str(config.descriptor_dim),
+        "fusion_weight": str(config.fusion_weight),
+        "query_expansion": str(config.query_expansion),
+        "model_config": json.dumps(config.to_dict()),
+        "training_data": json.dumps({k: train_config.get(k) for k in ("data", "split", "protocol", "mode", "epochs")}),
+        "class_names": json.dumps(checkpoint.get("class_names", [])),
+        "validation": json.dumps({k: round(v, 4) for k, v in metrics.items()}),
+        "weights": "float16" if fp16_weights else "float32",
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+FP16_MIN_ELEMENTS = 4096
+
+
+def round_weights_to_fp16(model: PHPQ) -> None:
+    """Round every floating parameter and buffer to float16 precision, in place (values stay float32).
+
+    The exported file then stores exactly these values as float16, so PyTorch and ONNX Runtime compute
+    from identical weights and the parity check keeps its 1e-4 bound.
+    """
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
+def store_weights_as_fp16(graph_model: onnx.ModelProto) -> None:
+    """Store large float32 initializers as float16 plus a Cast back to float32 (ONNX Runtime folds the
+    Cast at load time, so inference still runs in float32). The codebooks stay float32."""
+    graph = graph_model.graph
+    casts = []
+    for initializer in graph.initializer:
+        if (
+            initializer.data_type != onnx.TensorProto.FLOAT
+            or initializer.name == CODEBOOKS_NAME
+            or int(np.prod(initializer.dims)) < FP16_MIN_ELEMENTS
+        ):
+            continue
+        values = numpy_helper.to_array(initializer).astype(np.float16)
+        name = initializer.name
+        initializer.CopyFrom(numpy_helper.from_array(values, name + "_fp16"))
+        casts.append(helper.make_node("Cast", [name + "_fp16"], [name], to=onnx.TensorProto.FLOAT))
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+
+
+def export_checkpoint(model: PHPQ, checkpoint: dict[str, Any], output: Path, fp16_weights: bool = False) -> str:
+    """Write ``output`` and return its model id (SHA-256 of the graph, weights included).
+
+    With ``fp16_weights`` the model's weights are first rounded to float16 in place and the file stores
+    them as float16 (about half the size).
+    """
+    if fp16_weights:
+        round_weights_to_fp16(model)
+    encoder = RetrievalEncoder(model.eval().cpu())
+    with tempfile.TemporaryDirectory(prefix="phpq-export-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(encoder, model.config.input_size, path, list(OUTPUT_NAMES), constant_folding=False)
+        graph_model = onnx.load(path)
+    if graph_model.graph.input[0].name != INPUT_NAME:
+        raise RuntimeError(f"exported input is named {graph_model.graph.input[0].name!r}, expected {INPUT_NAME!r}")
+    if not any(init.name == CODEBOOKS_NAME for init in graph_model.graph.initializer):
+        raise RuntimeError(f"the exported graph lost the {CODEBOOKS_NAME} initializer")
+    if fp16_weights:
+        store_weights_as_fp16(graph_model)
+    model_id = hashlib.sha256(graph_model.graph.SerializeToString()).hexdigest()
+    for key, value in model_metadata(model, checkpoint, model_id, fp16_weights).items():
+        entry = graph_model.metadata_props.add()
+        entry.key, entry.value = METADATA_PREFIX + key, value
+    graph_model.producer_name = "phpq-export"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(graph_model, output)
+    return model_id

@@ -1,0 +1,116 @@
+"""On-disk cache of pyramid-pooled backbone features (frozen backbone, several augmented views).
+
+The cache holds, per photo and view, the parameter-free pyramid pooling of every tap (avg and max over
+1x1/2x2/4x4 bins), so any head configuration (levels, grids, hybrid mode) trains from one cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from phpq.eval.datasets import Photo
+from phpq_train.backbone import TAP_NAMES, EfficientNetLiteTaps
+from phpq_train.inference import BatchRunner, photo_list_digest, run_over_photos
+from phpq_train.model import PyramidLayout, PyramidPooling
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+FULL_GRIDS = (1, 2, 4)
+
+
+class PyramidFeatureExtractor(nn.Module):
+    """Frozen backbone + pyramid pooling over every tap: the cached representation."""
+
+    def __init__(self, backbone: str, input_size: int, pretrained: bool = True):
+        super().__init__()
+        self.backbone = EfficientNetLiteTaps(backbone, TAP_NAMES, pretrained=pretrained)
+        self.layout = PyramidLayout.build(
+            self.backbone.taps, self.backbone.channels, self.backbone.strides, input_size, FULL_GRIDS
+        )
+        self.pooling = PyramidPooling(self.layout)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pooling(self.backbone(images))
+
+
+@dataclass
+class FeatureCache:
+    """Memory-mapped pooled features [views, photos, F] in float16; view 0 is the centre crop."""
+
+    features: np.ndarray
+    layout: PyramidLayout
+    views: int
+
+    def view(self, index: int) -> np.ndarray:
+        return self.features[index]
+
+
+def build_or_load_cache(
+    photos: list[Photo],
+    cache_root: Path,
+    backbone: str,
+    input_size: int,
+    views: int,
+    seed: int = 0,
+    batch_size: int = 32,
+    workers: int = 2,
+    engine: str = "auto",
+    pretrained: bool = True,
+) -> FeatureCache:
+    """Load the cache for this (backbone, size, views, seed, photo list) or compute it (view by view)."""
+    extractor = PyramidFeatureExtractor(backbone, input_size, pretrained=pretrained)
+    key = {
+        "format": CACHE_FORMAT,
+        "backbone": backbone,
+        "pretrained": pretrained,
+        "input_size": input_size,
+        "views": views,
+        "seed": seed,
+        "photos": photo_list_digest(photos),
+        "n_photos": len(photos),
+        "grids": list(FULL_GRIDS),
+        "feature_size": extractor.layout.size,
+    }
+    name = f"{backbone}-{input_size}px-{views}views-seed{seed}-{key['photos'][:12]}"
+    directory = Path(cache_root) / name
+    shape = (views, len(photos), extractor.layout.size)
+    if (directory / "meta.json").is_file() and json.loads((directory / "meta.json").read_text()) == key:
+        log.info("feature cache hit: %s", directory)
+        return FeatureCache(np.load(directory / "features.npy", mmap_mode="r"), extractor.layout, views)
+    log.info("building feature cache %s (%d photos x %d views)", directory, len(photos), views)
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16, shape=shape)
+    runner = BatchRunner(extractor, input_size, 1, engine=engine)
+    log.info("feature extraction engine: %s", runner.engine)
+    for view in range(views):
+
+        def store(start: int, outputs: list[np.ndarray], target: np.ndarray = features[view]) -> None:
+            target[start : start + len(outputs[0])] = outputs[0]
+
+        run_over_photos(
+            runner,
+            photos,
+            input_size,
+            view=view,
+            seed=seed,
+            batch_size=batch_size,
+            workers=workers,
+            desc=f"caching view {view + 1}/{views}",
+            sink=store,
+        )
+    features.flush()
+    del features
+    (tmp / "meta.json").write_text(json.dumps(key))
+    tmp.rename(directory)
+    return FeatureCache(np.load(directory / "features.npy", mmap_mode="r"), extractor.layout, views)
