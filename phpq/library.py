@@ -40,6 +40,7 @@ from phpq.model import ModelError, PHPQModel
 from phpq.pq import decode
 from phpq.scan import N_CODEWORDS, set_kernel_cache_root, warm_up_in_background
 from phpq.search import CodeMatrix, Query, SearchHit, SearchResult, model_query
+from phpq.threadguard import guarded
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ def search_kind(descriptor_dim: int, fusion_weight: float, query_expansion: int 
     return f"codes + descriptor (fused, w={fusion_weight:g}{expansion})"
 
 
+@guarded
 class Library:
     """Folders of photos indexed with PQ codes of the active model, searchable by photo."""
 
