@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,35 @@ PIXEL_SCALE = 128.0
 RESIZE_RATIO = 256 / 224
 # Images more elongated than this are cut to their central square before resizing (see preprocess).
 MAX_ASPECT = 4.0
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a network wants its pixels: short side resized to ``resize_ratio * input_size``, centre crop
+    ``input_size``, then ``(pixel - pixel_offset) / pixel_scale``. An exported model carries its own values
+    in its metadata (``phpq.model.ModelInfo.preprocessing``); the defaults are EfficientNet-Lite's."""
+
+    input_size: int
+    resize_ratio: float = RESIZE_RATIO
+    pixel_offset: float = PIXEL_OFFSET
+    pixel_scale: float = PIXEL_SCALE
+
+    def __post_init__(self) -> None:
+        if self.input_size < 1 or self.resize_ratio < 1.0 or self.pixel_scale <= 0.0:
+            raise ValueError(
+                f"input_size {self.input_size} (>= 1), resize_ratio {self.resize_ratio} (>= 1),"
+                f" pixel_scale {self.pixel_scale} (> 0)"
+            )
+
+    @property
+    def resize_side(self) -> int:
+        """The short side before the centre crop."""
+        return round(self.input_size * self.resize_ratio)
+
+
+def as_preprocessing(spec: Preprocessing | int) -> Preprocessing:
+    """``spec`` itself, or EfficientNet-Lite's preprocessing at that input size."""
+    return spec if isinstance(spec, Preprocessing) else Preprocessing(spec)
 
 
 def is_image_name(name: str) -> bool:
@@ -126,14 +156,14 @@ def center_crop_box(image: Image.Image, crop_width: int, crop_height: int) -> Im
     return image.crop((left, top, left + crop_width, top + crop_height))
 
 
-def to_network_input(image: Image.Image) -> np.ndarray:
-    """RGB image of the network's size -> float32 array [3, H, W] scaled as (pixel - 127) / 128."""
+def to_network_input(image: Image.Image, offset: float = PIXEL_OFFSET, scale: float = PIXEL_SCALE) -> np.ndarray:
+    """RGB image of the network's size -> float32 array [3, H, W] scaled as (pixel - offset) / scale."""
     array = np.asarray(image, dtype=np.float32)
-    return np.ascontiguousarray(((array - PIXEL_OFFSET) / PIXEL_SCALE).transpose(2, 0, 1))
+    return np.ascontiguousarray(((array - offset) / scale).transpose(2, 0, 1))
 
 
-def preprocess(image: Image.Image, size: int) -> np.ndarray:
-    """Test-time preprocessing: resize the short side, centre crop ``size``, scale to network input.
+def preprocess(image: Image.Image, spec: Preprocessing | int) -> np.ndarray:
+    """Test-time preprocessing (``Preprocessing``; an int is EfficientNet-Lite's at that input size).
 
     A very elongated image (a 1 x 10000 strip) is first cut to its central square, which holds the
     whole centre crop anyway, so that resizing its short side cannot blow up its long side.
@@ -142,16 +172,18 @@ def preprocess(image: Image.Image, size: int) -> np.ndarray:
     if max(width, height) > MAX_ASPECT * min(width, height):
         side = min(width, height)
         image = center_crop_box(image, side, side)
-    resized = resize_short_side(image, round(size * RESIZE_RATIO))
-    return to_network_input(center_crop(resized, size))
+    spec = as_preprocessing(spec)
+    resized = resize_short_side(image, spec.resize_side)
+    return to_network_input(center_crop(resized, spec.input_size), spec.pixel_offset, spec.pixel_scale)
 
 
-def load_and_preprocess_with_size(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+def load_and_preprocess_with_size(path: Path, spec: Preprocessing | int) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode and preprocess ``path`` for the network; also return the photo's full (width, height)."""
-    image, full_size = load_image_with_size(path, min_side=round(size * RESIZE_RATIO))
-    return preprocess(image, size), full_size
+    spec = as_preprocessing(spec)
+    image, full_size = load_image_with_size(path, min_side=spec.resize_side)
+    return preprocess(image, spec), full_size
 
 
-def load_and_preprocess(path: Path, size: int) -> np.ndarray:
+def load_and_preprocess(path: Path, spec: Preprocessing | int) -> np.ndarray:
     """Decode ``path`` (reduced-scale JPEG decode where enough) and preprocess it for the network."""
-    return load_and_preprocess_with_size(path, size)[0]
+    return load_and_preprocess_with_size(path, spec)[0]

@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from phpq.db import EncodedImage, ImageRecord, IndexDatabase
 from phpq.descriptor import to_blobs
-from phpq.imaging import is_image_name, load_and_preprocess_with_size
+from phpq.imaging import Preprocessing, is_image_name, load_and_preprocess_with_size
 from phpq.model import PHPQModel
 
 log = logging.getLogger(__name__)
@@ -242,9 +242,9 @@ def describe_error(error: Exception) -> str:
     return f"cannot decode: {error}" if str(error) else f"cannot decode ({type(error).__name__})"
 
 
-def _decode(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]] | Exception:
+def _decode(path: Path, spec: Preprocessing) -> tuple[np.ndarray, tuple[int, int]] | Exception:
     try:
-        return load_and_preprocess_with_size(path, size)
+        return load_and_preprocess_with_size(path, spec)
     except Exception as error:  # any failure of one photo is recorded, never fatal
         return error
 
@@ -261,12 +261,12 @@ def encode_pending(
     """Decode photos in a thread pool (one batch ahead) and encode them in batches; ``store`` each batch."""
     state = IndexProgress("encoding", total=len(pending))
     start = time.perf_counter()
-    size = model.info.input_size
+    spec = model.info.preprocessing
     batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
     with ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="phpq-decode") as pool:
 
         def submit(batch: list[tuple[int, Path]]) -> list[Future]:
-            return [pool.submit(_decode, path, size) for _, path in batch]
+            return [pool.submit(_decode, path, spec) for _, path in batch]
 
         upcoming = submit(batches[0]) if batches else []
         for index, batch in enumerate(batches):

@@ -472,7 +472,7 @@ class Library:
         clock = time.perf_counter()
         model = self.model_for()
         try:
-            image = load_and_preprocess(Path(query), model.info.input_size)
+            image = load_and_preprocess(Path(query), model.info.preprocessing)
         except Exception as error:  # any unreadable query gets one readable message
             raise LibraryError(f"cannot read the query photo {query}: {describe_error(error)}") from error
         indexed = self.db.image_by_path(Path(query).resolve(), model.info.model_id)
@@ -500,7 +500,7 @@ class Library:
         """Photos that look most like an image already in memory (a paste from the clipboard)."""
         clock = time.perf_counter()
         model = self.model_for()
-        array = preprocess(image.convert("RGB"), model.info.input_size)
+        array = preprocess(image.convert("RGB"), model.info.preprocessing)
         timings = {"decode": _lap(clock)}
         return self._search_table(self._query(model, array, weight, timings), top_k, folders, set(), timings)
 

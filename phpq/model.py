@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from phpq.imaging import load_and_preprocess
+from phpq.imaging import RESIZE_RATIO, Preprocessing, load_and_preprocess
 from phpq.locations import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,16 @@ class ModelInfo:
     bits: int
     dim: int
     metadata: dict[str, str]
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The pixels this model was trained on, from its metadata (resize ratio 256/224 when absent)."""
+        return Preprocessing(
+            self.input_size,
+            float(self.metadata.get("resize_ratio", RESIZE_RATIO)),
+            float(self.metadata["pixel_offset"]),
+            float(self.metadata["pixel_scale"]),
+        )
 
     @property
     def has_descriptor(self) -> bool:
@@ -112,7 +122,7 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
             descriptor_dim, fusion_weight = int(props["descriptor_dim"]), float(props["fusion_weight"])
             if descriptor_dim < 1 or not 0.0 <= fusion_weight <= 1.0:
                 raise ValueError(f"descriptor_dim {descriptor_dim} (>= 1), fusion_weight {fusion_weight} (in [0, 1])")
-        return ModelInfo(
+        info = ModelInfo(
             props["model_id"],
             props["backbone"],
             int(props["input_size"]),
@@ -122,6 +132,8 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
             int(props["dim"]),
             props,
         )
+        info.preprocessing  # noqa: B018 - validates the pixel metadata now, not at the first photo
+        return info
     except ValueError as error:
         raise ModelError(f"{source} has malformed metadata: {error}") from error
 
@@ -225,11 +237,11 @@ class PHPQModel:
 
     def encode_paths(self, paths: list[Path], batch_size: int = 32, threads: int = 2) -> Encoding:
         """Decode and preprocess photos in a thread pool, encode them in batches (test-time geometry)."""
-        size = self.info.input_size
+        spec, size = self.info.preprocessing, self.info.input_size
         batches = []
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for start in range(0, len(paths), batch_size):
-                batch = list(pool.map(lambda path: load_and_preprocess(path, size), paths[start : start + batch_size]))
+                batch = list(pool.map(lambda path: load_and_preprocess(path, spec), paths[start : start + batch_size]))
                 batches.append(self.encode(np.stack(batch)))
         if not batches:
             return self.encode(np.zeros((0, 3, size, size), np.float32))
