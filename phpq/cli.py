@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -167,10 +168,15 @@ def run_status(library: Library, args: argparse.Namespace) -> int:
         f"{status.errors} unreadable"
     )
     for folder in status.folders:
-        print(f"folder     {folder.path}  ({folder.n_images} photos, {folder.n_errors} unreadable)")
+        scanned = "not scanned yet" if folder.scanned is None else f"scanned {_local_time(folder.scanned)}"
+        print(f"folder     {folder.path}  ({folder.n_images} photos, {folder.n_errors} unreadable, {scanned})")
     for path, reason in errors:
         print(f"unreadable {path}: {reason}")
     return EXIT_OK
+
+
+def _local_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
 def run_remove(library: Library, args: argparse.Namespace) -> int:

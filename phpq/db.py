@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,33 +297,46 @@ class IndexDatabase:
 
     def folders(self) -> list[FolderRecord]:
         with self.lock:
-            rows = self.db.execute(
-                """
-                SELECT f.id, f.path, COUNT(i.id), COUNT(i.error), f.scanned
-                FROM folders f LEFT JOIN images i ON i.folder_id = f.id
-                GROUP BY f.id ORDER BY f.path
-                """
-            ).fetchall()
-        return [FolderRecord(row[0], Path(row[1]), row[2], row[3], row[4]) for row in rows]
+            rows = _named_rows(
+                self.db.execute(
+                    """
+                    SELECT f.id AS id, f.path AS path, COUNT(i.id) AS n_images, COUNT(i.error) AS n_errors,
+                           f.scanned AS scanned
+                    FROM folders f LEFT JOIN images i ON i.folder_id = f.id
+                    GROUP BY f.id ORDER BY f.path
+                    """
+                )
+            )
+        return [FolderRecord(**{**row, "path": Path(row["path"])}) for row in rows]
+
+    @staticmethod
+    def salvage_folder_paths(path: Path) -> list[Path]:
+        """The folder paths still readable from an index file that may be damaged (opened read-only,
+        without the checks of opening an index); [] when nothing can be read."""
+        try:
+            uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+            with closing(sqlite3.connect(uri, uri=True)) as connection:
+                return [Path(row[0]) for row in connection.execute("SELECT path FROM folders")]
+        except sqlite3.Error:
+            return []
 
     # Images ---------------------------------------------------------------------------------------
 
     def images_in_folder(self, folder_id: int, model_id: str) -> dict[str, ImageRecord]:
         with self.lock:
-            rows = self.db.execute(_IMAGE_SELECT + " WHERE i.folder_id = ?", [model_id, folder_id]).fetchall()
-        return {row[2]: _image_record(row) for row in rows}
+            records = _image_records(self.db.execute(_IMAGE_SELECT + " WHERE i.folder_id = ?", [model_id, folder_id]))
+        return {record.path: record for record in records}
 
     def images_with_hash(self, content_hash: str, size: int, model_id: str) -> list[ImageRecord]:
         with self.lock:
-            rows = self.db.execute(
-                _IMAGE_SELECT + " WHERE i.hash = ? AND i.size = ?", [model_id, content_hash, size]
-            ).fetchall()
-        return [_image_record(row) for row in rows]
+            return _image_records(
+                self.db.execute(_IMAGE_SELECT + " WHERE i.hash = ? AND i.size = ?", [model_id, content_hash, size])
+            )
 
     def image_by_path(self, path: Path, model_id: str) -> ImageRecord | None:
         with self.lock:
-            row = self.db.execute(_IMAGE_SELECT + " WHERE i.path = ?", [model_id, str(path)]).fetchone()
-        return _image_record(row) if row else None
+            records = _image_records(self.db.execute(_IMAGE_SELECT + " WHERE i.path = ?", [model_id, str(path)]))
+        return records[0] if records else None
 
     def insert_image(
         self, folder_id: int, path: str, size: int, mtime_ns: int, content_hash: str, error: str | None = None
@@ -441,20 +454,6 @@ class IndexDatabase:
         codes = np.frombuffer(b"".join(row[2] for row in rows), np.uint8).reshape(len(rows), -1)
         return StoredEncodings(image_ids, folder_ids, codes, [row[3] for row in rows])
 
-    def code_of(self, image_id: int, model_id: str) -> bytes | None:
-        with self.lock:
-            row = self.db.execute(
-                "SELECT code FROM codes WHERE model_id = ? AND image_id = ?", [model_id, image_id]
-            ).fetchone()
-        return row[0] if row else None
-
-    def descriptor_of(self, image_id: int, model_id: str) -> bytes | None:
-        with self.lock:
-            row = self.db.execute(
-                "SELECT vector FROM descriptors WHERE model_id = ? AND image_id = ?", [model_id, image_id]
-            ).fetchone()
-        return row[0] if row else None
-
     # Models ---------------------------------------------------------------------------------------
 
     def add_model(self, model_id: str, name: str, path: Path, metadata: dict[str, str]) -> None:
@@ -484,11 +483,19 @@ def _execute_statements(db: sqlite_utils.Database, script: str) -> None:
 
 
 _IMAGE_SELECT = """
-    SELECT i.id, i.folder_id, i.path, i.size, i.mtime_ns, i.hash, i.error,
-           EXISTS (SELECT 1 FROM codes c WHERE c.model_id = ? AND c.image_id = i.id)
+    SELECT i.id AS id, i.folder_id AS folder_id, i.path AS path, i.size AS size, i.mtime_ns AS mtime_ns,
+           i.hash AS hash, i.error AS error,
+           EXISTS (SELECT 1 FROM codes c WHERE c.model_id = ? AND c.image_id = i.id) AS has_code
     FROM images i
 """
 
 
-def _image_record(row: tuple) -> ImageRecord:
-    return ImageRecord(*row[:7], bool(row[7]))
+def _named_rows(cursor: sqlite3.Cursor) -> list[dict]:
+    """A query's rows as dicts keyed by the column names the SELECT gives (its ``AS`` names)."""
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _image_records(cursor: sqlite3.Cursor) -> list[ImageRecord]:
+    """The rows of an ``_IMAGE_SELECT`` query as records, built by column name."""
+    return [ImageRecord(**{**row, "has_code": bool(row["has_code"])}) for row in _named_rows(cursor)]

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from phpq.db import EncodedImage, ImageRecord, IndexDatabase
+from phpq.db import EncodedImage, FolderRecord, ImageRecord, IndexDatabase
 from phpq.descriptor import to_blobs
 from phpq.imaging import Preprocessing, is_image_name, load_and_preprocess_with_size
 from phpq.model import PHPQModel
@@ -94,6 +95,111 @@ class FolderChanges:
     invalidated: list[int] = field(default_factory=list)  # image ids whose content changed
     pending: list[tuple[int, Path]] = field(default_factory=list)  # (image id, path) to encode
     problems: list[str] = field(default_factory=list)  # unreadable directories and files
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did, over all its folders."""
+
+    folders: int = 0
+    unchanged: int = 0
+    added: int = 0
+    modified: int = 0
+    moved: int = 0
+    removed: int = 0
+    encoded: int = 0
+    failed: int = 0  # photos that opened but could not be decoded
+    unreadable: int = 0  # files that could not be opened at all (both kinds are recorded with a reason)
+    cancelled: bool = False
+    seconds: float = 0.0
+    problems: list[str] | None = None
+
+    def count(self, changes: FolderChanges) -> None:
+        """Add one folder's changes to the counts."""
+        self.unchanged += changes.unchanged
+        self.unreadable += changes.unreadable
+        self.added += changes.added
+        self.modified += changes.modified
+        self.moved += len(changes.moved)
+
+
+class IndexListener(Protocol):
+    """Told of every change an indexing run commits (the in-memory code matrix follows them)."""
+
+    def folder_synced(self, changes: FolderChanges) -> None: ...
+
+    def images_removed(self, image_ids: list[int]) -> None: ...
+
+    def encoded_stored(self, model_id: str, results: list[EncodedImage]) -> None: ...
+
+
+def index_folders(
+    db: IndexDatabase,
+    folders: list[FolderRecord],
+    model_id: str,
+    load_model: Callable[[], PHPQModel],
+    listener: IndexListener,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    batch_size: int = 32,
+) -> IndexReport:
+    """Bring the index of these folders up to date for a model: sync each folder with the disk, drop the
+    photos that vanished (and were not moved into another folder), then encode what needs a code.
+    ``load_model`` is called only when something needs encoding."""
+    start = time.perf_counter()
+    report = IndexReport(folders=len(folders), problems=[])
+    pending, vanished = _sync_folders(db, folders, model_id, listener, report, progress, cancel)
+    db.delete_images(vanished)
+    listener.images_removed(vanished)
+    report.removed = len(vanished)
+
+    def store(results: list[EncodedImage]) -> None:
+        db.store_encoded(model_id, results)
+        listener.encoded_stored(model_id, results)
+
+    encoding = IndexProgress("encoding")
+    if pending and not (cancel is not None and cancel.cancelled):
+        encoding = encode_pending(load_model(), pending, store, progress, cancel, batch_size)
+    report.encoded = encoding.done - encoding.failed
+    report.failed = encoding.failed
+    report.cancelled = cancel is not None and cancel.cancelled
+    report.seconds = time.perf_counter() - start
+    if progress is not None:
+        progress(IndexProgress("done", encoding.done, len(pending), encoding.failed, report.seconds))
+    return report
+
+
+def _sync_folders(
+    db: IndexDatabase,
+    folders: list[FolderRecord],
+    model_id: str,
+    listener: IndexListener,
+    report: IndexReport,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> tuple[list[tuple[int, Path]], list[int]]:
+    """Sync folder after folder (a missing one is reported and keeps its photos) until cancelled;
+    returns the photos to encode and the ids of those gone from disk and not moved elsewhere."""
+    report.problems = problems = report.problems or []
+    pending: list[tuple[int, Path]] = []
+    moved: set[int] = set()
+    vanished: list[int] = []
+    for number, record in enumerate(folders):
+        if progress is not None:
+            progress(IndexProgress("scanning", done=number, total=len(folders), folder=record.path))
+        if not record.path.is_dir():
+            problems.append(f"{record.path}: folder not found (unplugged drive?); its photos are kept")
+            continue
+        changes = sync_folder(db, record.id, record.path, model_id)
+        report.count(changes)
+        problems.extend(changes.problems)
+        pending.extend(changes.pending)
+        moved.update(changes.moved)
+        vanished.extend(changes.vanished)
+        listener.folder_synced(changes)
+        if cancel is not None and cancel.cancelled:
+            break
+    return pending, [image_id for image_id in vanished if image_id not in moved]
 
 
 def content_hash(path: Path, size: int) -> str:

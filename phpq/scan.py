@@ -14,6 +14,7 @@ import itertools
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,77 @@ def _kernel_arguments(
     )
 
 
+class Scorer:
+    """One query's similarity to every row of a matrix, as the kernel computes it.
+
+    The kernel's arguments (padded table, packed words, the descriptor part) are checked and packed once;
+    ``top_k`` scans all rows with them and ``score`` scores listed rows (pinned copies, candidates to
+    re-rank) with them, through the same kernel function, so a listed row gets exactly its scan score.
+    """
+
+    def __init__(self, table: np.ndarray, words: np.ndarray, descriptors: DescriptorScan | None = None):
+        self._arguments = _kernel_arguments(table, words, descriptors)
+
+    def __len__(self) -> int:
+        return self._arguments[1].shape[0]
+
+    def top_k(self, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` rows, best first: (scores float32, rows int64), fewer when fewer rows qualify.
+
+        ``mask`` (bool [N]) keeps only the rows where it is True."""
+        table, words, query, values, scales = self._arguments
+        n_rows = words.shape[0]
+        k = min(k, n_rows)
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if mask is not None and mask.shape != (n_rows,):
+            raise ValueError(f"mask has shape {mask.shape}, expected ({n_rows},)")
+        from phpq._scan_kernel import scan_top_k  # imports numba: kept off the import path of the app
+
+        no_mask = np.zeros(0, dtype=np.bool_)
+
+        def scan(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+            part_mask = no_mask if mask is None else mask[start:stop]
+            part = (words[start:stop], query, values[start:stop], scales[start:stop])
+            scores, rows = scan_top_k(table, *part, min(k, stop - start), part_mask)
+            filled = rows >= 0  # fewer than k rows qualified
+            return scores[filled], rows[filled] + start
+
+        if n_rows * (words.shape[1] * 8 + values.shape[1]) >= PARALLEL_BYTES and (os.cpu_count() or 1) > 1:
+            scores, rows = _in_two_threads(scan, n_rows)
+        else:
+            scores, rows = scan(0, n_rows)
+        order = np.lexsort((rows, -scores))[:k]
+        return scores[order], rows[order]
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """The scores ``top_k`` gives these rows (float32, in their order)."""
+        if len(rows) == 0:
+            return np.zeros(0, np.float32)
+        from phpq._scan_kernel import score_rows
+
+        return score_rows(*self._arguments, np.ascontiguousarray(rows, dtype=np.int64))
+
+
+def _in_two_threads(
+    scan: Callable[[int, int], tuple[np.ndarray, np.ndarray]], n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scan ``PARTS`` slices of the rows, taken in turn by this thread and the helper; the parts joined."""
+    bounds = np.linspace(0, n_rows, PARTS + 1).astype(np.int64).tolist()
+    no_rows = np.zeros(0, np.int64)
+    parts: list[tuple[np.ndarray, np.ndarray]] = [(no_rows, no_rows)] * PARTS
+    next_part = itertools.count()  # next() is atomic under the GIL
+
+    def work() -> None:
+        while (part := next(next_part)) < PARTS:
+            parts[part] = scan(bounds[part], bounds[part + 1])
+
+    helper = _helper_pool().submit(work)
+    work()
+    helper.result()
+    return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
+
+
 def top_k(
     table: np.ndarray,
     words: np.ndarray,
@@ -97,57 +169,9 @@ def top_k(
     mask: np.ndarray | None = None,
     descriptors: DescriptorScan | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` rows of ``words`` by ADC score under ``table`` ([M, K]), plus the descriptor
-    score when ``descriptors`` is given; best first.
-
-    ``mask`` (bool [N]) keeps only the rows where it is True. Returns (scores float32, rows int64),
-    at most ``k`` of each and fewer when fewer rows qualify.
-    """
-    n_rows = words.shape[0]
-    k = min(k, n_rows)
-    if k <= 0:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    if mask is not None and mask.shape != (n_rows,):
-        raise ValueError(f"mask has shape {mask.shape}, expected ({n_rows},)")
-    table, words, query, values, scales = _kernel_arguments(table, words, descriptors)
-    from phpq._scan_kernel import scan_top_k  # imports numba: kept off the import path of the app
-
-    no_mask = np.zeros(0, dtype=np.bool_)
-
-    def scan(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        part_mask = no_mask if mask is None else mask[start:stop]
-        part = (words[start:stop], query, values[start:stop], scales[start:stop])
-        scores, rows = scan_top_k(table, *part, min(k, stop - start), part_mask)
-        filled = rows >= 0  # fewer than k rows qualified
-        return scores[filled], rows[filled] + start
-
-    if n_rows * (words.shape[1] * 8 + values.shape[1]) >= PARALLEL_BYTES and (os.cpu_count() or 1) > 1:
-        bounds = np.linspace(0, n_rows, PARTS + 1).astype(np.int64).tolist()
-        parts: list[tuple[np.ndarray, np.ndarray]] = [(no_mask, no_mask)] * PARTS
-        next_part = itertools.count()  # next() is atomic under the GIL
-
-        def work() -> None:
-            while (part := next(next_part)) < PARTS:
-                parts[part] = scan(bounds[part], bounds[part + 1])
-
-        helper = _helper_pool().submit(work)
-        work()
-        helper.result()
-        scores, rows = np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
-    else:
-        scores, rows = scan(0, n_rows)
-    order = np.lexsort((rows, -scores))[:k]
-    return scores[order], rows[order]
-
-
-def score_rows(
-    table: np.ndarray, words: np.ndarray, rows: np.ndarray, descriptors: DescriptorScan | None = None
-) -> np.ndarray:
-    """The scores ``top_k`` gives these rows (same kernel arithmetic), for rows listed outside the scan."""
-    arguments = _kernel_arguments(table, words, descriptors)
-    from phpq._scan_kernel import score_rows as kernel_score_rows
-
-    return kernel_score_rows(*arguments, np.ascontiguousarray(rows, dtype=np.int64))
+    """Best ``k`` rows of ``words`` by ADC score under ``table`` ([M, K]), plus the descriptor score when
+    ``descriptors`` is given; best first (``Scorer.top_k`` of a one-off scorer)."""
+    return Scorer(table, words, descriptors).top_k(k, mask)
 
 
 def _helper_pool() -> ThreadPoolExecutor:
@@ -162,8 +186,9 @@ def warm_up() -> None:
     """Compile (or load from numba's on-disk cache) the kernel now rather than on the first query."""
     table, words = np.zeros((8, N_CODEWORDS), np.float32), np.zeros((1, 1), np.uint64)
     descriptors = DescriptorScan(np.zeros(1, np.float32), np.zeros((1, 1), np.int8), np.ones(1, np.float32))
-    top_k(table, words, 1, descriptors=descriptors)
-    score_rows(table, words, np.zeros(1, np.int64), descriptors)
+    scorer = Scorer(table, words, descriptors)
+    scorer.top_k(1)
+    scorer.score(np.zeros(1, np.int64))
 
 
 def warm_up_in_background() -> threading.Thread:

@@ -12,7 +12,7 @@ from phpq.db import IndexDatabase
 from phpq.descriptor import from_blobs
 from phpq.model import PHPQModel
 from phpq.pq import decode, lookup_tables
-from phpq.scan import DescriptorScan, pack_codes, score_rows, top_k
+from phpq.scan import DescriptorScan, Scorer, pack_codes
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,14 @@ def model_query(
         raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
     table = lookup_tables(subvectors[None], model.codebooks)[0]
     return Query(table, descriptor, weight, model.info.query_expansion, model.codebooks)
+
+
+def search_kind(descriptor_dim: int, fusion_weight: float, query_expansion: int = 0) -> str:
+    """ "codes + descriptor (fused, w=0.5, query expansion 3)" or "codes only (format 1)"."""
+    if not descriptor_dim:
+        return "codes only (format 1)"
+    expansion = f", query expansion {query_expansion}" if query_expansion else ""
+    return f"codes + descriptor (fused, w={fusion_weight:g}{expansion})"
 
 
 # Query expansion re-ranks this many of the first scan's best photos (or k, when more are asked for):
@@ -182,26 +190,19 @@ class CodeMatrix:
             ids = self._image_ids[: self._size][self._folder_ids[: self._size] == folder_id].tolist()
         self.remove(ids)
 
-    def codes_of(self, image_id: int) -> np.ndarray | None:
-        """The code [M] of one photo, or None."""
-        with self.lock:
-            row = self._row_of.get(image_id)
-            if row is None:
-                return None
-            return self._words[row : row + 1].view(np.uint8)[0, : self.n_subspaces].copy()
-
-    def _scan_arguments(self, query: Query) -> tuple[np.ndarray, DescriptorScan | None]:
-        """The kernel's table and descriptor part for a query: the weights are folded into both, so the
-        kernel's sum is the similarity itself. Call with the lock held."""
+    def _scorer(self, query: Query) -> Scorer:
+        """The one definition of a query's similarity to the rows, for the scan and for listed rows alike:
+        w * ADC / M + (1 - w) * descriptor cosine, with the weights folded into the kernel's table and
+        descriptor query so that the kernel's sum is the similarity itself. Call with the lock held."""
+        size = self._size
         if query.descriptor is None or not self.descriptor_dim or query.weight == 1.0:  # codes alone
-            return query.table / self.n_subspaces, None
+            return Scorer(query.table / self.n_subspaces, self._words[:size])
         if query.descriptor.shape != (self.descriptor_dim,):
             raise ValueError(f"query descriptor {query.descriptor.shape}, matrix holds {self.descriptor_dim} dims")
-        size = self._size
         descriptors = DescriptorScan(
             (1.0 - query.weight) * query.descriptor, self._descriptors[:size], self._scales[:size]
         )
-        return query.table * (query.weight / self.n_subspaces), descriptors
+        return Scorer(query.table * (query.weight / self.n_subspaces), self._words[:size], descriptors)
 
     def _expanded(self, query: Query, rows: list[int]) -> Query:
         """The query averaged with the stored forms of these rows (their reconstructed codes' lookup
@@ -217,6 +218,19 @@ class CodeMatrix:
             descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
         return Query(table, descriptor, query.weight)
 
+    def _expanded_ranking(
+        self, query: Query, scorer: Scorer, k: int, mask: np.ndarray | None, hidden: set[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Query expansion in two stages: the first scan's best photos (not the query itself, not its
+        copies) join the query, and its top candidates are re-ranked exactly with the expanded query.
+        Call with the lock held."""
+        n_candidates = max(k, EXPANSION_CANDIDATES) + len(hidden)
+        _, candidates = scorer.top_k(n_candidates, mask)
+        neighbours = [row for row in candidates.tolist() if int(self._image_ids[row]) not in hidden]
+        rescored = self._scorer(self._expanded(query, neighbours[: query.expansion])).score(candidates)
+        order = np.lexsort((candidates, -rescored))
+        return rescored[order], candidates[order]
+
     def search(
         self,
         query: Query,
@@ -227,8 +241,8 @@ class CodeMatrix:
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Top ``k`` photos for a query: (similarities, image ids, number of photos searched).
 
-        The photos in ``first`` (pinned copies of the query) lead the list, scored by the same kernel
-        arithmetic against the query itself; ids no longer in the matrix are skipped. ``exclude`` never
+        The photos in ``first`` (pinned copies of the query) lead the list, scored by the same scorer as
+        the scan, against the query itself; ids no longer in the matrix are skipped. ``exclude`` never
         appears. With query expansion, a first scan picks the query's best photos and its top candidates
         (``EXPANSION_CANDIDATES``, or k when larger), which are then ranked by the expanded query's
         similarity (the mean over the query and its best photos).
@@ -240,25 +254,15 @@ class CodeMatrix:
             if folder_ids is not None:
                 mask = np.isin(self._folder_ids[:size], np.asarray(folder_ids, np.int64))
             n_searched = size if mask is None else int(mask.sum())
-            table, descriptors = self._scan_arguments(query)
+            scorer = self._scorer(query)
             pinned_rows = np.array([self._row_of[i] for i in first or [] if i in self._row_of][:k], np.int64)
             pinned_ids = self._image_ids[pinned_rows]
             hidden = exclude | set(pinned_ids.tolist())
-            pinned_scores = np.zeros(0, np.float32)
-            if len(pinned_rows):  # copies of the query: their similarity to the query itself
-                pinned_scores = score_rows(table, self._words[:size], pinned_rows, descriptors)
+            pinned_scores = scorer.score(pinned_rows)  # copies of the query: their similarity to the query
             if query.expansion > 0:
-                # Two stages: the first scan's best photos (not the query itself, not its copies) join
-                # the query, and its top candidates are re-ranked exactly with the expanded query.
-                n_candidates = max(k, EXPANSION_CANDIDATES) + len(hidden)
-                _, candidates = top_k(table, self._words[:size], n_candidates, mask, descriptors)
-                neighbours = [row for row in candidates.tolist() if int(self._image_ids[row]) not in hidden]
-                table, descriptors = self._scan_arguments(self._expanded(query, neighbours[: query.expansion]))
-                rescored = score_rows(table, self._words[:size], candidates, descriptors)
-                order = np.lexsort((candidates, -rescored))
-                scores, rows = rescored[order], candidates[order]
+                scores, rows = self._expanded_ranking(query, scorer, k, mask, hidden)
             else:
-                scores, rows = top_k(table, self._words[:size], k + len(hidden), mask, descriptors)
+                scores, rows = scorer.top_k(k + len(hidden), mask)
             image_ids = self._image_ids[rows]
         keep = np.array([image_id not in hidden for image_id in image_ids.tolist()], dtype=bool)
         scores = np.concatenate([pinned_scores, scores[keep]])[:k]

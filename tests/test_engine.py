@@ -28,6 +28,14 @@ def library(tmp_path, tiny_model) -> Library:
         yield opened
 
 
+def code_of(library: Library, path: Path, model_id: str) -> bytes | None:
+    """The stored code of the photo at ``path`` for a model (None without one)."""
+    image_id = library.db.image_by_path(path.resolve(), model_id).id
+    stored = library.db.load_encodings(model_id)
+    codes = {int(i): code.tobytes() for i, code in zip(stored.image_ids, stored.codes, strict=True)}
+    return codes.get(image_id)
+
+
 def folder_of_photos(root: Path, per_class: int = 6) -> Path:
     return write_image_folder(root, n_classes=4, per_class=per_class)
 
@@ -50,12 +58,10 @@ def test_search_ranks_photos_of_the_query_class_first(library, tmp_path):
         similarities = [hit.similarity for hit in result.hits]
         assert similarities == sorted(similarities, reverse=True) and -1 <= similarities[-1] <= similarities[0] <= 1
         assert set(result.timings_ms) == {"decode", "encode", "scan", "fetch"}
-    # an indexed photo as the query: it is not its own result, and the search by id agrees
+    # an indexed photo as the query: it is not its own result
     first = sorted((photos / "002.class_1").iterdir())[0]
     by_path = library.search(first, top_k=5)
-    assert first not in [hit.path for hit in by_path.hits]
-    image_id = library.db.image_by_path(first.resolve(), library.active_model_id).id
-    assert [hit.path for hit in library.search_indexed(image_id, top_k=5).hits] == [hit.path for hit in by_path.hits]
+    assert len(by_path.hits) == 5 and first not in [hit.path for hit in by_path.hits]
 
 
 def test_incremental_indexing_add_modify_rename_move_delete(library, tmp_path):
@@ -70,14 +76,14 @@ def test_incremental_indexing_add_modify_rename_move_delete(library, tmp_path):
 
     model_id = library.active_model_id
     renamed_from = photos / "001.class_0" / "photo_000.jpg"
-    code_before = library.db.code_of(library.db.image_by_path(renamed_from, model_id).id, model_id)
+    code_before = code_of(library, renamed_from, model_id)
     renamed_to = photos / "001.class_0" / "renamed.jpg"
     renamed_from.rename(renamed_to)
     moved_to = other / "moved.jpg"
     (photos / "002.class_1" / "photo_001.jpg").rename(moved_to)
     (photos / "003.class_2" / "photo_002.jpg").unlink()
     modified = photos / "004.class_3" / "photo_000.jpg"
-    old_code = library.db.code_of(library.db.image_by_path(modified, model_id).id, model_id)
+    old_code = code_of(library, modified, model_id)
     write_photo(modified, label=0, index=99)  # different content at the same path
     os.utime(modified, ns=(1, 10**18))
     write_photo(photos / "004.class_3" / "new.png", label=3, index=42)
@@ -85,11 +91,10 @@ def test_incremental_indexing_add_modify_rename_move_delete(library, tmp_path):
     report = library.index()
     assert (report.moved, report.removed, report.modified, report.added) == (2, 1, 1, 1)
     assert report.encoded == 2  # the changed file and the new one; moved files keep their codes
-    renamed = library.db.image_by_path(renamed_to, model_id)
-    assert renamed is not None and library.db.code_of(renamed.id, model_id) == code_before
+    assert code_before is not None and code_of(library, renamed_to, model_id) == code_before
     moved = library.db.image_by_path(moved_to, model_id)
     assert moved is not None and moved.folder_id == library.folder(other).id and moved.has_code
-    assert library.db.code_of(library.db.image_by_path(modified, model_id).id, model_id) != old_code
+    assert code_of(library, modified, model_id) not in (old_code, None)
     assert library.db.counts(model_id) == {"images": 12, "errors": 0, "indexed": 12, "pending": 0}
     # the in-memory matrix followed every change: the deleted photo is never returned, moves are filtered
     hits = library.search(write_photo(tmp_path / "q.png", 2, 50), top_k=20).hits
@@ -241,6 +246,13 @@ def test_phpq_command_line(tmp_path, tiny_model, capsys):
     status = json.loads(capsys.readouterr().out)
     assert (status["images"], status["indexed"], status["errors"], status["bits"]) == (12, 12, 0, 16)
     assert status["provider"] == "CPUExecutionProvider"
+    assert status["folders"][0]["scanned"] > 0  # when the folder was last compared with the disk
+    (tmp_path / "later").mkdir()
+    assert phpq([*db, "add", str(tmp_path / "later"), "--no-index"]) == 0
+    assert phpq([*db, "status"]) == 0
+    folder_lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("folder ")]
+    assert "(0 photos, 0 unreadable, not scanned yet)" in folder_lines[0]
+    assert "(12 photos, 0 unreadable, scanned 2" in folder_lines[1]
     assert phpq([*db, "models"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2  # the bundled default and the tiny model
     assert phpq([*db, "search", str(tmp_path / "missing.jpg")]) == 2
@@ -290,10 +302,7 @@ def test_byte_identical_copies_of_the_query_come_first(library, tmp_path):
     library.add_folder(second)
     library.index()
     model_id = library.active_model_id
-    codes = {
-        path.name: library.db.code_of(library.db.image_by_path(path.resolve(), model_id).id, model_id)
-        for path in (first / "002.class_1").glob("[az]_*.jpg")
-    }
+    codes = {path.name: code_of(library, path, model_id) for path in (first / "002.class_1").glob("[az]_*.jpg")}
     assert sum(code == codes["z_copy.jpg"] for code in codes.values()) >= 2, "no variant ties with the copy"
 
     hits = library.search(query, top_k=6).hits
@@ -317,7 +326,7 @@ def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(t
     bundled = tmp_path / "package" / "default.onnx"
     bundled.parent.mkdir()
     shutil.copyfile(tiny_model, bundled)
-    monkeypatch.setattr("phpq.library.bundled_models", lambda: [bundled])
+    monkeypatch.setattr("phpq.registry.bundled_models", lambda: [bundled])
     photos = folder_of_photos(tmp_path / "photos", per_class=2)
     database = tmp_path / "data" / "index.sqlite3"
     with Library(database, prefer_cuda=False) as library:
@@ -342,12 +351,12 @@ def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(t
         assert library.index().encoded == 8
         assert library.search(write_photo(tmp_path / "q.png", 0, 60), top_k=3).n_searched == 8
     with Library(database, prefer_cuda=False) as library:  # unchanged file: nothing is loaded at open
-        assert library._models == {} and library.active_model_id == new_id
+        assert library._registry._models == {} and library.active_model_id == new_id
     # a new install location with the first model again: it replaces the one at the old location
     moved = tmp_path / "new-install" / "default.onnx"
     moved.parent.mkdir()
     shutil.copyfile(tiny_model, moved)
-    monkeypatch.setattr("phpq.library.bundled_models", lambda: [moved])
+    monkeypatch.setattr("phpq.registry.bundled_models", lambda: [moved])
     with Library(database, prefer_cuda=False) as library:
         assert library.active_model_id == old_id and [record.path for record in library.models()] == [moved]
         assert library.index().encoded == 8

@@ -67,12 +67,18 @@ def test_code_matrix_stays_equal_to_a_rebuilt_one_through_upserts_moves_and_remo
             matrix.move(moved, 9)
             truth[moved] = (9, truth[moved][1])
     assert len(matrix) == len(truth)
-    for image_id, (_, code) in truth.items():
-        np.testing.assert_array_equal(matrix.codes_of(image_id), code)
     table = rng.standard_normal((8, 256)).astype(np.float32)
     ids = np.array(sorted(truth), np.int64)
     codes = np.stack([truth[i][1] for i in ids.tolist()])
     query = Query(table, None, 1.0)
+    # every photo is there once, with its own code (its score) and its own folder
+    expected = dict(zip(ids.tolist(), (adc_scores(table[None], codes)[0] / 8).tolist(), strict=True))
+    for folder in (1, 2, 3, 9):
+        scores, found, searched = matrix.search(query, len(truth), folder_ids=[folder])
+        assert sorted(found.tolist()) == sorted(i for i, (f, _) in truth.items() if f == folder) and searched == len(
+            found
+        )
+        np.testing.assert_allclose(scores, [expected[i] for i in found.tolist()], rtol=1e-5)
     scores, found, searched = matrix.search(query, 10, folder_ids=[9, 2])
     in_folders = np.array([truth[i][0] in (9, 2) for i in ids.tolist()])
     expected_scores, expected_rows = reference_top_k(table, codes, 10, in_folders)

@@ -93,3 +93,55 @@ def test_index_and_search_never_touch_the_network(tmp_path, tiny_model):
         run = subprocess.run([sys.executable, "-c", NO_NETWORK, *database, *arguments], capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
         assert "network access attempted" not in run.stderr
+
+
+# SQL runs in one module: every statement is an ``IndexDatabase`` method in phpq/db.py.
+SQL_HOME = ROOT / "phpq" / "db.py"
+SQL_CALLS = {"execute", "executemany", "executescript"}
+
+
+def sql_outside_the_database_module(path: Path, source: str) -> list[str]:
+    """Where ``source`` runs SQL or holds a SQLite connection itself (catching ``sqlite3.Error`` is fine)."""
+    found = []
+    for node in ast.walk(ast.parse(source, str(path))):
+        where = f"{path}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS:
+            found.append(f"{where} calls .{node.func.attr}")
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            names = [alias.name for alias in node.names] if isinstance(node, ast.ImportFrom) else []
+            if any(module.split(".")[0] == "sqlite_utils" for module in modules):
+                found.append(f"{where} imports sqlite_utils")
+            if "sqlite3" in modules and any(not name.endswith(("Error", "Warning")) for name in names):
+                found.append(f"{where} imports {names} from sqlite3")
+        elif isinstance(node, ast.Attribute):
+            target = node.value
+            if isinstance(target, ast.Name) and target.id == "sqlite3" and not node.attr.endswith(("Error", "Warning")):
+                found.append(f"{where} uses sqlite3.{node.attr}")
+            if node.attr == "conn" or (node.attr == "db" and isinstance(target, ast.Attribute) and target.attr == "db"):
+                found.append(f"{where} reaches into the index's connection (.{node.attr})")
+    return found
+
+
+def test_no_sql_outside_the_index_database():
+    runtime = sorted(path for folder in ("phpq", "phpq_train") for path in (ROOT / folder).rglob("*.py"))
+    assert SQL_HOME in runtime
+    found = [
+        line for path in runtime if path != SQL_HOME for line in sql_outside_the_database_module(path, path.read_text())
+    ]
+    assert not found, "SQL outside phpq/db.py (add an IndexDatabase method instead):\n" + "\n".join(found)
+    # the check itself trips on each way of running SQL elsewhere, and passes a plain error handler
+    planted = {
+        "connection.execute('SELECT 1')": "calls .execute",
+        "db.conn.executemany('DELETE FROM images', [])": "calls .executemany",
+        "import sqlite3\nsqlite3.connect('index.sqlite3')": "uses sqlite3.connect",
+        "from sqlite3 import connect": "imports ['connect'] from sqlite3",
+        "import sqlite_utils": "imports sqlite_utils",
+        "library.db.db['images'].insert({})": "reaches into the index's connection",
+    }
+    for source, message in planted.items():
+        assert any(message in line for line in sql_outside_the_database_module(Path("planted.py"), source)), source
+    assert not sql_outside_the_database_module(
+        Path("ok.py"), "import sqlite3\ntry:\n    pass\nexcept sqlite3.Error:\n    pass\n"
+    )
+    assert sql_outside_the_database_module(SQL_HOME, SQL_HOME.read_text())  # and it sees the SQL where it lives
