@@ -1,23 +1,49 @@
-"""The desktop window under QT_QPA_PLATFORM=offscreen: drop to search, indexing, cancel, thumbnails, models."""
+"""The desktop window under QT_QPA_PLATFORM=offscreen: drop to search, indexing, cancel, thumbnails, models.
+
+The GUI thread (the test's own thread) is forbidden to call the library: a window change that calls it
+there raises WrongThreadError and fails these tests. The tests' own library calls run on a helper thread.
+"""
 
 import time
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDrag, QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
+from phpq.db import REBUILD_HINT, DamagedDatabaseError
 from phpq.gui.dialogs import ModelsDialog
+from phpq.gui.errors import failure_text, offers_rebuild
 from phpq.gui.models import is_generic_name, result_folders
 from phpq.gui.window import MainWindow
 from phpq.index import CancelToken
-from phpq.library import Library
+from phpq.library import Library, LibraryError, ReadOnlyError
+from phpq.model import ModelError
 from phpq.search import SearchHit
+from phpq.threadguard import WrongThreadError, allow_current_thread, forbid_current_thread
 from tests.conftest import synthetic_photo, write_image_folder, write_photo
 
 TIMEOUT_MS = 60_000
+T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def gui_thread_forbidden():
+    """Every library call on the GUI thread raises WrongThreadError, until the test and its windows are done."""
+    forbid_current_thread()
+    yield
+    allow_current_thread()
+
+
+def off_gui(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a library call of the test itself on a helper thread and return its result."""
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        return helper.submit(function, *args, **kwargs).result()
 
 
 @pytest.fixture
@@ -57,15 +83,15 @@ def drop(widget, path) -> None:
 
 def index_folder(qtbot, window: MainWindow, folder) -> object:
     with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
-        window.add_folders([folder])
+        window.folders.add([folder])
     return done.args[0]
 
 
 def test_first_run_explains_the_two_steps(qtbot, window):
-    qtbot.waitUntil(lambda: "bits" in window.model_label.text(), timeout=TIMEOUT_MS)
-    assert window.pages.currentWidget() is window.empty_state
-    assert "Add a folder" in window.empty_state.text() and "Drop a photo" in window.empty_state.text()
-    assert "16 bits" in window.model_label.text() and "CPU" in window.model_label.text()
+    qtbot.waitUntil(lambda: "bits" in window.ui.model_label.text(), timeout=TIMEOUT_MS)
+    assert window.ui.pages.currentWidget() is window.ui.empty_state
+    assert "Add a folder" in window.ui.empty_state.text() and "Drop a photo" in window.ui.empty_state.text()
+    assert "16 bits" in window.ui.model_label.text() and "CPU" in window.ui.model_label.text()
 
 
 def test_dropping_a_photo_shows_ranked_look_alikes(qtbot, window, tmp_path):
@@ -73,16 +99,16 @@ def test_dropping_a_photo_shows_ranked_look_alikes(qtbot, window, tmp_path):
     report = index_folder(qtbot, window, photos)
     assert report.encoded == 24
     query = write_photo(tmp_path / "query.png", label=2, index=90)
-    window.top_k.setValue(5)
+    window.ui.top_k.setValue(5)
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
-        drop(window.query_area, query)
+        drop(window.ui.query_area, query)
     hits = shown.args[0].hits
     assert [hit.path.parent.name for hit in hits].count("003.class_2") >= 4
-    model = window.results_view.model()
-    assert model.rowCount() == 5 and window.pages.currentWidget() is window.results_view
+    model = window.ui.results_view.model()
+    assert model.rowCount() == 5 and window.ui.pages.currentWidget() is window.ui.results_view
     # photo_NNN.jpg repeats in every class folder, so each caption names the folder too
     assert model.index(0).data() == f"{hits[0].path.name}\n{hits[0].similarity:.2f} · in {hits[0].path.parent.name}"
-    assert "ms" in window.time_label.text() and "24 photos indexed" in window.count_label.text()
+    assert "ms" in window.ui.time_label.text() and "24 photos indexed" in window.ui.count_label.text()
     # thumbnails load lazily, off the GUI thread, and land in the grid
     model.index(0).data(Qt.ItemDataRole.DecorationRole)
     qtbot.waitUntil(lambda: str(hits[0].path) in model._pixmaps, timeout=TIMEOUT_MS)
@@ -91,7 +117,7 @@ def test_dropping_a_photo_shows_ranked_look_alikes(qtbot, window, tmp_path):
     # copy(): the clipboard must own its pixels, not borrow a Python buffer that is freed before exit
     QGuiApplication.clipboard().setImage(QImage(pixels, 96, 96, 3 * 96, QImage.Format.Format_RGB888).copy())
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as pasted:
-        window.paste()
+        window.search.paste()
     assert [hit.path.parent.name for hit in pasted.args[0].hits].count("002.class_1") >= 4
 
 
@@ -109,9 +135,9 @@ def test_indexing_reports_progress_without_blocking_the_event_loop(qtbot, window
     timer = QTimer()
     timer.setInterval(10)
     timer.timeout.connect(tick)
-    window.add_folders([photos])
-    qtbot.waitUntil(lambda: window.index_thread is not None, timeout=TIMEOUT_MS)
-    window.index_thread.progress.connect(lambda state: progress.append(state))
+    window.folders.add([photos])
+    qtbot.waitUntil(lambda: window.indexing.thread is not None, timeout=TIMEOUT_MS)
+    window.indexing.thread.progress.connect(lambda state: progress.append(state))
     last[0] = time.perf_counter()
     timer.start()
     with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
@@ -122,25 +148,55 @@ def test_indexing_reports_progress_without_blocking_the_event_loop(qtbot, window
     assert len(encoding) >= 3 and encoding[-1].done == encoding[-1].total == 240
     assert len(gaps) > 20
     assert max(gaps) < 0.100, f"the GUI thread was blocked for {max(gaps) * 1000:.0f} ms"
-    assert window.progress.isHidden() and "Indexed" in window.statusBar().currentMessage()
+    assert window.ui.progress.isHidden() and "Indexed" in window.statusBar().currentMessage()
 
 
 def test_cancel_stops_indexing_and_keeps_what_was_done(qtbot, window, tmp_path):
     photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=60)
-    window.add_folders([photos])
-    qtbot.waitUntil(lambda: window.index_thread is not None, timeout=TIMEOUT_MS)
-    window.index_thread.progress.connect(lambda state: state.phase == "encoding" and window.cancel_button.click())
+    window.folders.add([photos])
+    qtbot.waitUntil(lambda: window.indexing.thread is not None, timeout=TIMEOUT_MS)
+    window.indexing.thread.progress.connect(lambda state: state.phase == "encoding" and window.ui.cancel_button.click())
     with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
         pass
     report = done.args[0]
     assert report.cancelled and 0 < report.encoded < 240
-    assert "Stopped" in window.statusBar().currentMessage() and window.cancel_button.isHidden()
-    counts = window.library.counts()
+    assert "Stopped" in window.statusBar().currentMessage() and window.ui.cancel_button.isHidden()
+    counts = off_gui(window.library.counts)
     assert counts["indexed"] == report.encoded and counts["pending"] == 240 - report.encoded
 
 
+def test_the_gui_thread_is_forbidden_to_call_the_library(qtbot, window):
+    """The guard is live in these tests: on the GUI thread a library call raises, in a slot too."""
+    with pytest.raises(WrongThreadError, match=r"Library\.status"):
+        window.library.status()
+    with pytest.raises(WrongThreadError, match=r"Library\.active_model_id"):
+        _ = window.library.active_model_id
+    with qtbot.captureExceptions() as caught:
+        QTimer.singleShot(0, lambda: window.library.folders())
+        qtbot.wait(50)
+    assert [kind for kind, *_ in caught] == [WrongThreadError]  # (type, value, traceback) each
+    assert off_gui(window.library.status).indexed == 0  # a worker thread may
+
+
+def test_what_a_failure_shows_depends_on_its_type_not_its_text(qtbot, window):
+    damaged = DamagedDatabaseError("the index is damaged (file is not a database)")
+    assert offers_rebuild(damaged) and not offers_rebuild(LibraryError(f"damaged? {REBUILD_HINT}"))
+    assert failure_text(ModelError("x.onnx is not a PHPQ model\nmore detail")) == "x.onnx is not a PHPQ model"
+    assert failure_text(ReadOnlyError("open read-only")) == "open read-only"
+    assert "unexpected KeyError" in failure_text(KeyError("bits"))
+    window.rebuild_library = lambda: pytest.fail("no rebuild in this test")  # a rebuild is on offer
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT_MS) as shown:
+        window.indexing.failure.emit(damaged, "Indexing stopped")
+    assert shown.args[0] == "Indexing stopped: the index is damaged (file is not a database)"
+    assert window.ui.rebuild_button.isVisible()
+    window.ui.rebuild_button.hide()
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT_MS):
+        window.search.failure.emit(LibraryError(f"not damaged, though it mentions {REBUILD_HINT}"), "")
+    assert not window.ui.rebuild_button.isVisible()
+
+
 def test_thumbnails_of_an_older_query_never_paint_over_a_newer_one(qtbot, window, tmp_path):
-    model = window.results_view.model()
+    model = window.ui.results_view.model()
     old = write_photo(tmp_path / "old.png", 0, 1)
     new = write_photo(tmp_path / "new.png", 1, 2)
     old_generation = model.set_hits([SearchHit(1, old, 0.9)])
@@ -158,12 +214,15 @@ def test_thumbnails_of_an_older_query_never_paint_over_a_newer_one(qtbot, window
 def test_model_import_rejects_a_bad_file_with_a_message(qtbot, window, tmp_path):
     dialog = ModelsDialog(window.library, window.tasks, window)
     qtbot.addWidget(dialog)
-    before = [record.id for record in window.library.models()]
+    with qtbot.waitSignal(dialog.loaded, timeout=TIMEOUT_MS):
+        pass  # the dialog lists the models from a worker thread
+    before = [record.id for record in off_gui(window.library.models)]
+    assert dialog.list.count() == len(before)
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x00garbage" * 100)
     dialog.import_file(bad)
     qtbot.waitUntil(lambda: "cannot be used as a model" in dialog.message.text(), timeout=TIMEOUT_MS)
-    assert [record.id for record in window.library.models()] == before
+    assert [record.id for record in off_gui(window.library.models)] == before
     assert dialog.list.count() == len(before)
     assert "bits" in dialog.details.toPlainText() or dialog.list.currentItem() is not None
 
@@ -172,14 +231,14 @@ def test_errors_are_shown_in_the_window_and_settings_persist(qtbot, window, tmp_
     text = tmp_path / "notes.txt"
     text.write_text("not a photo")
     with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT_MS) as shown:
-        drop(window.query_area, text)
-    assert "not a photo format" in shown.args[0] and window.banner.isVisible()
+        drop(window.ui.query_area, text)
+    assert "not a photo format" in shown.args[0] and window.ui.banner.isVisible()
     fake = tmp_path / "fake.jpg"
     fake.write_bytes(b"not really a jpeg")
     with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT_MS) as shown:
-        drop(window.query_area, fake)
+        drop(window.ui.query_area, fake)
     assert "cannot read the query photo" in shown.args[0]
-    window.top_k.setValue(17)
+    window.ui.top_k.setValue(17)
     window.close()
     assert int(settings.value("top_k")) == 17
 
@@ -187,10 +246,14 @@ def test_errors_are_shown_in_the_window_and_settings_persist(qtbot, window, tmp_
 def test_a_damaged_index_offers_a_rebuild_that_reindexes_the_folders(qtbot, tmp_path, tiny_model, settings):
     photos = write_image_folder(tmp_path / "photos", n_classes=2, per_class=3)
     database = tmp_path / "data" / "index.sqlite3"
-    with Library(database, prefer_cuda=False) as library:
-        library.activate_model(library.import_model(tiny_model).id)
-        library.add_folder(photos)
-        library.index()
+
+    def indexed_once() -> None:
+        with Library(database, prefer_cuda=False) as library:
+            library.activate_model(library.import_model(tiny_model).id)
+            library.add_folder(photos)
+            library.index()
+
+    off_gui(indexed_once)
     database.write_bytes(b"this is no longer a database" * 100)
     broken = MainWindow(
         lambda: Library(database, prefer_cuda=False), settings, lambda: Library.rebuild(database, prefer_cuda=False)
@@ -198,10 +261,10 @@ def test_a_damaged_index_offers_a_rebuild_that_reindexes_the_folders(qtbot, tmp_
     qtbot.addWidget(broken)
     with qtbot.waitSignal(broken.error_shown, timeout=TIMEOUT_MS) as shown:
         broken.show()
-    assert "damaged" in shown.args[0] and broken.rebuild_button.isVisible()
+    assert "damaged" in shown.args[0] and broken.ui.rebuild_button.isVisible()
     with qtbot.waitSignal(broken.indexing_done, timeout=TIMEOUT_MS) as done:
-        broken.rebuild_button.click()
-    assert done.args[0].encoded == 6 and broken.library is not None and not broken.rebuild_button.isVisible()
+        broken.ui.rebuild_button.click()
+    assert done.args[0].encoded == 6 and broken.library is not None and not broken.ui.rebuild_button.isVisible()
 
 
 def test_a_second_window_on_the_same_index_is_read_only(qtbot, window, tmp_path, settings):
@@ -209,41 +272,45 @@ def test_a_second_window_on_the_same_index_is_read_only(qtbot, window, tmp_path,
     qtbot.addWidget(second)
     with qtbot.waitSignal(second.library_ready, timeout=TIMEOUT_MS):
         second.show()
-    assert second.library.read_only and "is using it" in second.banner.text()
-    assert "can search but not add" in second.banner.text()
-    assert not second.add_button.isEnabled() and not second.remove_button.isEnabled()
-    assert window.add_button.isEnabled()
+    assert second.library.read_only and "is using it" in second.ui.banner.text()
+    assert "can search but not add" in second.ui.banner.text()
+    assert not second.ui.add_button.isEnabled() and not second.ui.remove_button.isEnabled()
+    assert window.ui.add_button.isEnabled()
 
 
 def test_photos_left_without_a_code_are_indexed_at_start_up(qtbot, tmp_path, tiny_model, settings):
     database = tmp_path / "data" / "index.sqlite3"
     photos = write_image_folder(tmp_path / "photos", n_classes=2, per_class=4)
-    with Library(database, prefer_cuda=False) as library:  # a run stopped before any photo got a code
-        library.activate_model(library.import_model(tiny_model).id)
-        library.add_folder(photos)
-        stop = CancelToken()
-        stop.cancel()
-        library.index(cancel=stop)
-        assert library.counts()["pending"] == 8
+
+    def stopped_before_any_code() -> int:
+        with Library(database, prefer_cuda=False) as library:
+            library.activate_model(library.import_model(tiny_model).id)
+            library.add_folder(photos)
+            stop = CancelToken()
+            stop.cancel()
+            library.index(cancel=stop)
+            return library.counts()["pending"]
+
+    assert off_gui(stopped_before_any_code) == 8
     window = MainWindow(lambda: Library(database, prefer_cuda=False), settings)
     qtbot.addWidget(window)
     with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
         window.show()
-    assert done.args[0].encoded == 8 and window.library.counts()["pending"] == 0
+    assert done.args[0].encoded == 8 and off_gui(window.library.counts)["pending"] == 0
 
 
 def test_the_code_weight_setting_reranks_and_is_kept_per_model(qtbot, window, tmp_path, settings):
-    qtbot.waitUntil(window.weight.isEnabled, timeout=TIMEOUT_MS)
-    status = window.library.status()
-    assert status.kind in window.model_label.text() and "fused" in window.model_label.text()
-    assert window.weight.value() == pytest.approx(status.fusion_weight)  # the model's own weight by default
+    qtbot.waitUntil(window.ui.weight.isEnabled, timeout=TIMEOUT_MS)
+    status = off_gui(window.library.status)
+    assert status.kind in window.ui.model_label.text() and "fused" in window.ui.model_label.text()
+    assert window.ui.weight.value() == pytest.approx(status.fusion_weight)  # the model's own weight by default
     index_folder(qtbot, window, write_image_folder(tmp_path / "photos", n_classes=4, per_class=4))
     query = write_photo(tmp_path / "query.png", label=1, index=90)
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS):
-        drop(window.query_area, query)
+        drop(window.ui.query_area, query)
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
-        window.weight.setValue(0.0)  # a new weight searches again, off the GUI thread
-    expected = window.library.search(query, top_k=window.top_k.value(), weight=0.0).hits
+        window.ui.weight.setValue(0.0)  # a new weight searches again, off the GUI thread
+    expected = off_gui(window.library.search, query, top_k=window.ui.top_k.value(), weight=0.0).hits
     assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected]
     assert float(settings.value(f"code_weight/{status.model.id}")) == 0.0
 
@@ -251,15 +318,15 @@ def test_the_code_weight_setting_reranks_and_is_kept_per_model(qtbot, window, tm
 def search_five(qtbot, window: MainWindow, tmp_path) -> list[SearchHit]:
     """Index 4 classes x 6 synthetic photos and show the 5 look-alikes of a photo that is not indexed."""
     index_folder(qtbot, window, write_image_folder(tmp_path / "photos", n_classes=4, per_class=6))
-    window.top_k.setValue(5)
+    window.ui.top_k.setValue(5)
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
-        drop(window.query_area, write_photo(tmp_path / "query.png", label=2, index=90))
+        drop(window.ui.query_area, write_photo(tmp_path / "query.png", label=2, index=90))
     return shown.args[0].hits
 
 
 def test_results_drag_out_as_file_urls_and_several_open_and_copy_at_once(qtbot, window, tmp_path, monkeypatch):
     hits = search_five(qtbot, window, tmp_path)
-    view, model = window.results_view, window.results_view.model()
+    view, model = window.ui.results_view, window.ui.results_view.model()
     first, third = model.index(0), model.index(2)
     assert view.dragEnabled() and model.flags(first) & Qt.ItemFlag.ItemIsDragEnabled
     assert model.supportedDragActions() == Qt.DropAction.CopyAction
@@ -289,27 +356,39 @@ def test_results_drag_out_as_file_urls_and_several_open_and_copy_at_once(qtbot, 
     selection.select(third, QItemSelectionModel.SelectionFlag.Select)
     assert view.selected_paths() == [hits[0].path, hits[2].path]
     opened: list[Path] = []
-    monkeypatch.setattr(window, "open_photo", opened.append)
-    window._open_activated(first)
+    monkeypatch.setattr(window.results, "open_path", opened.append)
+    window.results.open_activated(first)
     assert opened == [hits[0].path, hits[2].path]
-    window.copy_selected_paths()
+    window.results.copy_selected_paths()
     assert QGuiApplication.clipboard().text().splitlines() == [str(hits[0].path), str(hits[2].path)]
     # a double-click on a result outside the selection opens just that one
     opened.clear()
-    window._open_activated(model.index(4))
+    window.results.open_activated(model.index(4))
     assert opened == [hits[4].path]
 
 
 def test_result_tooltips_give_path_similarity_and_size_and_the_grid_fills_the_width(qtbot, window, tmp_path):
     hits = search_five(qtbot, window, tmp_path)
-    model = window.results_view.model()
+    model = window.ui.results_view.model()
     qtbot.waitUntil(lambda: len(model.sizes) == 5, timeout=TIMEOUT_MS)
     tooltip = model.index(1).data(Qt.ItemDataRole.ToolTipRole).splitlines()
     size = hits[1].path.stat().st_size
     bytes_text = f"{size / 1000:.1f} kB ({size:,} bytes)"
     assert tooltip == [str(hits[1].path), f"similarity {hits[1].similarity:.3f}", f"96 × 96 pixels · {bytes_text}"]
+    # width before height: a landscape photo, found first by searching with a copy of it
+    wide = tmp_path / "wide" / "heron at dawn.png"
+    wide.parent.mkdir()
+    synthetic_photo(3, 50).resize((150, 90)).save(wide)
+    index_folder(qtbot, window, wide.parent)
+    query = tmp_path / "heron copy.png"
+    query.write_bytes(wide.read_bytes())
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
+        drop(window.ui.query_area, query)
+    row = [hit.path for hit in shown.args[0].hits].index(wide)
+    qtbot.waitUntil(lambda: len(model.sizes) == len(shown.args[0].hits), timeout=TIMEOUT_MS)
+    assert model.index(row).data(Qt.ItemDataRole.ToolTipRole).splitlines()[2].startswith("150 × 90 pixels · ")
     assert not window.windowIcon().isNull() and window.windowIcon().availableSizes()
-    view = window.results_view
+    view = window.ui.results_view
 
     def fills_the_width() -> None:
         viewport = view.viewport().width()

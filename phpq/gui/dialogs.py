@@ -1,4 +1,7 @@
-"""Dialogs: installed models (import, metadata, activate) and the unreadable files of a folder."""
+"""Dialogs: installed models (import, metadata, activate) and the unreadable files of a folder.
+
+The models dialog reads the library on the task pool, like the window; it never calls it directly.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from phpq.db import ModelRecord
+from phpq.gui.errors import failure_text
 from phpq.gui.workers import TaskRunner
 from phpq.library import Library
 
@@ -46,14 +50,21 @@ def describe_model(record: ModelRecord) -> str:
     return "\n".join(lines)
 
 
+def installed_models(library: Library) -> tuple[str, list[ModelRecord]]:
+    """The active model's id and every installed model (for a worker thread)."""
+    return library.active_model_id, library.models()
+
+
 class ModelsDialog(QDialog):
     """Lists the installed models with their metadata; imports a new one; asks to activate one."""
 
     activate_requested = Signal(str)  # model id
+    loaded = Signal()  # the list shows the installed models
 
     def __init__(self, library: Library, tasks: TaskRunner, parent: QWidget | None = None):
         super().__init__(parent)
         self.library, self.tasks = library, tasks
+        self.active_id: str | None = None
         self.setWindowTitle("Models")
         self.resize(720, 420)
         self.list = QListWidget()
@@ -82,20 +93,30 @@ class ModelsDialog(QDialog):
         self.refresh()
 
     def refresh(self, select: str | None = None) -> None:
-        active = self.library.active_model_id
+        """List the installed models (read in the background), selecting ``select`` or the active one."""
+        self.tasks.start(
+            installed_models,
+            self.library,
+            done=lambda found: self._show_models(*found, select=select),
+            failed=lambda error: self.message.setText(f"The models could not be listed: {failure_text(error)}"),
+        )
+
+    def _show_models(self, active: str, records: list[ModelRecord], select: str | None) -> None:
+        self.active_id = active
         self.list.clear()
-        for record in self.library.models():
+        for record in records:
             bits = record.metadata.get("bits", "?")
             item = QListWidgetItem(f"{'● ' if record.id == active else ''}{record.name} ({bits} bits)")
             item.setData(Qt.ItemDataRole.UserRole, record)
             self.list.addItem(item)
             if record.id == (select or active):
                 self.list.setCurrentItem(item)
+        self.loaded.emit()
 
     def _show_details(self, item: QListWidgetItem | None) -> None:
         record: ModelRecord | None = item.data(Qt.ItemDataRole.UserRole) if item else None
         self.details.setPlainText(describe_model(record) if record else "")
-        self.activate_button.setEnabled(record is not None and record.id != self.library.active_model_id)
+        self.activate_button.setEnabled(record is not None and record.id != self.active_id)
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -115,9 +136,9 @@ class ModelsDialog(QDialog):
         self.message.setText(f"Imported {record.name}. Select it and choose “Use this model” to switch.")
         self.refresh(select=record.id)
 
-    def _import_failed(self, message: str) -> None:
+    def _import_failed(self, error: Exception) -> None:
         self.import_button.setEnabled(True)
-        self.message.setText(f"This file cannot be used as a model: {message}")
+        self.message.setText(f"This file cannot be used as a model: {failure_text(error)}")
 
     def _activate(self) -> None:
         item = self.list.currentItem()

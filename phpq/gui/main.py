@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = window_settings(args.db.parent if args.db is not None else None)
     window = MainWindow(opening.result, settings, lambda: _rebuild_library(args.db, not args.cpu))
     if args.photo is not None:
-        window.library_ready.connect(lambda: window.search_photo(args.photo.resolve()))
+        window.library_ready.connect(lambda: window.search.search_photo(args.photo.resolve()))
     if args.exit_when_ready:
         window.library_ready.connect(lambda: (print(f"ready {time.perf_counter() - START:.3f}"), window.close()))
     window.show()

@@ -1,6 +1,7 @@
 """Background work for the window: one-off tasks, the indexing thread and the thumbnail loader.
 
-Results cross back to the GUI thread as queued Qt signals; nothing here touches a widget.
+Results cross back to the GUI thread as queued Qt signals; nothing here touches a widget. A failure
+crosses as the exception object itself, so the window decides what to show by its type.
 """
 
 from __future__ import annotations
@@ -28,13 +29,18 @@ def readable_error(error: BaseException) -> str:
     return text
 
 
+def _detached(error: Exception) -> Exception:
+    """``error`` without its traceback, so the frames (and the library objects they hold) can be freed."""
+    return error.with_traceback(None)
+
+
 class TaskSignals(QObject):
     finished = Signal(object)
-    failed = Signal(str)
+    failed = Signal(object)  # the exception
 
 
 class Task(QRunnable):
-    """Run ``function(*args)`` on a pool thread; ``signals.finished(result)`` or ``signals.failed(message)``."""
+    """Run ``function(*args)`` on a pool thread; ``signals.finished(result)`` or ``signals.failed(error)``."""
 
     def __init__(self, function: Callable[..., Any], *args: Any):
         super().__init__()
@@ -44,9 +50,9 @@ class Task(QRunnable):
     def run(self) -> None:
         try:
             result = self.function(*self.args)
-        except Exception as error:  # every failure reaches the window as a message, never a traceback
+        except Exception as error:  # every failure reaches the window as an exception object, never a traceback
             log.exception("background task failed")
-            self.signals.failed.emit(readable_error(error))
+            self.signals.failed.emit(_detached(error))
             return
         self.signals.finished.emit(result)
 
@@ -65,13 +71,13 @@ class TaskRunner(QObject):
         function: Callable[..., Any],
         *args: Any,
         done: Callable[[Any], None] | None = None,
-        failed: Callable[[str], None] | None = None,
+        failed: Callable[[Exception], None] | None = None,
     ) -> Task:
         task = Task(function, *args)
         task.setAutoDelete(False)
         self._running.add(task)
         task.signals.finished.connect(lambda result: self._finish(task, done, result))
-        task.signals.failed.connect(lambda message: self._finish(task, failed, message))
+        task.signals.failed.connect(lambda error: self._finish(task, failed, error))
         self.pool.start(task)
         return task
 
@@ -89,7 +95,7 @@ class IndexThread(QThread):
 
     progress = Signal(object)  # IndexProgress (a copy per batch)
     finished_report = Signal(object)  # IndexReport
-    failed = Signal(str)
+    failed = Signal(object)  # the exception that stopped it
 
     def __init__(self, library: Library, folders: list[Path] | None, model_id: str | None = None):
         super().__init__()
@@ -107,7 +113,7 @@ class IndexThread(QThread):
             result = self.library.index(self.folders, self.model_id, progress=report, cancel=self.token)
         except Exception as error:  # shown in the window
             log.exception("indexing failed")
-            self.failed.emit(readable_error(error))
+            self.failed.emit(_detached(error))
             return
         self.finished_report.emit(result)
 

@@ -1,0 +1,78 @@
+"""What a user does with results: open them, show them in the file manager, copy their paths, or
+search with one of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, QPoint, Qt, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QMenu, QWidget
+
+from phpq.desktop import reveal_in_file_manager
+from phpq.gui.controller import Controller
+from phpq.gui.layout import WindowLayout
+from phpq.gui.models import HIT_ROLE
+from phpq.gui.workers import TaskRunner
+from phpq.search import SearchHit
+
+
+class ResultActions(Controller):
+    """The result grid's context menu, double-click (Enter) and Ctrl+C."""
+
+    find_similar = Signal(Path)  # search with this result
+
+    def __init__(self, ui: WindowLayout, tasks: TaskRunner, parent: QWidget | None = None):
+        super().__init__(ui, tasks, parent)
+        self.menu_parent = parent
+        self.view = ui.results_view
+        self.view.customContextMenuRequested.connect(self._menu)
+        self.view.activated.connect(self.open_activated)
+        copy_paths = QAction("Copy path", self.view)
+        copy_paths.setShortcut(QKeySequence.StandardKey.Copy)
+        copy_paths.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        copy_paths.triggered.connect(self.copy_selected_paths)
+        self.view.addAction(copy_paths)
+
+    def _menu(self, position: QPoint) -> None:
+        index = self.view.indexAt(position)
+        if not index.isValid():
+            return
+        hit: SearchHit = index.data(HIT_ROLE)
+        selection = self.view.selectionModel()
+        if not selection.isSelected(index):
+            selection.select(index, selection.SelectionFlag.ClearAndSelect)
+        paths = self.view.selected_paths()
+        several = f" {len(paths)} photos" if len(paths) > 1 else ""
+        menu = QMenu(self.menu_parent)
+        menu.addAction(f"Open{several}", lambda: self.open_photos(paths))
+        menu.addAction("Show in file manager", lambda: self.reveal(hit.path))
+        menu.addAction("Find similar to this photo", lambda: self.find_similar.emit(hit.path))
+        menu.addAction("Copy paths" if several else "Copy path", lambda: self.copy_paths(paths))
+        menu.exec(self.view.viewport().mapToGlobal(position))
+
+    def open_activated(self, index: QModelIndex) -> None:
+        """Enter or a double-click: open the selected photos (the activated one when it is not selected)."""
+        selected = self.view.selectionModel().isSelected(index)
+        self.open_photos(self.view.selected_paths() if selected else [index.data(HIT_ROLE).path])
+
+    def open_photos(self, paths: list[Path]) -> None:
+        for path in paths:
+            self.open_path(path)
+
+    def copy_paths(self, paths: list[Path]) -> None:
+        """Paths on the clipboard as text, one a line. (Not as QMimeData with file URLs: PySide6 crashes
+        at exit when the clipboard still owns mime data made in Python.)"""
+        QGuiApplication.clipboard().setText("\n".join(str(path) for path in paths))
+
+    def copy_selected_paths(self) -> None:
+        paths = self.view.selected_paths()
+        if paths:
+            self.copy_paths(paths)
+
+    def reveal(self, path: Path) -> None:
+        def shown(ok: bool) -> None:
+            if not ok:
+                self.message.emit(f"No file manager could show {path}")
+
+        self.tasks.start(reveal_in_file_manager, path, done=shown, failed=self.failed())

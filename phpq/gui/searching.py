@@ -1,0 +1,178 @@
+"""Searching from the window: the query (a file or a pasted image), the code weight, and the results.
+
+A search runs on the task pool; a result that belongs to an older query is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtGui import QGuiApplication, QImage, QPixmap
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+from phpq.db import PhotoSize
+from phpq.gui.controller import Controller
+from phpq.gui.layout import WindowLayout
+from phpq.gui.models import ResultsModel
+from phpq.gui.widgets import PHOTO_FILTER, dropped_paths
+from phpq.gui.workers import TaskRunner, ThumbnailLoader, to_qimage
+from phpq.imaging import is_image_path
+from phpq.library import Library, LibraryStatus
+from phpq.search import SearchResult
+from phpq.thumbnails import ThumbnailCache
+
+log = logging.getLogger(__name__)
+
+Search = Callable[[Library, int, "float | None"], SearchResult]
+
+
+def qimage_to_pil(image: QImage) -> Image.Image:
+    """A copy of ``image`` as a PIL RGB image."""
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    pixels = bytes(rgb.constBits())
+    return Image.frombuffer("RGB", (rgb.width(), rgb.height()), pixels, "raw", "RGB", rgb.bytesPerLine()).copy()
+
+
+class SearchController(Controller):
+    """Runs searches for the query box and shows their results in the grid."""
+
+    results_shown = Signal(object)  # SearchResult
+
+    def __init__(self, ui: WindowLayout, tasks: TaskRunner, settings: QSettings, parent: QWidget | None = None):
+        super().__init__(ui, tasks, parent)
+        self.settings = settings
+        self.dialog_parent = parent
+        self.generation = 0
+        self.last_query: Path | Image.Image | None = None
+        self.weight_key: str | None = None  # settings key of the active model's code weight (fused models)
+        self.results_model: ResultsModel | None = None
+        self.query_thumbnails: ThumbnailCache | None = None
+        ui.open_button.clicked.connect(self.choose_photo)
+        ui.query_area.photo_dropped.connect(self.search_photo)
+        ui.query_area.photo_clicked.connect(self.choose_photo)
+        ui.top_k.valueChanged.connect(self.repeat)
+        ui.weight.valueChanged.connect(self._weight_changed)
+
+    def attach(self, library: Library, thumbnails: ThumbnailCache, owner: QObject) -> None:
+        """Search ``library`` from now on; thumbnails come from ``thumbnails`` (``owner`` keeps the loader)."""
+        self.library = library
+        self.results_model = ResultsModel(ThumbnailLoader(thumbnails, owner), icon_size=160)
+        self.ui.results_view.setModel(self.results_model)
+        self.query_thumbnails = thumbnails
+
+    def wait(self, milliseconds: int) -> None:
+        """Wait for the thumbnail loader's threads (the window is closing)."""
+        if self.results_model is not None:
+            self.results_model.loader.runner.wait(milliseconds)
+
+    def choose_photo(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.dialog_parent, "Find photos that look like…", "", PHOTO_FILTER)
+        if path:
+            self.search_photo(Path(path))
+
+    def paste(self) -> None:
+        mime = QGuiApplication.clipboard().mimeData()
+        files = [path for path in dropped_paths(mime) if path.is_file()] if mime is not None else []
+        if files:
+            self.search_photo(files[0])
+        elif mime is not None and mime.hasImage():
+            self.search_image(QImage(mime.imageData()))
+        else:
+            self.message.emit("The clipboard holds no image or photo file.")
+
+    def search_photo(self, path: Path) -> None:
+        """Search with a photo file (dropped, opened, pasted or chosen from the results)."""
+        if not is_image_path(path):
+            self.message.emit(f"{path.name} is not a photo format PHPQ Search reads.")
+            return
+        self.last_query = path
+        self.ui.query_area.show_query(None, path.name)
+        cache = self.query_thumbnails
+        if cache is not None:
+            self.tasks.start(lambda: to_qimage(cache.load(path)), done=self._show_query_picture, failed=lambda _: None)
+        self._run(lambda library, k, w: library.search(path, top_k=k, weight=w))
+
+    def search_image(self, image: QImage) -> None:
+        """Search with an image from the clipboard."""
+        if image.isNull():
+            self.message.emit("The clipboard image could not be read.")
+            return
+        self.last_query = qimage_to_pil(image)
+        self.ui.query_area.show_query(QPixmap.fromImage(image), "pasted image")
+        self._search_pasted(self.last_query)
+
+    def _search_pasted(self, image: Image.Image) -> None:
+        self._run(lambda library, k, w: library.search_image(image, top_k=k, weight=w))
+
+    def _show_query_picture(self, image: QImage) -> None:
+        if isinstance(self.last_query, Path):
+            self.ui.query_area.show_query(QPixmap.fromImage(image), self.last_query.name)
+
+    def repeat(self) -> None:
+        """Search again with the last query (the number of results or the weight changed)."""
+        if isinstance(self.last_query, Path):
+            self.search_photo(self.last_query)
+        elif isinstance(self.last_query, Image.Image):
+            self._search_pasted(self.last_query)
+
+    def _run(self, search: Search) -> None:
+        if self.library is None:
+            self.message.emit("Still loading the model; try again in a moment.")
+            return
+        self.ui.banner.hide()
+        self.generation += 1
+        generation = self.generation
+        library, top_k = self.library, self.ui.top_k.value()
+        weight = self.ui.weight.value() if self.ui.weight.isEnabled() else None
+        self.tasks.start(
+            lambda: search(library, top_k, weight),
+            done=lambda result: self._show_results(generation, result),
+            failed=self.failed(),
+        )
+
+    def _show_results(self, generation: int, result: SearchResult) -> None:
+        if generation != self.generation or self.results_model is None or self.library is None:
+            return  # an older query finished after a newer one started
+        hits_generation = self.results_model.set_hits(result.hits)
+        if result.hits:
+            self.tasks.start(
+                self.library.photo_sizes,
+                [hit.image_id for hit in result.hits],
+                done=lambda sizes: self._set_sizes(hits_generation, sizes),
+                failed=lambda error: log.info("no photo sizes: %s", error),
+            )
+        total = sum(result.timings_ms.values())
+        self.ui.time_label.setText(f"query {total:.0f} ms")
+        self.ui.time_label.setToolTip(", ".join(f"{key} {value:.1f} ms" for key, value in result.timings_ms.items()))
+        self.ui.query_info.setText(f"{len(result.hits)} of {result.n_searched:,} photos")
+        self.ui.show_results_page(bool(result.hits))
+        self.results_shown.emit(result)
+
+    def _set_sizes(self, generation: int, sizes: dict[int, PhotoSize]) -> None:
+        if self.results_model is not None:
+            self.results_model.set_sizes(generation, sizes)
+
+    def show_weight(self, status: LibraryStatus) -> None:
+        """The weight control for the active model: its saved value, else the model's own weight."""
+        fused = status.descriptor_dim > 0
+        self.weight_key = f"code_weight/{status.model.id}" if fused else None
+        weight = self.ui.weight
+        weight.blockSignals(True)
+        weight.setValue(float(self.settings.value(self.weight_key, status.fusion_weight)) if fused else 1.0)
+        weight.blockSignals(False)
+        weight.setEnabled(fused)
+        weight.setToolTip(
+            f"Ranking = w × code similarity + (1 − w) × descriptor similarity; this model's own w is"
+            f" {status.fusion_weight:g}"
+            if fused
+            else "This model gives codes only (format 1): it ranks by code similarity alone"
+        )
+
+    def _weight_changed(self, value: float) -> None:
+        if self.weight_key is not None:
+            self.settings.setValue(self.weight_key, value)
+        self.repeat()
