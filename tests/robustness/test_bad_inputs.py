@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from phpq.cli import main as phpq
+from phpq.db import PhotoSize
 from phpq.imaging import load_and_preprocess, load_and_preprocess_with_size
 from phpq.index import IndexProgress
 from phpq.library import Library
@@ -158,10 +159,13 @@ def test_every_bad_input_is_recorded_and_every_other_photo_indexed(library, tmp_
     counts = library.counts()
     n_bad = len(expected_bad)
     assert counts == {"images": n_good + n_bad, "errors": n_bad, "indexed": n_good, "pending": 0}
-    # orientation 5-8 swap width and height in what is recorded
+    # orientation 5-8 swap width and height in what is recorded (and shown in the window's tooltips)
     for orientation in range(1, 9):
-        record = library.db.image_by_path(root / "odd" / f"orientation-{orientation}.jpg", library.active_model_id)
+        path = root / "odd" / f"orientation-{orientation}.jpg"
+        record = library.db.image_by_path(path, library.active_model_id)
         assert record is not None and record.has_code
+        pixels = (80, 120) if orientation >= 5 else (120, 80)
+        assert library.photo_sizes([record.id]) == {record.id: PhotoSize(*pixels, path.stat().st_size)}
     # shown: `phpq status` lists them with their reasons (this second instance opens read-only)
     capsys.readouterr()
     assert phpq(["--db", str(library.db.path), "--cpu", "status"]) == 0

@@ -1,0 +1,54 @@
+"""The library facade stays a facade: small, every public member thread-guarded, its names importable."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+import phpq.library
+from phpq.library import Library
+from phpq.threadguard import WrongThreadError, allow_current_thread, forbid_current_thread
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = sorted((ROOT / "phpq").glob("*.py"))  # the engine; the window (phpq/gui) has its own checks
+FACADE_LINES = 300
+FUNCTION_LINES = 60
+
+
+def test_the_facade_is_small_and_no_engine_function_is_long():
+    source = (ROOT / "phpq" / "library.py").read_text()
+    assert len(source.splitlines()) < FACADE_LINES
+    long = []
+    for path in RUNTIME:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > FUNCTION_LINES:
+                    long.append(f"{path.name}:{node.lineno} {node.name} has {length} lines")
+    assert not long, long
+
+
+def test_every_public_member_of_the_facade_is_guarded():
+    public = [name for name in vars(Library) if not name.startswith("_")]
+    assert {"search", "index", "status", "active_model_id", "rebuild", "matrix"} <= set(public)
+    bare = object.__new__(Library)  # the guard runs before the method, so no index is needed
+    forbid_current_thread()
+    try:
+        for name in public:
+            member = inspect.getattr_static(Library, name)
+            with pytest.raises(WrongThreadError, match=f"Library.{name}"):
+                if isinstance(member, property):
+                    getattr(bare, name)
+                else:
+                    getattr(bare, name)()
+    finally:
+        allow_current_thread()
+
+
+def test_the_names_front_ends_import_stay_in_phpq_library():
+    for name in ("IndexReport", "Library", "LibraryError", "LibraryStatus", "ReadOnlyError", "search_kind"):
+        assert hasattr(phpq.library, name), name
+    assert issubclass(phpq.library.ReadOnlyError, phpq.library.LibraryError)
