@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq_train.config import load_config
 from phpq_train.evaluate import evaluate_cosine
 from phpq_train.features import build_or_load_cache
-from phpq_train.losses import LossConfig, descriptor_terms
+from phpq_train.losses import LossConfig, descriptor_terms, weighted_total
 from phpq_train.model import CosineClassifier, DescriptorHead
 
 
@@ -63,7 +65,7 @@ def fit_descriptor(
             batch = pooled[views[start : start + 128], chunk].float()
             descriptor = head(batch)
             terms = descriptor_terms(descriptor, classifier(descriptor), head.features(batch), labels[chunk], loss)
-            total = sum(getattr(loss, name) * value for name, value in terms.items())
+            total = weighted_total(terms, loss)
             optimizer.zero_grad()
             total.backward()
             optimizer.step()
@@ -117,7 +119,8 @@ def main() -> None:
             taps = tuple(numbers[3].split("+")) if len(numbers) > 3 else ("head",)
             pooling = numbers[4] if len(numbers) > 4 else "max"
             smoothing = float(numbers[2]) if len(numbers) > 2 else 0.1
-            loss = LossConfig(
+            loss = replace(
+                load_config().loss,
                 descriptor_classification=float(numbers[0]),
                 descriptor_distillation=float(numbers[1]),
                 descriptor_label_smoothing=smoothing,

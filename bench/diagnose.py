@@ -18,24 +18,29 @@ import torch.nn.functional as F
 
 from phpq.eval.metrics import average_precision, ranked_relevance
 from phpq.pq import adc_scores, lookup_tables
-from phpq_train.config import TrainConfig
-from phpq_train.train import Trainer, load_checkpoint
+from phpq_train.checkpoint import load_checkpoint
+from phpq_train.config import TrainConfig, merge, recipe_values
+from phpq_train.train import CachedTrainer
 
 
 @torch.no_grad()
 def diagnose(checkpoint: Path, output: Path) -> dict[str, float]:
     payload = load_checkpoint(checkpoint)
-    # The loss weights play no part here, and older checkpoints may name loss fields that no longer exist.
-    config = TrainConfig(**{**payload["train_config"], "loss": {}, "output": str(output)})
+    # The loss weights play no part here, and older checkpoints may name loss fields that no longer exist:
+    # the recipe's loss, and the recipe's values for fields added after the checkpoint was written.
+    run = {**payload["train_config"], "loss": {}, "output": str(output)}
+    config = TrainConfig(**merge(recipe_values(), run))
     if config.protocol != "val" or config.mode != "cached":
         raise SystemExit("diagnose needs a cached-mode checkpoint trained on the val protocol")
-    trainer = Trainer(config)
+    trainer = CachedTrainer(config)
     trainer.model.load_state_dict(payload["state_dict"])
     head = trainer.model.head.eval()
     labels = trainer.photo_set.labels
-    query_labels, database_labels = labels[trainer.query_index], labels[trainer.database_index]
-    query = head.quantizer(trainer._embed_cached(trainer.query_index))
-    database = head.quantizer(trainer._embed_cached(trainer.database_index))
+    query_index = trainer.photo_indices(trainer.split.query)
+    database_index = trainer.photo_indices(trainer.split.database)
+    query_labels, database_labels = labels[query_index], labels[database_index]
+    query = head.quantizer(trainer._embed_cached(query_index))
+    database = head.quantizer(trainer._embed_cached(database_index))
     prototypes = F.normalize(head.classifier.prototypes, dim=-1)
     query_cosine = F.normalize(query.subvectors.flatten(1), dim=-1) @ prototypes.T
     database_class = (F.normalize(database.hard.flatten(1), dim=-1) @ prototypes.T).argmax(1).numpy()

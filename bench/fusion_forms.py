@@ -27,8 +27,8 @@ import torch
 from phpq.eval.datasets import load_photo_set, split_protocol
 from phpq.eval.metrics import retrieval_report
 from phpq.pq import adc_scores, decode, lookup_tables
+from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
 from phpq_train.features import build_or_load_cache
-from phpq_train.train import load_checkpoint, model_from_checkpoint
 
 
 def protocol_scores(run: Path, protocol: str, photo_set, cache) -> dict:

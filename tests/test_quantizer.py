@@ -1,8 +1,12 @@
+from dataclasses import asdict, fields, replace
+
 import numpy as np
+import pytest
 import torch
 
 from phpq.pq import adc_scores, decode, lookup_tables, sdc_scores
-from phpq_train.model import ProductQuantizer
+from phpq_train.config import load_config
+from phpq_train.model import Level, ProductQuantizer, PyramidLayout
 
 
 def make_quantizer(topk: int = 256, seed: int = 0) -> ProductQuantizer:
@@ -83,14 +87,14 @@ def test_kmeans_initialisation_fits_clustered_data():
 
 
 def test_margin_cross_entropy_reduces_to_scaled_softmax_and_margin_raises_the_loss():
-    from phpq_train.losses import LossConfig, margin_cross_entropy
+    from phpq_train.losses import margin_cross_entropy
 
     cosine = torch.tensor([[0.9, 0.1, -0.2], [0.0, 0.5, 0.4]])
     labels = torch.tensor([0, 2])
-    plain = LossConfig(classifier_scale=10.0, margin=0.0, label_smoothing=0.0)
+    plain = replace(load_config().loss, classifier_scale=10.0, margin=0.0, label_smoothing=0.0)
     expected = torch.nn.functional.cross_entropy(10.0 * cosine, labels)
     torch.testing.assert_close(margin_cross_entropy(cosine, labels, plain), expected)
-    with_margin = LossConfig(classifier_scale=10.0, margin=0.3, label_smoothing=0.0)
+    with_margin = replace(plain, margin=0.3)
     assert margin_cross_entropy(cosine, labels, with_margin) > expected
 
 
@@ -112,3 +116,31 @@ def test_centre_loss_is_zero_on_the_own_prototype_and_grows_with_the_angle():
     halfway = torch.tensor([[0.5, 0.9, 0.0], [0.9, 0.0, 0.5]])
     opposite = torch.tensor([[-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
     assert 0 < centre_loss(halfway, labels) < centre_loss(opposite, labels) == 2
+
+
+def test_every_loss_term_has_its_own_weight_and_the_loss_is_their_weighted_sum():
+    from phpq_train.losses import LossConfig, LossTerm, phpq_loss
+    from phpq_train.model import PHPQHead
+
+    recipe = load_config()
+    # Every float field a distinct value: each term's weight must be a field of its own.
+    loss = LossConfig(**{f.name: 0.01 * (index + 1) for index, f in enumerate(fields(LossConfig))})
+    weights = loss.weights()
+    assert set(weights) == set(LossTerm)
+    assert len(set(weights.values())) == len(LossTerm)
+    weight_fields = {name for name, value in asdict(loss).items() if value in weights.values()}
+    assert weight_fields == {term.value for term in LossTerm}  # and every weight field is a term's
+    settings = {"label_smoothing", "descriptor_label_smoothing", "classifier_scale", "margin", "structure_temperature"}
+    assert {f.name for f in fields(LossConfig)} - weight_fields == settings
+
+    torch.manual_seed(0)
+    model = replace(
+        recipe.model, taps=("head",), grids=(1,), dim=16, n_subspaces=4, n_codewords=8, topk=4, descriptor_dim=8
+    )
+    head = PHPQHead(replace(model, n_classes=3), PyramidLayout((Level("head", 8, (1,)),)))
+    output = head(torch.randn(6, 16))
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    total, parts = phpq_loss(output, labels, loss, teacher=torch.randn(6, 5))
+    assert set(parts) == {term.value for term in LossTerm}  # every term computed once all weights are on
+    expected = sum(weights[term] * parts[term.value] for term in LossTerm)
+    assert float(total.detach()) == pytest.approx(expected, rel=1e-5)

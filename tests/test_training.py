@@ -1,21 +1,28 @@
 """Tiny end-to-end trainings on synthetic class-structured photos (CPU, seconds each)."""
 
+import copy
 import io
 import json
 import os
 import subprocess
 import sys
 from contextlib import redirect_stdout
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 
+import phpq_train
 from phpq.eval.datasets import load_photo_set, split_protocol
-from phpq_train.cli import eval_main
-from phpq_train.config import load_config
-from phpq_train.train import Trainer, load_checkpoint, model_from_checkpoint, setup_runtime, train
+from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
+from phpq_train.cli import eval_main, train_main
+from phpq_train.config import RECIPE, TrainConfig, load_config
+from phpq_train.losses import LossConfig
+from phpq_train.model import ModelConfig
+from phpq_train.train import CachedTrainer, FinetuneTrainer, Trainer, make_trainer, setup_runtime, train
 from tests.conftest import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,9 +33,31 @@ def chance_map(labels_query: np.ndarray, labels_database: np.ndarray) -> float:
     return float(np.mean([(labels_database == q).mean() for q in labels_query]))
 
 
+def test_the_bundled_recipe_is_the_only_source_of_the_config_values():
+    recipe = tomllib.loads(RECIPE.read_text())
+    derived = {"n_classes"}  # a run derives it from its training photos
+    for cls, values in ((TrainConfig, recipe), (ModelConfig, recipe["model"]), (LossConfig, recipe["loss"])):
+        names = {f.name for f in fields(cls)}
+        with_default = {f.name for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING}
+        assert with_default <= derived, f"{cls.__name__} holds values of its own: {with_default - derived}"
+        assert set(values) - {"model", "loss"} == names - derived - {"model", "loss"}, cls.__name__
+    assert RECIPE.is_relative_to(Path(phpq_train.__file__).parent)  # package data: installed with phpq_train
+    config = load_config()
+    assert config == TrainConfig(**recipe)
+    assert load_config(ROOT / "configs" / "cub_cpu.toml") == config  # configs/ changes nothing
+    with pytest.raises(TypeError):
+        Trainer(config)  # the shared loop alone trains nothing: make_trainer picks the mode's trainer
+
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        assert train_main(["--print-config"]) == 0  # phpq-train without --config: the recipe
+    assert json.loads(buffer.getvalue()) == json.loads(json.dumps(config.to_dict()))
+
+
 def test_cached_training_raises_map_far_above_chance_and_checkpoints_round_trip(synthetic_folder, tmp_path):
     config = load_config(None, tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache"))
-    trainer = Trainer(config, setup_runtime("cpu"))
+    trainer = make_trainer(config, setup_runtime("cpu"))
+    assert isinstance(trainer, CachedTrainer)
     split = split_protocol(load_photo_set(synthetic_folder), "val")
     chance = chance_map(np.array([p.label for p in split.query]), np.array([p.label for p in split.database]))
     metrics = trainer.fit()
@@ -67,11 +96,19 @@ def test_cached_training_raises_map_far_above_chance_and_checkpoints_round_trip(
     assert report["mAP@all"] == pytest.approx(metrics["mAP@all"], abs=0.05)
 
 
-def test_resume_continues_from_the_checkpoint(synthetic_folder, tmp_path):
+def test_resume_continues_from_the_checkpoint_and_training_leaves_its_config_as_it_was(synthetic_folder, tmp_path):
     overrides = tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache")
-    train(load_config(None, [*overrides, "epochs=2"]))
+    first = load_config(None, [*overrides, "epochs=2"])
+    before = copy.deepcopy(first)
+    train(first)
+    assert first == before
     config = load_config(None, [*overrides, "epochs=3"])
+    before = copy.deepcopy(config)
     metrics = train(config, resume=tmp_path / "run" / "last.pt")
+    assert config == before
+    # The run's derived values (here the class count) live in the checkpoint's copy of the config.
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert config.model.n_classes == 0 and payload["train_config"]["model"]["n_classes"] == 4
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
@@ -81,7 +118,7 @@ def test_resume_continues_from_the_checkpoint(synthetic_folder, tmp_path):
 def test_unseen_species_protocol_trains_on_half_the_classes(synthetic_folder_6, tmp_path):
     overrides = tiny_overrides(synthetic_folder_6, tmp_path / "run", tmp_path / "cache")
     config = load_config(None, [*overrides, 'protocol="unseen"', "loss.structure=1.0"])
-    trainer = Trainer(config, setup_runtime("cpu"))
+    trainer = make_trainer(config, setup_runtime("cpu"))
     assert trainer.model.config.n_classes == 3
     assert {p.label for p in trainer.split.train} == {0, 1, 2}
     assert {p.label for p in trainer.split.query} == {3, 4, 5}
@@ -94,7 +131,8 @@ def test_finetune_mode_runs_end_to_end_on_cpu(synthetic_folder, tmp_path):
     config = load_config(
         None, [*overrides, 'mode="finetune"', "epochs=2", "trainable_blocks=2", "loss.structure=0.5", "eval_every=0"]
     )
-    trainer = Trainer(config, setup_runtime("cpu"))
+    trainer = make_trainer(config, setup_runtime("cpu"))
+    assert isinstance(trainer, FinetuneTrainer)
     frozen = trainer.model.backbone.blocks[0]._depthwise_conv.weight.clone()
     trained = trainer.model.backbone.blocks[-1]._project_conv.weight.clone()
     metrics = trainer.fit()

@@ -23,9 +23,9 @@ def export_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
     from phpq_train.export.onnx_export import export_checkpoint
     from phpq_train.export.parity import check_parity
-    from phpq_train.train import load_checkpoint, model_from_checkpoint
 
     try:
         payload = load_checkpoint(args.checkpoint)

