@@ -136,8 +136,8 @@ def test_indexing_reports_progress_without_blocking_the_event_loop(qtbot, window
     timer.setInterval(10)
     timer.timeout.connect(tick)
     window.folders.add([photos])
-    qtbot.waitUntil(lambda: window.indexing.thread is not None, timeout=TIMEOUT_MS)
-    window.indexing.thread.progress.connect(lambda state: progress.append(state))
+    qtbot.waitUntil(lambda: window.indexing.worker is not None, timeout=TIMEOUT_MS)
+    window.indexing.worker.progress.connect(lambda state: progress.append(state))
     last[0] = time.perf_counter()
     timer.start()
     with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
@@ -154,8 +154,8 @@ def test_indexing_reports_progress_without_blocking_the_event_loop(qtbot, window
 def test_cancel_stops_indexing_and_keeps_what_was_done(qtbot, window, tmp_path):
     photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=60)
     window.folders.add([photos])
-    qtbot.waitUntil(lambda: window.indexing.thread is not None, timeout=TIMEOUT_MS)
-    window.indexing.thread.progress.connect(lambda state: state.phase == "encoding" and window.ui.cancel_button.click())
+    qtbot.waitUntil(lambda: window.indexing.worker is not None, timeout=TIMEOUT_MS)
+    window.indexing.worker.progress.connect(lambda state: state.phase == "encoding" and window.ui.cancel_button.click())
     with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
         pass
     report = done.args[0]

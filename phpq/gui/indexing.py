@@ -46,7 +46,7 @@ class IndexingController(Controller):
 
     def __init__(self, ui: WindowLayout, tasks: TaskRunner, parent: QObject | None = None):
         super().__init__(ui, tasks, parent)
-        self.thread: IndexThread | None = None
+        self.worker: IndexThread | None = None
         self.queue: list[IndexRequest] = []
         self._last_refresh = 0.0
         ui.cancel_button.clicked.connect(self.cancel)
@@ -60,14 +60,14 @@ class IndexingController(Controller):
         """Index in the background (queued behind a run in progress)."""
         if self.library is None:
             return
-        if self.thread is not None:
+        if self.worker is not None:
             self.queue.append(IndexRequest(folders, model_id, then))
             return
         thread = IndexThread(self.library, folders, model_id)
         thread.progress.connect(self._on_progress)
         thread.finished_report.connect(lambda report: self._on_finished(report, then))
         thread.failed.connect(self._on_failed)
-        self.thread = thread
+        self.worker = thread
         self.ui.progress.setRange(0, 0)
         self.ui.progress_label.setText("Looking for new and changed photos…")
         for widget in self.ui.progress_widgets():
@@ -77,18 +77,18 @@ class IndexingController(Controller):
 
     def cancel(self) -> None:
         """Stop after the current batch and drop the queued runs; what was done is kept."""
-        if self.thread is not None:
+        if self.worker is not None:
             self.queue.clear()
-            self.thread.cancel()
+            self.worker.cancel()
             self.ui.cancel_button.setEnabled(False)
             self.ui.progress_label.setText("Stopping after the current batch…")
 
     def stop(self) -> None:
         """Cancel and wait for the thread (the window is closing)."""
-        if self.thread is not None:
+        if self.worker is not None:
             self.queue.clear()
-            self.thread.cancel()
-            self.thread.wait()
+            self.worker.cancel()
+            self.worker.wait()
 
     def _on_progress(self, state: IndexProgress) -> None:
         if state.phase == "scanning":
@@ -122,9 +122,9 @@ class IndexingController(Controller):
         self._next()
 
     def _thread_done(self) -> None:
-        thread, self.thread = self.thread, None
-        if thread is not None:
-            thread.wait()
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.wait()
         for widget in self.ui.progress_widgets():
             widget.hide()
 

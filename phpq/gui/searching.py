@@ -27,7 +27,7 @@ from phpq.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
-Search = Callable[[Library, int, "float | None"], SearchResult]
+Search = Callable[[Library, int, float | None], SearchResult]  # runs a search on a worker thread
 
 
 def qimage_to_pil(image: QImage) -> Image.Image:
