@@ -31,16 +31,16 @@ def main() -> int:
     window.move(20, 20)
 
     def drop_photo() -> None:
-        window.top_k.setValue(args.top)
+        window.ui.top_k.setValue(args.top)
         mime = QMimeData()
         mime.setUrls([QUrl.fromLocalFile(str(args.photo.resolve()))])
         event = QDropEvent(
             QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
         )
-        window.query_area.dropEvent(event)
+        window.ui.query_area.dropEvent(event)
 
     def capture() -> None:
-        print("query timings (ms):", window.time_label.toolTip())
+        print("query timings (ms):", window.ui.time_label.toolTip())
         window.grab().save(str(args.output))
         print(f"wrote {args.output}")
         application.quit()

@@ -113,6 +113,7 @@ def test_the_wheel_holds_the_bundled_models_and_icons_and_needs_no_torch(wheel):
     bundled = sorted(path.name for path in (ROOT / "assets" / "models").glob("*.onnx"))
     assert bundled and all(f"phpq_assets/models/{name}" in names for name in bundled)
     assert "phpq_assets/models/README.md" in names  # the model card
+    assert "phpq_train/recipes/cub_cpu.toml" in names  # the training recipe, the only source of its values
     assert "phpq/gui/icons/phpq-search.svg" in names and "phpq/gui/icons/phpq-search-256.png" in names
     assert {line.strip() for line in scripts.splitlines()} >= RUNTIME_SCRIPTS
     requirements = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
