@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from phpq.eval.datasets import Photo, ProtocolSplit, load_photo_set, scan_image_folder, split_protocol
+from phpq_train.extra import needs_train_extra
 
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+@needs_train_extra
 def train_main(argv: list[str] | None = None) -> int:
     """Train PHPQ: the bundled recipe, then a TOML file of changes (--config), then ``--set key=value``."""
     parser = argparse.ArgumentParser(prog="phpq-train", description=train_main.__doc__)
@@ -60,6 +62,7 @@ def _print_table(rows: dict[str, float]) -> None:
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
 
 
+@needs_train_extra
 def eval_main(argv: list[str] | None = None) -> int:
     """Retrieval mAP of a PHPQ checkpoint (or of the frozen-backbone baseline) on two ImageFolder trees
     (--query/--database, classes matched by folder name) or on a protocol of one tree (--data/--protocol)."""

@@ -50,8 +50,13 @@ for name in training:
         needs_torch.append(name)
 from phpq.cli import main
 code = main(["--db", sys.argv[3], "status"])
-import phpq
-print(json.dumps({"status": code, "app": phpq.__file__, "needs_torch": needs_torch, "torch": "torch" in sys.modules}))
+import contextlib, io, phpq
+from phpq_train.cli import train_main
+said = io.StringIO()
+with contextlib.redirect_stderr(said):
+    trained = train_main(["--print-config"])
+print(json.dumps({"status": code, "app": phpq.__file__, "needs_torch": needs_torch, "torch": "torch" in sys.modules,
+                  "train": [trained, said.getvalue()]}))
 """
 
 
@@ -162,6 +167,8 @@ def test_phpq_runs_from_the_wheel_in_a_fresh_venv_without_torch(wheel, tmp_path)
     assert report["status"] == 0 and not report["torch"], report
     assert Path(report["app"]).is_relative_to(venv)  # the installed copy, not the working tree
     assert "phpq_train.model" in report["needs_torch"]  # the training code needs the train extra
+    code, message = report["train"]  # phpq-train without it: one line that says what to install
+    assert code == 2 and "phpq-search[train]" in message and "Traceback" not in message, message
     shown = run(str(scripts / "phpq"), "--db", str(database), "status", "--json")
     assert shown.returncode == 0, shown.stderr
     model = json.loads(shown.stdout)["model"]

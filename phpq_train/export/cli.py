@@ -9,8 +9,10 @@ import tempfile
 from pathlib import Path
 
 from phpq.imaging import is_image_path
+from phpq_train.extra import needs_train_extra
 
 
+@needs_train_extra
 def export_main(argv: list[str] | None = None) -> int:
     """Export a phpq-train checkpoint to a self-describing ONNX model and check it against PyTorch."""
     parser = argparse.ArgumentParser(prog="phpq-export", description=export_main.__doc__)
