@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("phpq: interrupted; what was indexed is kept, run `phpq index` to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `phpq status | head`: the reader left; no traceback, no second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
 
 
 def run_add(library: Library, args: argparse.Namespace) -> int:

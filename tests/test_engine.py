@@ -5,6 +5,8 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -360,3 +362,12 @@ def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(t
     with Library(database, prefer_cuda=False) as library:
         assert library.active_model_id == old_id and [record.path for record in library.models()] == [moved]
         assert library.index().encoded == 8
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`phpq status | head -1`: the pipe closes before phpq writes; phpq exits quietly with status 1."""
+    command = [sys.executable, "-m", "phpq.cli", "--db", str(tmp_path / "index.sqlite3"), "--cpu", "status"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    process.stdout.close()  # the reader is gone before the first line
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1 and b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
