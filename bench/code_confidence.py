@@ -1,0 +1,74 @@
+"""Can the code itself tell a trained species from an unseen one? If it could, the fusion weight could
+follow it per query (more code weight for known species, more descriptor weight for the rest).
+
+The signal measured is the query's code confidence: the mean over sub-spaces of the cosine between its
+sub-vector and the nearest codeword (the best entry of each row of its ADC table), available at query
+time in the app at no cost. It is computed for the queries of each protocol with that protocol's model
+(checkpoints of one recipe, centre-crop view of the feature cache), and the AUROC of "fresh (trained
+species) vs unseen" says how well it separates them (0.5: not at all).
+
+Usage: python bench/code_confidence.py --runs runs/r256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq.pq import lookup_tables
+from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
+from phpq_train.features import build_or_load_cache
+
+
+def code_confidence(run: Path, protocol: str, photo_set, cache) -> np.ndarray:
+    """Each query's mean cosine to its nearest codeword, with the protocol's model."""
+    split = split_protocol(photo_set, protocol)
+    model = model_from_checkpoint(load_checkpoint(run / protocol / "last.pt"))
+    position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
+    rows = np.array([position[p.path] for p in split.query])
+    gather = cache.layout.gather_index(model.layout).numpy()
+    with torch.no_grad():
+        pooled = torch.from_numpy(np.asarray(cache.features[0][rows][:, gather], dtype=np.float32))
+        subvectors = model.head.quantizer(model.head.fusion(pooled)).subvectors.numpy()
+        codebooks = model.head.quantizer.normalized_codebooks().numpy()
+    return lookup_tables(subvectors, codebooks).max(axis=-1).mean(axis=-1)
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Probability that a positive scores above a negative (Mann-Whitney)."""
+    ranks = np.concatenate([positive, negative]).argsort().argsort() + 1
+    return float(
+        (ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative))
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=Path, required=True, help="holds val/, fresh/ and unseen/ run directories")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--views", type=int, default=5)
+    args = parser.parse_args()
+    photo_set = load_photo_set(args.data)
+    cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
+    confidence = {p: code_confidence(args.runs, p, photo_set, cache) for p in ("val", "fresh", "unseen")}
+    for protocol, values in confidence.items():
+        quantiles = np.quantile(values, [0.1, 0.5, 0.9]).round(3).tolist()
+        print(json.dumps({"protocol": protocol, "confidence q10/q50/q90": quantiles}))
+    for known in ("val", "fresh"):
+        print(
+            json.dumps(
+                {"AUROC": f"{known} vs unseen", "value": round(auroc(confidence[known], confidence["unseen"]), 3)}
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
