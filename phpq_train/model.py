@@ -434,19 +434,28 @@ class RetrievalEncoder(nn.Module):
 
     The normalised codebooks are baked into a buffer named ``phpq_codebooks``, which becomes an ONNX
     initializer of that name, so the app can read them without running the graph.
+
+    With ``mirror_average`` each photo is encoded from itself and its mirror image in one backbone pass
+    of twice the batch, and their pooled features are averaged (a photo and its mirror image then get
+    the same code and descriptor).
     """
 
-    def __init__(self, model: PHPQ):
+    def __init__(self, model: PHPQ, mirror_average: bool = False):
         super().__init__()
         self.backbone = model.backbone
         self.pooling = model.pooling
         self.fusion = model.head.fusion
         self.descriptor = model.head.descriptor
         self.n_subspaces = model.config.n_subspaces
+        self.mirror_average = mirror_average
         self.register_buffer("phpq_codebooks", model.head.quantizer.normalized_codebooks().detach().clone())
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pooled = self.pooling(self.backbone(images))
+        if self.mirror_average:
+            pooled = self.pooling(self.backbone(torch.cat([images, torch.flip(images, dims=[3])])))
+            pooled = pooled.reshape(2, -1, pooled.shape[-1]).mean(dim=0)
+        else:
+            pooled = self.pooling(self.backbone(images))
         subvectors = split_subvectors(self.fusion(pooled), self.n_subspaces)
         similarities = torch.matmul(subvectors.transpose(0, 1), self.phpq_codebooks.transpose(1, 2))  # [M, B, K]
         return subvectors, similarities.argmax(dim=-1).transpose(0, 1), self.descriptor(pooled)

@@ -221,3 +221,22 @@ def test_the_shipped_default_model_loads_and_encodes():
     assert encoded.descriptors.shape == (2, 256)
     np.testing.assert_allclose(np.linalg.norm(encoded.descriptors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(model.codebooks, axis=-1), 1.0, atol=1e-5)
+
+
+def test_a_mirror_averaged_model_encodes_a_photo_and_its_mirror_image_alike(tiny_checkpoint, exported, tmp_path):
+    output = tmp_path / "tiny.mirror.onnx"
+    assert export_main([str(tiny_checkpoint), "-o", str(output), "--parity-photos", "8", "--mirror-average"]) == 0
+    mirrored, plain = PHPQModel(output, prefer_cuda=False), PHPQModel(exported, prefer_cuda=False)
+    assert mirrored.info.metadata["mirror_average"] == "true" and plain.info.metadata["mirror_average"] == "false"
+    images = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    flipped = np.ascontiguousarray(images[..., ::-1])
+    both = mirrored.encode(images), mirrored.encode(flipped)
+    np.testing.assert_allclose(both[0].subvectors, both[1].subvectors, atol=1e-5)
+    np.testing.assert_allclose(both[0].descriptors, both[1].descriptors, atol=1e-5)
+    np.testing.assert_array_equal(both[0].codes, both[1].codes)
+    # the average of the two passes, not either one: the plain model tells a photo from its mirror image
+    plain_both = plain.encode(images), plain.encode(flipped)
+    assert not np.allclose(plain_both[0].descriptors, plain_both[1].descriptors, atol=1e-3)
+    np.testing.assert_allclose(
+        mirrored.encode(images[:1]).subvectors, mirrored.encode(images).subvectors[:1], atol=1e-5
+    )  # each photo of a batch is averaged with its own mirror image

@@ -21,6 +21,11 @@ def export_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=Path, help="photo folder for the parity check (default: the training data)")
     parser.add_argument("--parity-photos", type=int, default=64, help="how many photos the parity check encodes")
     parser.add_argument("--fp16-weights", action="store_true", help="store weights as float16 (half the size)")
+    parser.add_argument(
+        "--mirror-average",
+        action="store_true",
+        help="encode each photo and its mirror image, pooled features averaged (twice the backbone work)",
+    )
     parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ quantization)")
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
     args = parser.parse_args(argv)
@@ -41,8 +46,9 @@ def export_main(argv: list[str] | None = None) -> int:
         print(f"phpq-export: no photos for the parity check in {folder} (give --photos DIR)", file=sys.stderr)
         return 2
     step = max(1, len(photos) // args.parity_photos)
-    model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights)
-    report = check_parity(model, args.output, photos[::step][: args.parity_photos])
+    mirror = args.mirror_average
+    model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights, mirror_average=mirror)
+    report = check_parity(model, args.output, photos[::step][: args.parity_photos], mirror_average=mirror)
     print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB), model id {model_id[:16]}")
     print(report)
     if not report.ok:
@@ -62,7 +68,7 @@ def export_main(argv: list[str] | None = None) -> int:
             source = args.output
             if args.fp16_weights:
                 source = Path(tmp) / "fp32.onnx"
-                export_checkpoint(model, payload, source)
+                export_checkpoint(model, payload, source, mirror_average=mirror)
             quantize_int8(source, int8_path, calibration, model.config.input_size)
         checked = photos[::step][: args.parity_photos]
         fp32_codes = PHPQModel(args.output, prefer_cuda=False).encode_paths(checked).codes
