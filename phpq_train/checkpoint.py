@@ -13,7 +13,7 @@ from phpq_train.model import PHPQ, ModelConfig
 CHECKPOINT_FORMAT = 1
 # Model fields added after checkpoints of this format were first written, with the value those older
 # checkpoints are read with.
-LATER_MODEL_FIELDS: dict[str, Any] = {"query_expansion": 3}
+LATER_MODEL_FIELDS: dict[str, Any] = {"query_expansion": 3, "mirror_average": False}
 
 
 def save_checkpoint(

@@ -45,6 +45,7 @@ class ModelConfig:
     descriptor_pooling: str  # global max, global average, or both (each part L2-normalised)
     fusion_weight: float  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
     query_expansion: int  # the app ranks by the mean similarity to the query and its this many best photos
+    mirror_average: bool  # the exported model encodes each photo and its mirror image, pooled features averaged
     n_classes: int = 0  # derived by the run from its training photos, not a recipe value
 
     def __post_init__(self) -> None:
@@ -435,19 +436,19 @@ class RetrievalEncoder(nn.Module):
     The normalised codebooks are baked into a buffer named ``phpq_codebooks``, which becomes an ONNX
     initializer of that name, so the app can read them without running the graph.
 
-    With ``mirror_average`` each photo is encoded from itself and its mirror image in one backbone pass
-    of twice the batch, and their pooled features are averaged (a photo and its mirror image then get
-    the same code and descriptor).
+    With the model's ``mirror_average`` each photo is encoded from itself and its mirror image in one
+    backbone pass of twice the batch, and their pooled features are averaged (a photo and its mirror
+    image then get the same code and descriptor).
     """
 
-    def __init__(self, model: PHPQ, mirror_average: bool = False):
+    def __init__(self, model: PHPQ):
         super().__init__()
         self.backbone = model.backbone
         self.pooling = model.pooling
         self.fusion = model.head.fusion
         self.descriptor = model.head.descriptor
         self.n_subspaces = model.config.n_subspaces
-        self.mirror_average = mirror_average
+        self.mirror_average = model.config.mirror_average
         self.register_buffer("phpq_codebooks", model.head.quantizer.normalized_codebooks().detach().clone())
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -19,7 +19,15 @@ from phpq_train.model import PHPQ
 
 RECIPE = load_config()
 TINY = replace(
-    RECIPE.model, input_size=64, dim=32, n_subspaces=4, n_codewords=16, topk=4, descriptor_dim=16, n_classes=4
+    RECIPE.model,
+    input_size=64,
+    dim=32,
+    n_subspaces=4,
+    n_codewords=16,
+    topk=4,
+    descriptor_dim=16,
+    n_classes=4,
+    mirror_average=False,  # the recipe's models average mirror images; --mirror-average turns it on below
 )
 
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from phpq.imaging import is_image_path
@@ -24,7 +25,8 @@ def export_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mirror-average",
         action="store_true",
-        help="encode each photo and its mirror image, pooled features averaged (twice the backbone work)",
+        help="encode each photo and its mirror image, pooled features averaged (twice the backbone work;"
+        " the recipe's models do it already, this turns it on for checkpoints trained before it had it)",
     )
     parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ quantization)")
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
@@ -46,9 +48,10 @@ def export_main(argv: list[str] | None = None) -> int:
         print(f"phpq-export: no photos for the parity check in {folder} (give --photos DIR)", file=sys.stderr)
         return 2
     step = max(1, len(photos) // args.parity_photos)
-    mirror = args.mirror_average
-    model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights, mirror_average=mirror)
-    report = check_parity(model, args.output, photos[::step][: args.parity_photos], mirror_average=mirror)
+    if args.mirror_average:
+        model.config = replace(model.config, mirror_average=True)
+    model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights)
+    report = check_parity(model, args.output, photos[::step][: args.parity_photos])
     print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB), model id {model_id[:16]}")
     print(report)
     if not report.ok:
@@ -68,7 +71,7 @@ def export_main(argv: list[str] | None = None) -> int:
             source = args.output
             if args.fp16_weights:
                 source = Path(tmp) / "fp32.onnx"
-                export_checkpoint(model, payload, source, mirror_average=mirror)
+                export_checkpoint(model, payload, source)
             quantize_int8(source, int8_path, calibration, model.config.input_size)
         checked = photos[::step][: args.parity_photos]
         fp32_codes = PHPQModel(args.output, prefer_cuda=False).encode_paths(checked).codes

@@ -20,9 +20,7 @@ from phpq_train.inference import export_onnx
 from phpq_train.model import PHPQ, RetrievalEncoder
 
 
-def model_metadata(
-    model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_weights: bool, mirror_average: bool = False
-) -> dict[str, str]:
+def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_weights: bool) -> dict[str, str]:
     """The ``phpq.*`` metadata props of an exported model."""
     config = model.config
     train_config = checkpoint.get("train_config", {})
@@ -42,7 +40,7 @@ def model_metadata(
         "descriptor_dim": str(config.descriptor_dim),
         "fusion_weight": str(config.fusion_weight),
         "query_expansion": str(config.query_expansion),
-        "mirror_average": str(mirror_average).lower(),
+        "mirror_average": str(config.mirror_average).lower(),
         "model_config": json.dumps(config.to_dict()),
         "training_data": json.dumps({k: train_config.get(k) for k in ("data", "split", "protocol", "mode", "epochs")}),
         "class_names": json.dumps(checkpoint.get("class_names", [])),
@@ -88,18 +86,16 @@ def store_weights_as_fp16(graph_model: onnx.ModelProto) -> None:
     graph.node.extend(casts + nodes)
 
 
-def export_checkpoint(
-    model: PHPQ, checkpoint: dict[str, Any], output: Path, fp16_weights: bool = False, mirror_average: bool = False
-) -> str:
+def export_checkpoint(model: PHPQ, checkpoint: dict[str, Any], output: Path, fp16_weights: bool = False) -> str:
     """Write ``output`` and return its model id (SHA-256 of the graph, weights included).
 
     With ``fp16_weights`` the model's weights are first rounded to float16 in place and the file stores
-    them as float16 (about half the size). With ``mirror_average`` the graph encodes each photo and its
-    mirror image and averages their pooled features (``RetrievalEncoder``).
+    them as float16 (about half the size). With the model's ``mirror_average`` the graph encodes each
+    photo and its mirror image and averages their pooled features (``RetrievalEncoder``).
     """
     if fp16_weights:
         round_weights_to_fp16(model)
-    encoder = RetrievalEncoder(model.eval().cpu(), mirror_average)
+    encoder = RetrievalEncoder(model.eval().cpu())
     with tempfile.TemporaryDirectory(prefix="phpq-export-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(encoder, model.config.input_size, path, list(OUTPUT_NAMES), constant_folding=False)
@@ -111,7 +107,7 @@ def export_checkpoint(
     if fp16_weights:
         store_weights_as_fp16(graph_model)
     model_id = hashlib.sha256(graph_model.graph.SerializeToString()).hexdigest()
-    for key, value in model_metadata(model, checkpoint, model_id, fp16_weights, mirror_average).items():
+    for key, value in model_metadata(model, checkpoint, model_id, fp16_weights).items():
         entry = graph_model.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, value
     graph_model.producer_name = "phpq-export"

@@ -36,13 +36,11 @@ class ParityReport:
         )
 
 
-def check_parity(
-    model: PHPQ, onnx_path: Path, photos: list[Path], batch_size: int = 16, mirror_average: bool = False
-) -> ParityReport:
+def check_parity(model: PHPQ, onnx_path: Path, photos: list[Path], batch_size: int = 16) -> ParityReport:
     """Full onnx.checker pass, then compare sub-vectors, descriptors and codes of ONNX Runtime and torch."""
     onnx.checker.check_model(str(onnx_path), full_check=True)
     runtime = PHPQModel(onnx_path, prefer_cuda=False)
-    encoder = RetrievalEncoder(model.eval().cpu(), mirror_average)
+    encoder = RetrievalEncoder(model.eval().cpu())
     size = model.config.input_size
     max_diff, same, total = 0.0, 0, 0
     for start in range(0, len(photos), batch_size):
