@@ -24,7 +24,7 @@ import torch
 from phpq.eval.datasets import load_photo_set, split_protocol
 from phpq_train.config import load_config
 from phpq_train.evaluate import evaluate_cosine
-from phpq_train.features import build_or_load_cache
+from phpq_train.features import build_or_load_cache, mirror_averaged
 from phpq_train.losses import LossConfig, descriptor_terms, weighted_total
 from phpq_train.model import CosineClassifier, DescriptorHead
 
@@ -84,10 +84,13 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--frozen", action="store_true", help="also the frozen candidates")
+    parser.add_argument("--flip", action="store_true", help="frozen candidates of photo + mirror image, averaged")
     parser.add_argument("--trained", nargs="*", default=[], help="NAME=CLS,DISTILL[,SMOOTHING[,TAPS[,POOLING]]]")
     args = parser.parse_args()
     photo_set = load_photo_set(args.data)
     cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
+    if args.flip:
+        cache = mirror_averaged(cache, photo_set.photos, args.cache_dir, args.backbone, args.input_size)
     position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
     labels = photo_set.labels
     heads = {"GAP": ("head",), "GMP": ("head",), "GAP+GMP": ("head",), "GAP+GMP stride32+head": ("stride32", "head")}

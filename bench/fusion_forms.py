@@ -27,36 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from phpq.eval.datasets import load_photo_set, split_protocol
 from phpq.eval.metrics import retrieval_report
 from phpq.pq import adc_scores, decode, lookup_tables
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
-from phpq_train.features import FeatureCache, PyramidFeatureExtractor, build_or_load_cache
-from phpq_train.inference import BatchRunner, photo_list_digest, run_over_photos
-
-
-class MirroredExtractor(nn.Module):
-    """The cached representation of the mirror image."""
-
-    def __init__(self, extractor: PyramidFeatureExtractor):
-        super().__init__()
-        self.extractor = extractor
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.extractor(torch.flip(images, dims=[3]))
-
-
-def flip_averaged(cache: FeatureCache, photo_set, cache_dir: Path, backbone: str, input_size: int) -> FeatureCache:
-    """A one-view cache: the mean of the centre crop's pooled features and its mirror image's."""
-    path = cache_dir / f"{backbone}-{input_size}px-mirror-{photo_list_digest(photo_set.photos)[:12]}.npy"
-    if not path.is_file():
-        runner = BatchRunner(MirroredExtractor(PyramidFeatureExtractor(backbone, input_size)), input_size, 1)
-        (mirrored,) = run_over_photos(runner, photo_set.photos, input_size, view=0, desc="mirror images")
-        np.save(path, mirrored.astype(np.float16))
-    centre = np.asarray(cache.features[0], dtype=np.float32)
-    return FeatureCache(((centre + np.load(path).astype(np.float32)) / 2)[None], cache.layout, 1)
+from phpq_train.features import build_or_load_cache, mirror_averaged
 
 
 def protocol_scores(run: Path, protocol: str, photo_set, cache) -> dict:
@@ -121,7 +97,7 @@ def main() -> None:
     photo_set = load_photo_set(args.data)
     cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
     if args.flip:
-        cache = flip_averaged(cache, photo_set, args.cache_dir, args.backbone, args.input_size)
+        cache = mirror_averaged(cache, photo_set.photos, args.cache_dir, args.backbone, args.input_size)
     scores = {
         protocol: protocol_scores(args.runs, protocol, photo_set, cache) for protocol in ("val", "fresh", "unseen")
     }

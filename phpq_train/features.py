@@ -114,3 +114,28 @@ def build_or_load_cache(
     (tmp / "meta.json").write_text(json.dumps(key))
     tmp.rename(directory)
     return FeatureCache(np.load(directory / "features.npy", mmap_mode="r"), extractor.layout, views)
+
+
+class MirroredExtractor(nn.Module):
+    """The cached representation of the mirror image."""
+
+    def __init__(self, extractor: PyramidFeatureExtractor):
+        super().__init__()
+        self.extractor = extractor
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.extractor(torch.flip(images, dims=[3]))
+
+
+def mirror_averaged(
+    cache: FeatureCache, photos: list[Photo], cache_dir: Path, backbone: str, input_size: int
+) -> FeatureCache:
+    """A one-view cache: the mean of the centre crop's pooled features and its mirror image's (what a
+    model exported with ``mirror_average`` pools); the mirror images' features are cached on disk."""
+    path = Path(cache_dir) / f"{backbone}-{input_size}px-mirror-{photo_list_digest(photos)[:12]}.npy"
+    if not path.is_file():
+        runner = BatchRunner(MirroredExtractor(PyramidFeatureExtractor(backbone, input_size)), input_size, 1)
+        (mirrored,) = run_over_photos(runner, photos, input_size, view=0, desc="mirror images")
+        np.save(path, mirrored.astype(np.float16))
+    centre = np.asarray(cache.features[0], dtype=np.float32)
+    return FeatureCache(((centre + np.load(path).astype(np.float32)) / 2)[None], cache.layout, 1)
