@@ -12,11 +12,12 @@ were seen: among the rows whose val mAP@all is at least ``--val-floor`` (0.75; t
 protocol must stay strong), the one with the highest mean of fresh mAP@all and unseen P@4 (the two
 protocols that look like a user's collection). Each row prints [P@4, mAP@all] per protocol.
 
-``--flip``: every photo (query and database) is encoded from its centre crop and the crop's mirror
-image, their pooled backbone features averaged (what a flip-augmented index would store; two backbone
-passes per photo).
+``--flip all``: every photo (query and database) is encoded from its centre crop and the crop's
+mirror image, their pooled backbone features averaged (what a model exported with ``mirror_average``
+stores; two backbone passes per photo). ``--flip queries``: only the queries are (the index keeps one
+pass per photo; the query costs two).
 
-Usage: python bench/fusion_forms.py --runs runs/r256 [--input-size 256] [--flip]
+Usage: python bench/fusion_forms.py --runs runs/r256 [--input-size 256] [--flip all|queries]
 """
 
 from __future__ import annotations
@@ -35,18 +36,19 @@ from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
 from phpq_train.features import build_or_load_cache, mirror_averaged
 
 
-def protocol_scores(run: Path, protocol: str, photo_set, cache) -> dict:
-    """Code (ADC / M) and descriptor scores of one protocol's queries against its database, plus the
-    database's scores against itself (what query expansion adds)."""
+def protocol_scores(run: Path, protocol: str, photo_set, cache, query_cache=None) -> dict:
+    """Code (ADC / M) and descriptor scores of one protocol's queries (encoded from ``query_cache``,
+    default ``cache``) against its database, plus the database's scores against itself (what query
+    expansion adds)."""
     split = split_protocol(photo_set, protocol)
     model = model_from_checkpoint(load_checkpoint(run / protocol / "last.pt"))
     gather = cache.layout.gather_index(model.layout).numpy()
     position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
 
-    def encode(photos: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode(photos: list, source=cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = np.array([position[p.path] for p in photos])
         with torch.no_grad():
-            pooled = torch.from_numpy(np.asarray(cache.features[0][rows][:, gather], dtype=np.float32))
+            pooled = torch.from_numpy(np.asarray(source.features[0][rows][:, gather], dtype=np.float32))
             quantized = model.head.quantizer(model.head.fusion(pooled))
             return (
                 quantized.subvectors.numpy(),
@@ -54,8 +56,8 @@ def protocol_scores(run: Path, protocol: str, photo_set, cache) -> dict:
                 model.head.descriptor(pooled).numpy(),
             )
 
-    query = encode(split.query)
-    database = query if split.leave_one_out else encode(split.database)
+    query = encode(split.query, query_cache or cache)
+    database = encode(split.database) if query_cache or not split.leave_one_out else query
     codebooks = model.head.quantizer.normalized_codebooks().detach().numpy()
     n_subspaces = codebooks.shape[0]
     return {
@@ -92,15 +94,15 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=5)
     parser.add_argument("--backbone", default="efficientnet_lite0", help="the cache's backbone")
     parser.add_argument("--val-floor", type=float, default=0.75)
-    parser.add_argument("--flip", action="store_true", help="encode each photo and its mirror image, averaged")
+    parser.add_argument("--flip", choices=["all", "queries"], help="encode photo + mirror image, averaged")
     args = parser.parse_args()
     photo_set = load_photo_set(args.data)
     cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
-    if args.flip:
-        cache = mirror_averaged(cache, photo_set.photos, args.cache_dir, args.backbone, args.input_size)
-    scores = {
-        protocol: protocol_scores(args.runs, protocol, photo_set, cache) for protocol in ("val", "fresh", "unseen")
-    }
+    mirrored = args.flip and mirror_averaged(cache, photo_set.photos, args.cache_dir, args.backbone, args.input_size)
+    if args.flip == "all":
+        cache = mirrored
+    query_cache = mirrored if args.flip == "queries" else None
+    scores = {p: protocol_scores(args.runs, p, photo_set, cache, query_cache) for p in ("val", "fresh", "unseen")}
 
     def forms(s: dict, w: float) -> dict[str, np.ndarray]:
         code, descriptor = s["code"], s["descriptor"]
