@@ -57,9 +57,8 @@ class SearchController(Controller):
         ui.top_k.valueChanged.connect(self.repeat)
         ui.weight.valueChanged.connect(self._weight_changed)
 
-    def attach(self, library: Library, thumbnails: ThumbnailCache, owner: QObject) -> None:
-        """Search ``library`` from now on; thumbnails come from ``thumbnails`` (``owner`` keeps the loader)."""
-        self.library = library
+    def attach(self, thumbnails: ThumbnailCache, owner: QObject) -> None:
+        """Thumbnails come from ``thumbnails`` from now on (``owner`` keeps the loader)."""
         self.results_model = ResultsModel(ThumbnailLoader(thumbnails, owner), icon_size=160)
         self.ui.results_view.setModel(self.results_model)
         self.query_thumbnails = thumbnails

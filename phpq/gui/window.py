@@ -52,11 +52,6 @@ def _prepared(open_library: Callable[[], Library]) -> Callable[[], Library]:
     return open_and_prepare
 
 
-def _pending(library: Library) -> int:
-    """Photos of the active model still without a code (for a worker thread)."""
-    return library.counts()["pending"]
-
-
 class MainWindow(QMainWindow):
     """PHPQ Search's window. ``open_library`` runs on a worker thread at start-up."""
 
@@ -161,8 +156,12 @@ class MainWindow(QMainWindow):
 
     def _on_library(self, library: Library, rebuilt: bool = False) -> None:
         self._set_library(library)
-        self.search.attach(library, ThumbnailCache(library.db.path.parent / "thumbnails"), self)
-        self.refresh_library()
+        self.search.attach(ThumbnailCache(library.db.path.parent / "thumbnails"), self)
+        self.tasks.start(library.folders, done=self.folders.show, failed=self.report_failure)
+        resume = not (library.read_only or rebuilt)  # a rebuild indexes everything below anyway
+        self.tasks.start(
+            library.status, done=lambda status: self._show_first_status(status, resume), failed=self.report_failure
+        )
         self.statusBar().showMessage("Ready", 3000)
         self.folders.set_writable(not library.read_only)
         if library.read_only:
@@ -172,19 +171,14 @@ class MainWindow(QMainWindow):
             )
         elif rebuilt:
             self.indexing.start(None)
-        else:
-            self.resume_indexing()
         self.library_ready.emit()
 
-    def resume_indexing(self) -> None:
-        """Index the photos left without a code: by an interrupted run, or for an updated default model."""
-        if self.library is not None:
-            self.tasks.start(
-                _pending,
-                self.library,
-                done=lambda pending: self.indexing.start(None) if pending else None,
-                failed=self.report_failure,
-            )
+    def _show_first_status(self, status: LibraryStatus, resume: bool) -> None:
+        """The status at start-up; with ``resume``, the photos left without a code then get indexed (by an
+        interrupted run, or for an updated default model)."""
+        self._show_status(status)
+        if resume and status.pending:
+            self.indexing.start(None)
 
     def _on_library_failed(self, error: Exception) -> None:
         self.ui.model_label.setText("model: not loaded")
