@@ -2,7 +2,7 @@
 and P@4 of the codes alone, the continuous feature, the descriptor alone and the fused ranking at each logged
 weight (``fused@W_...``).
 
-Usage: python bench/experiments.py --config configs/cub_cpu.toml --runs runs/exp --run NAME "k=v k=v" ...
+Usage: python bench/experiments.py --runs runs/exp --run NAME "k=v k=v" ...
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from phpq_train.train import train
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--config", type=Path, help="changes on top of the recipe (default: the recipe alone)")
     parser.add_argument("--runs", type=Path, default=Path("runs/exp"))
     parser.add_argument("--run", nargs=2, action="append", metavar=("NAME", "OVERRIDES"), required=True)
     args = parser.parse_args()

@@ -135,7 +135,7 @@ def print_report(report: IndexReport) -> None:
         f" {report.added} new, {report.modified} changed, {report.moved} moved, {report.removed} removed,"
         f" {report.unchanged} unchanged"
     )
-    for problem in report.problems or []:
+    for problem in report.problems:
         print(f"  problem: {problem}")
 
 

@@ -112,7 +112,7 @@ class IndexReport:
     unreadable: int = 0  # files that could not be opened at all (both kinds are recorded with a reason)
     cancelled: bool = False
     seconds: float = 0.0
-    problems: list[str] | None = None
+    problems: list[str] = field(default_factory=list)
 
     def count(self, changes: FolderChanges) -> None:
         """Add one folder's changes to the counts."""
@@ -147,7 +147,7 @@ def index_folders(
     photos that vanished (and were not moved into another folder), then encode what needs a code.
     ``load_model`` is called only when something needs encoding."""
     start = time.perf_counter()
-    report = IndexReport(folders=len(folders), problems=[])
+    report = IndexReport(folders=len(folders))
     pending, vanished = _sync_folders(db, folders, model_id, listener, report, progress, cancel)
     db.delete_images(vanished)
     listener.images_removed(vanished)
@@ -180,7 +180,7 @@ def _sync_folders(
 ) -> tuple[list[tuple[int, Path]], list[int]]:
     """Sync folder after folder (a missing one is reported and keeps its photos) until cancelled;
     returns the photos to encode and the ids of those gone from disk and not moved elsewhere."""
-    report.problems = problems = report.problems or []
+    problems = report.problems
     pending: list[tuple[int, Path]] = []
     moved: set[int] = set()
     vanished: list[int] = []

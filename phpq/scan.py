@@ -102,9 +102,6 @@ class Scorer:
     def __init__(self, table: np.ndarray, words: np.ndarray, descriptors: DescriptorScan | None = None):
         self._arguments = _kernel_arguments(table, words, descriptors)
 
-    def __len__(self) -> int:
-        return self._arguments[1].shape[0]
-
     def top_k(self, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` rows, best first: (scores float32, rows int64), fewer when fewer rows qualify.
 

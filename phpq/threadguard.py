@@ -1,8 +1,9 @@
 """A guard that keeps library work off threads that must stay responsive (the window's GUI thread).
 
-A front end calls ``forbid_current_thread()`` on its event-loop thread; every public method of a class
-decorated with ``@guarded`` then raises ``WrongThreadError`` when it is called on that thread. The
-offscreen GUI tests forbid the GUI thread, so a window change that calls the library there fails them.
+Whoever calls ``forbid_current_thread()`` on a thread makes every public method of a class decorated with
+``@guarded`` raise ``WrongThreadError`` when it is called on that thread. The offscreen GUI tests forbid
+the window's GUI thread, so a window change that calls the library there fails them; the installed app
+does not, so a slip costs a stutter, not an error.
 """
 
 from __future__ import annotations

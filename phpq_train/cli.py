@@ -93,8 +93,8 @@ def eval_main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         parser.error(str(error))
     if args.model:
-        from phpq.library import search_kind
         from phpq.model import ModelError, PHPQModel
+        from phpq.search import search_kind
         from phpq_train.evaluate import evaluate_exported_model
 
         if args.weight is not None and not 0.0 <= args.weight <= 1.0:

@@ -47,17 +47,8 @@ class LossConfig:
     descriptor_label_smoothing: float
 
     def weights(self) -> dict[LossTerm, float]:
-        """The weight of every loss term."""
-        return {
-            LossTerm.DESCRIPTOR_CLASSIFICATION: self.descriptor_classification,
-            LossTerm.DESCRIPTOR_DISTILLATION: self.descriptor_distillation,
-            LossTerm.CLASSIFICATION_CONTINUOUS: self.classification_continuous,
-            LossTerm.CLASSIFICATION_QUANTIZED: self.classification_quantized,
-            LossTerm.QUANTIZATION: self.quantization,
-            LossTerm.CENTRE_CONTINUOUS: self.centre_continuous,
-            LossTerm.CENTRE_QUANTIZED: self.centre_quantized,
-            LossTerm.STRUCTURE: self.structure,
-        }
+        """The weight of every loss term: the field each term's value names."""
+        return {term: getattr(self, term.value) for term in LossTerm}
 
     def to_dict(self) -> dict:
         return asdict(self)
