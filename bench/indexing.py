@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from phpq.imaging import is_image_path, load_image, preprocess
+from phpq.imaging import Preprocessing, is_image_path, load_image, preprocess
 from phpq.library import Library
 from phpq.locations import bundled_models
 from phpq.model import PHPQModel
@@ -32,7 +32,7 @@ def model_only_rate(model_path: Path, photos: list[Path], batch_size: int = 32, 
     """Photos per second of the model alone on one preprocessed batch (the upper bound)."""
     model = PHPQModel(model_path, prefer_cuda=False)
     size = model.info.input_size
-    batch = np.stack([preprocess(load_image(path), size) for path in photos[:batch_size]])
+    batch = np.stack([preprocess(load_image(path), Preprocessing(size)) for path in photos[:batch_size]])
     model.encode(batch)
     start = time.perf_counter()
     for _ in range(batches):

@@ -45,7 +45,7 @@ def main() -> None:
         step = max(1, len(split.train) // args.calibration)
         quantize_int8(args.model, int8_path, [p.path for p in split.train[::step]], fp32.info.input_size)
     int8 = PHPQModel(int8_path, prefer_cuda=False)
-    batch = np.stack([load_and_preprocess(p.path, fp32.info.input_size) for p in split.query[:32]])
+    batch = np.stack([load_and_preprocess(p.path, fp32.info.preprocessing) for p in split.query[:32]])
     speeds = {"fp32": [], "int8": []}
     for _ in range(args.rounds):
         speeds["fp32"].append(images_per_second(fp32, batch, 3))

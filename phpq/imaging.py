@@ -52,11 +52,6 @@ class Preprocessing:
         return round(self.input_size * self.resize_ratio)
 
 
-def as_preprocessing(spec: Preprocessing | int) -> Preprocessing:
-    """``spec`` itself, or EfficientNet-Lite's preprocessing at that input size."""
-    return spec if isinstance(spec, Preprocessing) else Preprocessing(spec)
-
-
 def is_image_name(name: str) -> bool:
     """True when a file name has a photo suffix we decode (a string test, cheap on large folders)."""
     dot = name.rfind(".")
@@ -162,8 +157,8 @@ def to_network_input(image: Image.Image, offset: float = PIXEL_OFFSET, scale: fl
     return np.ascontiguousarray(((array - offset) / scale).transpose(2, 0, 1))
 
 
-def preprocess(image: Image.Image, spec: Preprocessing | int) -> np.ndarray:
-    """Test-time preprocessing (``Preprocessing``; an int is EfficientNet-Lite's at that input size).
+def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """Test-time preprocessing: resize the short side, centre crop, scale the pixels (``spec``).
 
     A very elongated image (a 1 x 10000 strip) is first cut to its central square, which holds the
     whole centre crop anyway, so that resizing its short side cannot blow up its long side.
@@ -172,18 +167,16 @@ def preprocess(image: Image.Image, spec: Preprocessing | int) -> np.ndarray:
     if max(width, height) > MAX_ASPECT * min(width, height):
         side = min(width, height)
         image = center_crop_box(image, side, side)
-    spec = as_preprocessing(spec)
     resized = resize_short_side(image, spec.resize_side)
     return to_network_input(center_crop(resized, spec.input_size), spec.pixel_offset, spec.pixel_scale)
 
 
-def load_and_preprocess_with_size(path: Path, spec: Preprocessing | int) -> tuple[np.ndarray, tuple[int, int]]:
+def load_and_preprocess_with_size(path: Path, spec: Preprocessing) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode and preprocess ``path`` for the network; also return the photo's full (width, height)."""
-    spec = as_preprocessing(spec)
     image, full_size = load_image_with_size(path, min_side=spec.resize_side)
     return preprocess(image, spec), full_size
 
 
-def load_and_preprocess(path: Path, spec: Preprocessing | int) -> np.ndarray:
+def load_and_preprocess(path: Path, spec: Preprocessing) -> np.ndarray:
     """Decode ``path`` (reduced-scale JPEG decode where enough) and preprocess it for the network."""
     return load_and_preprocess_with_size(path, spec)[0]

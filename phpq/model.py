@@ -58,16 +58,7 @@ class ModelInfo:
     bits: int
     dim: int
     metadata: dict[str, str]
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        """The pixels this model was trained on, from its metadata (resize ratio 256/224 when absent)."""
-        return Preprocessing(
-            self.input_size,
-            float(self.metadata.get("resize_ratio", RESIZE_RATIO)),
-            float(self.metadata["pixel_offset"]),
-            float(self.metadata["pixel_scale"]),
-        )
+    preprocessing: Preprocessing  # the pixels this model was trained on (from its metadata)
 
     @property
     def has_descriptor(self) -> bool:
@@ -122,7 +113,7 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
             descriptor_dim, fusion_weight = int(props["descriptor_dim"]), float(props["fusion_weight"])
             if descriptor_dim < 1 or not 0.0 <= fusion_weight <= 1.0:
                 raise ValueError(f"descriptor_dim {descriptor_dim} (>= 1), fusion_weight {fusion_weight} (in [0, 1])")
-        info = ModelInfo(
+        return ModelInfo(
             props["model_id"],
             props["backbone"],
             int(props["input_size"]),
@@ -131,9 +122,13 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
             int(props["bits"]),
             int(props["dim"]),
             props,
+            Preprocessing(  # validated here, not at the first photo; resize ratio 256/224 when absent
+                int(props["input_size"]),
+                float(props.get("resize_ratio", RESIZE_RATIO)),
+                float(props["pixel_offset"]),
+                float(props["pixel_scale"]),
+            ),
         )
-        info.preprocessing  # noqa: B018 - validates the pixel metadata now, not at the first photo
-        return info
     except ValueError as error:
         raise ModelError(f"{source} has malformed metadata: {error}") from error
 

@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from phpq.eval.datasets import Photo
-from phpq.imaging import RESIZE_RATIO, load_image, preprocess, to_network_input
+from phpq.imaging import RESIZE_RATIO, Preprocessing, load_image, preprocess, to_network_input
 
 log = logging.getLogger(__name__)
 
@@ -73,5 +73,5 @@ class PhotoDataset(Dataset):
             rng = random.Random(key)
             array = augment(image, self.size, rng)
         else:
-            array = preprocess(image, self.size)
+            array = preprocess(image, Preprocessing(self.size))
         return torch.from_numpy(array), photo.label

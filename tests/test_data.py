@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from phpq.eval.datasets import load_photo_set, scan_image_folder, split_protocol
-from phpq.imaging import load_and_preprocess, load_image, preprocess
+from phpq.imaging import Preprocessing, load_and_preprocess, load_image, preprocess
 from phpq_train.compact import compact_copy
 from phpq_train.config import apply_overrides, load_config
 from phpq_train.data import PhotoDataset
@@ -76,13 +76,13 @@ def test_protocols_are_deterministic_and_disjoint(synthetic_folder_6):
 
 def test_preprocessing_geometry_and_scaling(tmp_path):
     image = Image.new("RGB", (400, 300), (255, 127, 0))
-    array = preprocess(image, 224)
+    array = preprocess(image, Preprocessing(224))
     assert array.shape == (3, 224, 224) and array.dtype == np.float32
     np.testing.assert_allclose(array[:, 100, 100], [(255 - 127) / 128, 0.0, -127 / 128])
     path = tmp_path / "big.jpg"
     Image.new("RGB", (3000, 2000), (10, 200, 30)).save(path, quality=95)
     assert load_image(path, min_side=256).size == (750, 500)  # libjpeg decoded at 1/4 scale
-    assert load_and_preprocess(path, 224).shape == (3, 224, 224)
+    assert load_and_preprocess(path, Preprocessing(224)).shape == (3, 224, 224)
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -141,5 +141,5 @@ def test_real_cub_photos_decode_and_preprocess():
     photo_set = load_photo_set(SHARED_CUB)
     assert len(photo_set.class_names) == 200 and len(photo_set.photos) == 5994
     for photo in photo_set.photos[::1500]:
-        array = load_and_preprocess(Path(photo.path), 224)
+        array = load_and_preprocess(Path(photo.path), Preprocessing(224))
         assert array.shape == (3, 224, 224) and array.min() >= -1.0 and array.max() <= 1.0

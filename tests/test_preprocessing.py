@@ -52,7 +52,9 @@ def test_a_model_exported_with_other_pixel_values_is_fed_accordingly(tiny_model,
     expected = reference_input(photo, size, round(1.5 * size), 0.0, 255.0)
     np.testing.assert_allclose(load_and_preprocess(photo, other.info.preprocessing), expected, atol=0.02)
     wanted = other.encode(expected[None])
-    assert not np.array_equal(wanted.subvectors, default.encode(load_and_preprocess(photo, size)[None]).subvectors)
+    assert not np.array_equal(
+        wanted.subvectors, default.encode(load_and_preprocess(photo, Preprocessing(size))[None]).subvectors
+    )
 
     # both ways the app encodes photos use the model's values: encode_paths and the indexer
     np.testing.assert_allclose(other.encode_paths([photo]).subvectors, wanted.subvectors, atol=1e-3)

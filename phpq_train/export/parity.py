@@ -41,10 +41,10 @@ def check_parity(model: PHPQ, onnx_path: Path, photos: list[Path], batch_size: i
     onnx.checker.check_model(str(onnx_path), full_check=True)
     runtime = PHPQModel(onnx_path, prefer_cuda=False)
     encoder = RetrievalEncoder(model.eval().cpu())
-    size = model.config.input_size
+    spec = runtime.info.preprocessing  # the pixels the app will feed it, from its metadata
     max_diff, same, total = 0.0, 0, 0
     for start in range(0, len(photos), batch_size):
-        batch = np.stack([load_and_preprocess(p, size) for p in photos[start : start + batch_size]])
+        batch = np.stack([load_and_preprocess(p, spec) for p in photos[start : start + batch_size]])
         encoded = runtime.encode(batch)
         with torch.inference_mode():
             torch_sub, torch_codes, torch_descriptors = encoder(torch.from_numpy(batch))

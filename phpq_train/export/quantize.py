@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from phpq.imaging import load_and_preprocess
+from phpq.imaging import Preprocessing, load_and_preprocess
 from phpq.model import CODEBOOKS_NAME, INPUT_NAME, METADATA_PREFIX
 
 
@@ -23,8 +23,9 @@ class PhotoCalibrationReader:
     """Feeds preprocessed photos to the ONNX Runtime calibrator in small batches."""
 
     def __init__(self, photos: list[Path], input_size: int, batch_size: int = 8):
+        spec = Preprocessing(input_size)
         self._batches: Iterator[dict[str, np.ndarray]] = (
-            {INPUT_NAME: np.stack([load_and_preprocess(p, input_size) for p in photos[i : i + batch_size]])}
+            {INPUT_NAME: np.stack([load_and_preprocess(p, spec) for p in photos[i : i + batch_size]])}
             for i in range(0, len(photos), batch_size)
         )
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from phpq.cli import main as phpq
 from phpq.db import PhotoSize
-from phpq.imaging import load_and_preprocess, load_and_preprocess_with_size
+from phpq.imaging import Preprocessing, load_and_preprocess, load_and_preprocess_with_size
 from phpq.index import IndexProgress
 from phpq.library import Library
 from tests.conftest import synthetic_photo, write_image_folder
@@ -183,12 +183,13 @@ def test_odd_pixel_formats_decode_to_the_same_picture(tmp_path):
     rgba = photo.convert("RGBA")
     rgba.putalpha(255)
     rgba.save(tmp_path / "opaque-alpha.png")
-    reference = load_and_preprocess(tmp_path / "gray16.png", 64)
+    reference = load_and_preprocess(tmp_path / "gray16.png", Preprocessing(64))
     photo.convert("L").convert("RGB").save(tmp_path / "gray8.png")
-    np.testing.assert_allclose(reference, load_and_preprocess(tmp_path / "gray8.png", 64), atol=2 / 128)
+    np.testing.assert_allclose(reference, load_and_preprocess(tmp_path / "gray8.png", Preprocessing(64)), atol=2 / 128)
     photo.save(tmp_path / "plain.png")
     np.testing.assert_allclose(
-        load_and_preprocess(tmp_path / "opaque-alpha.png", 64), load_and_preprocess(tmp_path / "plain.png", 64)
+        load_and_preprocess(tmp_path / "opaque-alpha.png", Preprocessing(64)),
+        load_and_preprocess(tmp_path / "plain.png", Preprocessing(64)),
     )
 
 
@@ -197,7 +198,7 @@ def test_recorded_sizes_follow_exif_orientation(tmp_path):
     for orientation in range(1, 9):
         path = tmp_path / f"o{orientation}.jpg"
         photo.save(path, exif=_exif_with(0x0112, orientation))
-        array, size = load_and_preprocess_with_size(path, 64)
+        array, size = load_and_preprocess_with_size(path, Preprocessing(64))
         assert array.shape == (3, 64, 64) and np.isfinite(array).all()
         assert size == ((80, 120) if orientation >= 5 else (120, 80))
 
@@ -241,7 +242,7 @@ def test_the_image_loader_survives_random_bytes(tmp_path, tally, data, keep):
     path = tmp_path / "random.jpg"
     path.write_bytes(JPEG_PREFIX[:keep] + data)
     try:
-        array = load_and_preprocess(path, 64)
+        array = load_and_preprocess(path, Preprocessing(64))
     except Exception:  # any exception is a clean refusal; only crashes and hangs fail
         return
     assert array.shape == (3, 64, 64) and array.dtype == np.float32 and np.isfinite(array).all()
