@@ -297,8 +297,8 @@ class IndexDatabase:
 
     def folders(self) -> list[FolderRecord]:
         with self.lock:
-            rows = _named_rows(
-                self.db.execute(
+            rows = list(
+                self.db.query(
                     """
                     SELECT f.id AS id, f.path AS path, COUNT(i.id) AS n_images, COUNT(i.error) AS n_errors,
                            f.scanned AS scanned
@@ -322,20 +322,23 @@ class IndexDatabase:
 
     # Images ---------------------------------------------------------------------------------------
 
+    def _image_records(self, where: str, params: list) -> list[ImageRecord]:
+        """The rows of ``_IMAGE_SELECT`` + ``where`` as records, built by the SELECT's column names."""
+        rows = self.db.query(_IMAGE_SELECT + where, params)
+        return [ImageRecord(**{**row, "has_code": bool(row["has_code"])}) for row in rows]
+
     def images_in_folder(self, folder_id: int, model_id: str) -> dict[str, ImageRecord]:
         with self.lock:
-            records = _image_records(self.db.execute(_IMAGE_SELECT + " WHERE i.folder_id = ?", [model_id, folder_id]))
+            records = self._image_records(" WHERE i.folder_id = ?", [model_id, folder_id])
         return {record.path: record for record in records}
 
     def images_with_hash(self, content_hash: str, size: int, model_id: str) -> list[ImageRecord]:
         with self.lock:
-            return _image_records(
-                self.db.execute(_IMAGE_SELECT + " WHERE i.hash = ? AND i.size = ?", [model_id, content_hash, size])
-            )
+            return self._image_records(" WHERE i.hash = ? AND i.size = ?", [model_id, content_hash, size])
 
     def image_by_path(self, path: Path, model_id: str) -> ImageRecord | None:
         with self.lock:
-            records = _image_records(self.db.execute(_IMAGE_SELECT + " WHERE i.path = ?", [model_id, str(path)]))
+            records = self._image_records(" WHERE i.path = ?", [model_id, str(path)])
         return records[0] if records else None
 
     def insert_image(
@@ -488,14 +491,3 @@ _IMAGE_SELECT = """
            EXISTS (SELECT 1 FROM codes c WHERE c.model_id = ? AND c.image_id = i.id) AS has_code
     FROM images i
 """
-
-
-def _named_rows(cursor: sqlite3.Cursor) -> list[dict]:
-    """A query's rows as dicts keyed by the column names the SELECT gives (its ``AS`` names)."""
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _image_records(cursor: sqlite3.Cursor) -> list[ImageRecord]:
-    """The rows of an ``_IMAGE_SELECT`` query as records, built by column name."""
-    return [ImageRecord(**{**row, "has_code": bool(row["has_code"])}) for row in _named_rows(cursor)]
