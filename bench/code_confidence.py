@@ -7,7 +7,7 @@ time in the app at no cost. It is computed for the queries of each protocol with
 (checkpoints of one recipe, centre-crop view of the feature cache), and the AUROC of "fresh (trained
 species) vs unseen" says how well it separates them (0.5: not at all).
 
-Usage: python bench/code_confidence.py --runs runs/r256
+Usage: python -m bench.code_confidence --runs runs/r256
 """
 
 from __future__ import annotations
@@ -17,26 +17,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from phpq.eval.datasets import load_photo_set, split_protocol
+from bench.fusion_forms import protocol_scores
+from phpq.eval.datasets import load_photo_set
 from phpq.pq import lookup_tables
-from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
 from phpq_train.features import build_or_load_cache
 
 
 def code_confidence(run: Path, protocol: str, photo_set, cache) -> np.ndarray:
-    """Each query's mean cosine to its nearest codeword, with the protocol's model."""
-    split = split_protocol(photo_set, protocol)
-    model = model_from_checkpoint(load_checkpoint(run / protocol / "last.pt"))
-    position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
-    rows = np.array([position[p.path] for p in split.query])
-    gather = cache.layout.gather_index(model.layout).numpy()
-    with torch.no_grad():
-        pooled = torch.from_numpy(np.asarray(cache.features[0][rows][:, gather], dtype=np.float32))
-        subvectors = model.head.quantizer(model.head.fusion(pooled)).subvectors.numpy()
-        codebooks = model.head.quantizer.normalized_codebooks().numpy()
-    return lookup_tables(subvectors, codebooks).max(axis=-1).mean(axis=-1)
+    """Each query's mean cosine to its nearest codewords, with the protocol's model."""
+    scores = protocol_scores(run, protocol, photo_set, cache)
+    return lookup_tables(scores["query_subvectors"], scores["codebooks"]).max(axis=-1).mean(axis=-1)
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:

@@ -66,6 +66,8 @@ def protocol_scores(run: Path, protocol: str, photo_set, cache, query_cache=None
         "database_code": adc_scores(lookup_tables(decode(database[1], codebooks), codebooks), database[1])
         / n_subspaces,
         "database_descriptor": database[2] @ database[2].T,
+        "query_subvectors": query[0],
+        "codebooks": codebooks,
         "query_labels": np.array([p.label for p in split.query]),
         "database_labels": np.array([p.label for p in split.database]),
         "leave_one_out": split.leave_one_out,

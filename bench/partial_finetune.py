@@ -26,10 +26,12 @@ from torch import nn
 from bench.descriptors import protocol_report
 from phpq.eval.datasets import load_photo_set, split_protocol
 from phpq_train.backbone import EfficientNetLiteTaps
+from phpq_train.config import load_config
 from phpq_train.inference import BatchRunner, photo_list_digest, run_over_photos
 from phpq_train.model import CosineClassifier
 
 log = logging.getLogger("partial_finetune")
+RECIPE_LOSS = load_config().loss  # the descriptor's classifier scale and label smoothing
 
 
 class FrozenPart(nn.Module):
@@ -135,8 +137,8 @@ def fit(model: TrainedPart, maps: np.ndarray, train: np.ndarray, labels: np.ndar
                 np.stack([maps[v, r] for v, r in zip(picked[index], rows[index], strict=True)]).astype(np.float32)
             )
             target = remap[torch.from_numpy(labels[rows[index]])]
-            logits = 16.0 * classifier(model(batch))  # the recipe's classifier scale
-            loss = F.cross_entropy(logits, target, label_smoothing=0.1)
+            logits = RECIPE_LOSS.classifier_scale * classifier(model(batch))
+            loss = F.cross_entropy(logits, target, label_smoothing=RECIPE_LOSS.descriptor_label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
