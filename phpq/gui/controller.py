@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QWidget
 
 from phpq.gui.layout import WindowLayout
 from phpq.gui.workers import TaskRunner
@@ -20,9 +21,10 @@ class Controller(QObject):
     message = Signal(str)  # a readable message for the banner
     failure = Signal(object, str)  # an exception from a worker, and what was being done ("" if it says)
 
-    def __init__(self, ui: WindowLayout, tasks: TaskRunner, parent: QObject | None = None):
+    def __init__(self, ui: WindowLayout, tasks: TaskRunner, parent: QWidget | None = None):
         super().__init__(parent)
         self.ui, self.tasks = ui, tasks
+        self.dialog_parent = parent  # the window: dialogs and menus open over it
         self.library: Library | None = None  # set by the window once the library is open
 
     def failed(self, context: str = "") -> Callable[[Exception], None]:

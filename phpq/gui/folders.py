@@ -26,7 +26,6 @@ class FoldersController(Controller):
     ):
         super().__init__(ui, tasks, parent)
         self.indexing = indexing
-        self.dialog_parent = parent
         ui.folder_list.customContextMenuRequested.connect(self._menu)
         ui.add_button.clicked.connect(self.choose)
         ui.rescan_button.clicked.connect(lambda: self.indexing.start(None))

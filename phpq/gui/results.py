@@ -24,7 +24,6 @@ class ResultActions(Controller):
 
     def __init__(self, ui: WindowLayout, tasks: TaskRunner, parent: QWidget | None = None):
         super().__init__(ui, tasks, parent)
-        self.menu_parent = parent
         self.view = ui.results_view
         self.view.customContextMenuRequested.connect(self._menu)
         self.view.activated.connect(self.open_activated)
@@ -44,7 +43,7 @@ class ResultActions(Controller):
             selection.select(index, selection.SelectionFlag.ClearAndSelect)
         paths = self.view.selected_paths()
         several = f" {len(paths)} photos" if len(paths) > 1 else ""
-        menu = QMenu(self.menu_parent)
+        menu = QMenu(self.dialog_parent)
         menu.addAction(f"Open{several}", lambda: self.open_photos(paths))
         menu.addAction("Show in file manager", lambda: self.reveal(hit.path))
         menu.addAction("Find similar to this photo", lambda: self.find_similar.emit(hit.path))

@@ -45,7 +45,6 @@ class SearchController(Controller):
     def __init__(self, ui: WindowLayout, tasks: TaskRunner, settings: QSettings, parent: QWidget | None = None):
         super().__init__(ui, tasks, parent)
         self.settings = settings
-        self.dialog_parent = parent
         self.generation = 0
         self.last_query: Path | Image.Image | None = None
         self.weight_key: str | None = None  # settings key of the active model's code weight (fused models)

@@ -23,7 +23,6 @@ class ModelSwitcher(Controller):
     ):
         super().__init__(ui, tasks, parent)
         self.indexing = indexing
-        self.dialog_parent = parent
 
     def show_dialog(self) -> ModelsDialog | None:
         if self.library is None:
