@@ -24,9 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.descriptors import protocol_report
+from bench.fusion_forms import expanded, protocol_scores
 from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq.eval.metrics import retrieval_report
 from phpq_train.backbone import EfficientNetLiteTaps
 from phpq_train.config import load_config
+from phpq_train.features import build_or_load_cache
 from phpq_train.inference import BatchRunner, photo_list_digest, run_over_photos
 from phpq_train.model import CosineClassifier
 
@@ -148,6 +151,24 @@ def fit(model: TrainedPart, maps: np.ndarray, train: np.ndarray, labels: np.ndar
     return model.eval()
 
 
+def fused_report(runs: Path, protocol: str, photo_set, descriptors: np.ndarray, position: dict) -> dict:
+    """The app's default fused search (w = 0.5, query expansion 3) with the recipe's codes for this
+    protocol (frozen backbone) and these descriptors in place of the recipe's."""
+    cache = build_or_load_cache(photo_set.photos, Path("runs/cache"), "efficientnet_lite0", 256, 5)
+    scores = protocol_scores(runs, protocol, photo_set, cache)
+    split = split_protocol(photo_set, protocol)
+    query = descriptors[[position[p.path] for p in split.query]]
+    database = descriptors[[position[p.path] for p in split.database]]
+    weight = 0.5
+    fused = weight * scores["code"] + (1 - weight) * query @ database.T
+    database_fused = weight * scores["database_code"] + (1 - weight) * database @ database.T
+    ranking = expanded(fused, database_fused, 3, split.leave_one_out)
+    report = retrieval_report(
+        ranking, scores["query_labels"], scores["database_labels"], leave_one_out=split.leave_one_out
+    )
+    return {"fused P@4": round(report["P@4"], 4), "fused mAP@all": round(report["mAP@all"], 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
@@ -163,6 +184,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--backbone-lr", type=float, default=1e-4)
     parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument(
+        "--fuse-with", type=Path, help="recipe runs (val/, fresh/, unseen/): also score the fused search"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     photo_set = load_photo_set(args.data)
@@ -191,6 +215,8 @@ def main() -> None:
                 "minutes": round((time.perf_counter() - started) / 60, 1),
                 **report,
             }
+            if args.fuse_with:
+                line.update(fused_report(args.fuse_with, protocol, photo_set, features, position))
             print(json.dumps(line), flush=True)
 
 
