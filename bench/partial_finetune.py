@@ -34,7 +34,7 @@ from phpq_train.inference import BatchRunner, photo_list_digest, run_over_photos
 from phpq_train.model import CosineClassifier
 
 log = logging.getLogger("partial_finetune")
-RECIPE_LOSS = load_config().loss  # the descriptor's classifier scale and label smoothing
+RECIPE = load_config()  # the descriptor's classifier scale and label smoothing; the fused search's w and depth
 
 
 class FrozenPart(nn.Module):
@@ -140,8 +140,8 @@ def fit(model: TrainedPart, maps: np.ndarray, train: np.ndarray, labels: np.ndar
                 np.stack([maps[v, r] for v, r in zip(picked[index], rows[index], strict=True)]).astype(np.float32)
             )
             target = remap[torch.from_numpy(labels[rows[index]])]
-            logits = RECIPE_LOSS.classifier_scale * classifier(model(batch))
-            loss = F.cross_entropy(logits, target, label_smoothing=RECIPE_LOSS.descriptor_label_smoothing)
+            logits = RECIPE.loss.classifier_scale * classifier(model(batch))
+            loss = F.cross_entropy(logits, target, label_smoothing=RECIPE.loss.descriptor_label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -151,18 +151,15 @@ def fit(model: TrainedPart, maps: np.ndarray, train: np.ndarray, labels: np.ndar
     return model.eval()
 
 
-def fused_report(runs: Path, protocol: str, photo_set, descriptors: np.ndarray, position: dict) -> dict:
-    """The app's default fused search (w = 0.5, query expansion 3) with the recipe's codes for this
-    protocol (frozen backbone) and these descriptors in place of the recipe's."""
-    cache = build_or_load_cache(photo_set.photos, Path("runs/cache"), "efficientnet_lite0", 256, 5)
-    scores = protocol_scores(runs, protocol, photo_set, cache)
-    split = split_protocol(photo_set, protocol)
+def fused_report(scores: dict, split, descriptors: np.ndarray, position: dict) -> dict:
+    """The recipe's fused search (its w and query expansion) with the recipe run's code ``scores`` for this
+    protocol (``fusion_forms.protocol_scores``, frozen backbone) and these descriptors in place of its own."""
     query = descriptors[[position[p.path] for p in split.query]]
     database = descriptors[[position[p.path] for p in split.database]]
-    weight = 0.5
+    weight = RECIPE.model.fusion_weight
     fused = weight * scores["code"] + (1 - weight) * query @ database.T
     database_fused = weight * scores["database_code"] + (1 - weight) * database @ database.T
-    ranking = expanded(fused, database_fused, 3, split.leave_one_out)
+    ranking = expanded(fused, database_fused, RECIPE.model.query_expansion, split.leave_one_out)
     report = retrieval_report(
         ranking, scores["query_labels"], scores["database_labels"], leave_one_out=split.leave_one_out
     )
@@ -195,8 +192,13 @@ def main() -> None:
     maps = cached_maps(photo_set.photos, FrozenPart(net, cut).eval(), args.input_size, args.views, args.cache_dir)
     labels = photo_set.labels
     position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
+    # the recipe runs' codes come from their pooled-feature cache (the recipe's views, same backbone and size)
+    codes = args.fuse_with and build_or_load_cache(
+        photo_set.photos, args.cache_dir, args.backbone, args.input_size, RECIPE.views
+    )
     for protocol in args.protocols:
         split = split_protocol(photo_set, protocol)
+        scores = codes and protocol_scores(args.fuse_with, protocol, photo_set, codes)  # once for every --blocks
         train = np.array([position[p.path] for p in split.train])
         for blocks in args.blocks:
             model = TrainedPart(net, cut, args.dim)
@@ -216,7 +218,7 @@ def main() -> None:
                 **report,
             }
             if args.fuse_with:
-                line.update(fused_report(args.fuse_with, protocol, photo_set, features, position))
+                line.update(fused_report(scores, split, features, position))
             print(json.dumps(line), flush=True)
 
 
