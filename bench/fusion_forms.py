@@ -1,6 +1,7 @@
 """Other ways to combine the code and descriptor similarities than the app's ``w * ADC / M + (1 - w) *
 cosine``, measured on the checkpoints of one recipe trained on the val, fresh and unseen protocols
-(encoded from the feature cache, centre-crop view, float descriptors):
+(encoded from the feature cache, centre-crop view, float descriptors; a checkpoint whose backbone
+trained, partial or finetune mode, is encoded from the photos instead):
 
 - ``linear``: the app's form, for reference;
 - ``z``: each query's code and descriptor scores standardised over the database before mixing;
@@ -34,6 +35,7 @@ from phpq.eval.metrics import retrieval_report
 from phpq.pq import adc_scores, decode, lookup_tables
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
 from phpq_train.features import build_or_load_cache, mirror_averaged
+from phpq_train.train import encode_photos
 
 
 def protocol_scores(run: Path, protocol: str, photo_set, cache, query_cache=None) -> dict:
@@ -41,11 +43,18 @@ def protocol_scores(run: Path, protocol: str, photo_set, cache, query_cache=None
     default ``cache``) against its database, plus the database's scores against itself (what query
     expansion adds)."""
     split = split_protocol(photo_set, protocol)
-    model = model_from_checkpoint(load_checkpoint(run / protocol / "last.pt"))
+    payload = load_checkpoint(run / protocol / "last.pt")
+    model = model_from_checkpoint(payload)
     gather = cache.layout.gather_index(model.layout).numpy()
     position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
+    backbone_trained = payload["train_config"]["mode"] != "cached"
+    if backbone_trained and (query_cache is not None or cache.views == 1):
+        raise SystemExit(f"{run / protocol}: its backbone trained, so the frozen mirror-image cache does not apply")
 
     def encode(photos: list, source=cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if backbone_trained:  # the frozen backbone's cache is not this model's: encode the photos
+            encoding = encode_photos(model, photos, torch.device("cpu"))
+            return encoding.subvectors, encoding.codes, encoding.descriptors
         rows = np.array([position[p.path] for p in photos])
         with torch.no_grad():
             pooled = torch.from_numpy(np.asarray(source.features[0][rows][:, gather], dtype=np.float32))

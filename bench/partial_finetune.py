@@ -29,23 +29,11 @@ from phpq.eval.datasets import load_photo_set, split_protocol
 from phpq.eval.metrics import retrieval_report
 from phpq_train.backbone import EfficientNetLiteTaps
 from phpq_train.config import load_config
-from phpq_train.features import build_or_load_cache
-from phpq_train.inference import BatchRunner, photo_list_digest, run_over_photos
+from phpq_train.features import build_or_load_cache, build_or_load_maps
 from phpq_train.model import CosineClassifier
 
 log = logging.getLogger("partial_finetune")
 RECIPE = load_config()  # the descriptor's classifier scale and label smoothing; the fused search's w and depth
-
-
-class FrozenPart(nn.Module):
-    """Stem and the first ``cut`` blocks: the cached input of the trained part."""
-
-    def __init__(self, net: EfficientNetLiteTaps, cut: int):
-        super().__init__()
-        self.stem, self.blocks = net.stem, nn.Sequential(*list(net.blocks)[:cut])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(images))
 
 
 class TrainedPart(nn.Module):
@@ -70,29 +58,6 @@ class TrainedPart(nn.Module):
         self.mean.copy_(pooled.mean(0))
         _, _, vectors = torch.linalg.svd(pooled - self.mean, full_matrices=False)
         self.projection.weight.copy_(vectors[: self.projection.out_features])
-
-
-def cached_maps(photos, frozen: FrozenPart, size: int, views: int, cache: Path) -> np.ndarray:
-    """[views, photos, C, H, W] float16 maps of the frozen part, computed once."""
-    probe = frozen(torch.zeros(1, 3, size, size))
-    shape = (views, len(photos), *probe.shape[1:])
-    path = cache / f"maps-{size}-{len(frozen.blocks)}-{views}-{photo_list_digest(photos)[:12]}.npy"
-    if path.is_file():
-        return np.load(path, mmap_mode="r")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npy")
-    maps = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
-    runner = BatchRunner(frozen, size, 1)
-    for view in range(views):
-
-        def store(start: int, outputs: list[np.ndarray], target: np.ndarray = maps[view]) -> None:
-            target[start : start + len(outputs[0])] = outputs[0]
-
-        run_over_photos(runner, photos, size, view=view, desc=f"maps view {view + 1}/{views}", sink=store)
-    maps.flush()
-    del maps
-    partial.rename(path)
-    return np.load(path, mmap_mode="r")
 
 
 def describe(model: TrainedPart, maps: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -189,7 +154,7 @@ def main() -> None:
     photo_set = load_photo_set(args.data)
     net = EfficientNetLiteTaps(args.backbone, ("head",))
     cut = len(net.blocks) - args.cut
-    maps = cached_maps(photo_set.photos, FrozenPart(net, cut).eval(), args.input_size, args.views, args.cache_dir)
+    maps = build_or_load_maps(photo_set.photos, args.cache_dir, args.backbone, args.input_size, cut, args.views)
     labels = photo_set.labels
     position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
     # the recipe runs' codes come from their pooled-feature cache (the recipe's views, same backbone and size)

@@ -66,18 +66,27 @@ class EfficientNetLiteTaps(nn.Module):
         return self.blocks[self._block_taps[tap]]._block_args.output_filters
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(images)
+        return self.forward_from(self.stem(images))
+
+    def forward_from(self, x: torch.Tensor, first_block: int = 0) -> list[torch.Tensor]:
+        """The maps of the taps at block ``first_block`` and deeper, from that block's input ``x``."""
         wanted = {self._block_taps[t]: t for t in self.taps if t != "head"}
         outputs: list[torch.Tensor] = []
-        for index, block in enumerate(self.blocks):
-            if index > self._last_block:
-                break
-            x = block(x)
+        for index in range(first_block, self._last_block + 1):
+            x = self.blocks[index](x)
             if index in wanted:
                 outputs.append(x)
         if "head" in self.taps:
             outputs.append(self.head(x))
         return outputs
+
+    def taps_from(self, first_block: int) -> tuple[str, ...]:
+        """The taps that ``forward_from(x, first_block)`` returns."""
+        return tuple(t for t in self.taps if t == "head" or self._block_taps[t] >= first_block)
+
+    def prefix(self, cut: int) -> nn.Module:
+        """The stem and the first ``cut`` blocks (the same modules): what ``forward_from(x, cut)`` continues."""
+        return nn.Sequential(self.stem, *list(self.blocks)[:cut])
 
     def set_trainable(self, trainable_blocks: int) -> None:
         """Train the last ``trainable_blocks`` blocks plus the head; 0 freezes all, -1 trains all."""

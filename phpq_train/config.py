@@ -16,14 +16,15 @@ import tomllib
 from phpq_train.losses import LossConfig
 from phpq_train.model import ModelConfig
 
-MODES = ("cached", "finetune")
+MODES = ("cached", "partial", "finetune")
 RECIPE = Path(__file__).resolve().parent / "recipes" / "cub_cpu.toml"
 
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    """Everything one training run needs. ``mode`` picks the CPU path (frozen backbone, cached pyramid
-    features) or the GPU path (end-to-end fine-tuning on photos). Values: see the recipe."""
+    """Everything one training run needs. ``mode`` picks a CPU path (frozen backbone and cached pyramid
+    features, or that plus the last blocks trained from cached maps) or the GPU path (end-to-end
+    fine-tuning on photos). Values: see the recipe."""
 
     data: str
     split: str  # for the official CUB_200_2011 layout only
@@ -34,8 +35,10 @@ class TrainConfig:
     epochs: int
     batch_size: int
     lr: float
-    backbone_lr: float  # finetune mode
-    trainable_blocks: int  # finetune mode: -1 all, n the last n blocks + head
+    backbone_lr: float  # partial and finetune modes
+    trainable_blocks: int  # partial and finetune modes: the last n blocks + head (finetune: -1 all)
+    partial_epochs: int  # partial mode: the last n epochs train those blocks too
+    partial_views: int  # partial mode: cached views of the frozen part's maps (view 0 the centre crop)
     weight_decay: float
     warmup_epochs: int
     kmeans_epoch: int  # codebooks initialised by k-means on the embeddings after this many epochs
@@ -60,6 +63,17 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.mode == "cached" and self.views < 2:
             raise ValueError("cached mode needs views >= 2 (the centre crop plus augmented views)")
+        if self.mode == "partial":
+            self._check_partial()
+
+    def _check_partial(self) -> None:
+        if self.trainable_blocks < 1:
+            raise ValueError(f"partial mode trains the last trainable_blocks >= 1 blocks, got {self.trainable_blocks}")
+        if not 1 <= self.partial_epochs <= self.epochs:
+            raise ValueError(f"partial_epochs must be within 1..epochs ({self.epochs}), got {self.partial_epochs}")
+        least = 1 if self.train_on_centre_crop else 2
+        if not least <= self.partial_views <= self.views:
+            raise ValueError(f"partial_views must be within {least}..views ({self.views}), got {self.partial_views}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -80,18 +80,71 @@ def build_or_load_cache(
         "feature_size": extractor.layout.size,
     }
     name = f"{backbone}-{input_size}px-{views}views-seed{seed}-{key['photos'][:12]}"
-    directory = Path(cache_root) / name
-    shape = (views, len(photos), extractor.layout.size)
+    features = cached_views(
+        Path(cache_root) / name, key, extractor, photos, input_size, views, seed, batch_size, workers, engine
+    )
+    return FeatureCache(features, extractor.layout, views)
+
+
+def build_or_load_maps(
+    photos: list[Photo],
+    cache_root: Path,
+    backbone: str,
+    input_size: int,
+    cut: int,
+    views: int,
+    seed: int = 0,
+    batch_size: int = 32,
+    workers: int = 2,
+    engine: str = "auto",
+    pretrained: bool = True,
+) -> np.ndarray:
+    """The output maps of the backbone's stem and first ``cut`` blocks, [views, photos, C, H, W] float16,
+    memory-mapped; loaded from the cache or computed (the same views as ``build_or_load_cache``'s)."""
+    prefix = EfficientNetLiteTaps(backbone, TAP_NAMES, pretrained=pretrained).prefix(cut)
+    key = {
+        "format": CACHE_FORMAT,
+        "backbone": backbone,
+        "pretrained": pretrained,
+        "input_size": input_size,
+        "cut": cut,
+        "views": views,
+        "seed": seed,
+        "photos": photo_list_digest(photos),
+        "n_photos": len(photos),
+    }
+    name = f"{backbone}-{input_size}px-maps{cut}-{views}views-seed{seed}-{key['photos'][:12]}"
+    return cached_views(
+        Path(cache_root) / name, key, prefix, photos, input_size, views, seed, batch_size, workers, engine
+    )
+
+
+def cached_views(
+    directory: Path,
+    key: dict,
+    module: nn.Module,
+    photos: list[Photo],
+    input_size: int,
+    views: int,
+    seed: int,
+    batch_size: int,
+    workers: int,
+    engine: str,
+) -> np.ndarray:
+    """``module``'s outputs for every view and photo, [views, photos, ...] float16 memory-mapped from
+    ``directory/features.npy``: loaded when its ``meta.json`` equals ``key``, else computed view by view."""
     if (directory / "meta.json").is_file() and json.loads((directory / "meta.json").read_text()) == key:
         log.info("feature cache hit: %s", directory)
-        return FeatureCache(np.load(directory / "features.npy", mmap_mode="r"), extractor.layout, views)
+        return np.load(directory / "features.npy", mmap_mode="r")
+    with torch.no_grad():
+        shape = (views, len(photos), *module.eval()(torch.zeros(1, 3, input_size, input_size)).shape[1:])
     log.info("building feature cache %s (%d photos x %d views)", directory, len(photos), views)
     shutil.rmtree(directory, ignore_errors=True)
     tmp = directory.with_name(directory.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16, shape=shape)
-    runner = BatchRunner(extractor, input_size, 1, engine=engine)
+    runner = BatchRunner(module, input_size, 1, engine=engine)
     log.info("feature extraction engine: %s", runner.engine)
     for view in range(views):
 
@@ -113,7 +166,7 @@ def build_or_load_cache(
     del features
     (tmp / "meta.json").write_text(json.dumps(key))
     tmp.rename(directory)
-    return FeatureCache(np.load(directory / "features.npy", mmap_mode="r"), extractor.layout, views)
+    return np.load(directory / "features.npy", mmap_mode="r")
 
 
 class MirroredExtractor(nn.Module):

@@ -430,6 +430,38 @@ class PHPQ(nn.Module):
         return quantized.subvectors, quantized.codes, self.head.descriptor(pooled)
 
 
+class PartialNetwork(nn.Module):
+    """What the partial trainer trains: the backbone's blocks from ``cut`` on and its head (the model's own
+    modules, so the checkpoint holds them), the pyramid pooling of the taps they compute, and the PHPQ head.
+
+    ``forward(pooled)`` runs the head on a whole pooled vector; ``forward(prefix, maps)`` first pools the
+    later taps from the maps of block ``cut - 1`` and appends them to ``prefix``, the pooled part of the
+    taps before the cut (the layout lists taps shallow to deep). Batch-norm statistics stay frozen.
+    """
+
+    def __init__(self, model: PHPQ, cut: int):
+        super().__init__()
+        self.backbone, self.head, self.cut = model.backbone, model.head, cut
+        later = len(model.backbone.taps_from(cut))
+        levels = model.layout.levels
+        self.prefix_size = PyramidLayout(levels[: len(levels) - later]).size
+        self.pooling = PyramidPooling(PyramidLayout(levels[len(levels) - later :]))
+
+    def pool(self, prefix: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """The whole pooled vector from the earlier taps' pooled part and the maps at the cut."""
+        return torch.cat([prefix, self.pooling(self.backbone.forward_from(maps, self.cut))], dim=1)
+
+    def forward(self, pooled: torch.Tensor, maps: torch.Tensor | None = None) -> HeadOutput:
+        return self.head(pooled if maps is None else self.pool(pooled, maps))
+
+    def train(self, mode: bool = True) -> PartialNetwork:
+        super().train(mode)
+        for module in self.backbone.modules():  # small batches of few classes: keep ImageNet's statistics
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self
+
+
 class RetrievalEncoder(nn.Module):
     """Images -> (sub-vectors [B, M, d], codes [B, M], descriptors [B, E]): what the app's ONNX model computes.
 

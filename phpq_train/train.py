@@ -1,5 +1,6 @@
-"""The PHPQ training loop, shared by two trainers: cached (frozen backbone, CPU) and finetune (end to end,
-GPU). DDP-ready; checkpoint I/O lives in ``phpq_train.checkpoint``."""
+"""The PHPQ training loop, shared by three trainers: cached (frozen backbone, CPU), partial (cached, then the
+backbone's last blocks too, CPU) and finetune (end to end, GPU). DDP-ready; checkpoint I/O lives in
+``phpq_train.checkpoint``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import os
 import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,13 +31,14 @@ from phpq_train.checkpoint import load_checkpoint, save_checkpoint
 from phpq_train.config import TrainConfig
 from phpq_train.data import PhotoDataset
 from phpq_train.evaluate import fused_report
-from phpq_train.features import FeatureCache, build_or_load_cache
+from phpq_train.features import FeatureCache, build_or_load_cache, build_or_load_maps
 from phpq_train.inference import BatchRunner, run_over_photos
 from phpq_train.losses import phpq_loss
-from phpq_train.model import PHPQ, HeadOutput, RetrievalEncoder
+from phpq_train.model import PHPQ, HeadOutput, PartialNetwork, RetrievalEncoder
 
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, ...]
+T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -276,11 +280,18 @@ class Trainer(ABC):
             elif self.runtime.distributed:
                 dist.broadcast(self.model.head.quantizer.codebooks.data, src=0)
 
+    def _schedule(self, group: dict, step: int, steps_per_epoch: int) -> float:
+        """The learning-rate factor of a parameter group at this step: warm-up, then cosine decay to zero at
+        the last step. A group with a ``first_epoch`` rests until then and warms up over one epoch."""
+        first = group.get("first_epoch", 0) * steps_per_epoch
+        if step < first:
+            return 0.0
+        warmup = steps_per_epoch * (self.config.warmup_epochs if first == 0 else 1)
+        return learning_rate_factor(step - first, steps_per_epoch * self.config.epochs - first, warmup)
+
     def _train_epoch(self, epoch: int, steps_per_epoch: int) -> dict[str, float]:
         """One epoch of optimizer steps; the log record of its mean loss terms, last lr and time."""
         config = self.config
-        total_steps = steps_per_epoch * config.epochs
-        warmup_steps = steps_per_epoch * config.warmup_epochs
         self.model.eval()
         self.trainable.train()
         started, totals, n_batches = time.time(), {}, 0
@@ -291,9 +302,8 @@ class Trainer(ABC):
             disable=not self.runtime.is_main,
         )
         for step, batch in enumerate(progress, start=epoch * steps_per_epoch):
-            factor = learning_rate_factor(step, total_steps, warmup_steps)
             for group in self.optimizer.param_groups:
-                group["lr"] = group["base_lr"] * factor
+                group["lr"] = group["base_lr"] * self._schedule(group, step, steps_per_epoch)
             output, labels, teacher = self._forward(batch)
             loss, parts = phpq_loss(output, labels, config.loss, teacher)
             self.optimizer.zero_grad(set_to_none=True)
@@ -370,11 +380,7 @@ class CachedTrainer(Trainer):
                 pretrained=config.pretrained,
             )
 
-        cache = load() if self.runtime.is_main else None  # rank 0 builds the cache once
-        if self.runtime.distributed:
-            dist.barrier()
-        if cache is None:
-            cache = load()  # the other ranks read what rank 0 wrote
+        cache = self._main_first(load)
         gather = cache.layout.gather_index(self.model.layout).numpy()
         features = np.array(cache.features)  # [views, photos, F] float16, read into memory once
         self.features = torch.from_numpy(
@@ -390,6 +396,13 @@ class CachedTrainer(Trainer):
         self.train_index = self.photo_indices(self.split.train)
         self.train_labels = torch.as_tensor([p.label for p in self.split.train])
 
+    def _main_first(self, load: Callable[[], T]) -> T:
+        """``load()`` on the main process first (it builds a missing cache once), then on the others."""
+        result = load() if self.runtime.is_main else None
+        if self.runtime.distributed:
+            dist.barrier()
+        return load() if result is None else result  # the other ranks read what rank 0 wrote
+
     def _trainable(self) -> nn.Module:
         return self.model.head
 
@@ -398,27 +411,43 @@ class CachedTrainer(Trainer):
         position = {photo.path: index for index, photo in enumerate(self.photo_set.photos)}
         return np.array([position[photo.path] for photo in photos], dtype=np.int64)
 
-    def _batches(self, epoch: int) -> list[Batch]:
-        """One random augmented view per photo, shuffled and sharded by rank."""
+    def _sample(self, epoch: int, views: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """This epoch's batches as (view, cache position, label) of each photo: one random view of each of
+        the first ``views`` per photo, shuffled and sharded by rank."""
         generator = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
         order = torch.randperm(len(self.train_index), generator=generator)
         order = order[self.runtime.rank :: self.runtime.world_size]
         first_view = 0 if self.config.train_on_centre_crop else 1
-        views = torch.randint(first_view, self.config.views, (len(order),), generator=generator)
+        picked = torch.randint(first_view, views, (len(order),), generator=generator)
         batch_size = self.config.batch_size
-        batches = []
-        for start in range(0, len(order), batch_size):
-            chunk, view = order[start : start + batch_size], views[start : start + batch_size]
-            if len(chunk) < 2:
-                continue
-            photo = torch.from_numpy(self.train_index[chunk.numpy()])
-            teacher = self.teacher[view, photo] if self.teacher is not None else None
-            batches.append((self.features[view, photo].float(), self.train_labels[chunk], teacher))
-        return batches
+        return [
+            (
+                picked[start : start + batch_size],
+                torch.from_numpy(self.train_index[chunk.numpy()]),
+                self.train_labels[chunk],
+            )
+            for start in range(0, len(order), batch_size)
+            if len(chunk := order[start : start + batch_size]) >= 2
+        ]
+
+    def _batches(self, epoch: int) -> list[Batch]:
+        """One random augmented view per photo (pooled features), shuffled and sharded by rank."""
+        return [
+            (
+                self.features[view, photo].float(),
+                labels,
+                self.teacher[view, photo] if self.teacher is not None else None,
+            )
+            for view, photo, labels in self._sample(epoch, self.config.views)
+        ]
 
     def _forward(self, batch: Batch) -> tuple[HeadOutput, torch.Tensor, torch.Tensor | None]:
         pooled, labels, teacher = (t.to(self.runtime.device) if t is not None else None for t in batch)
         return self.wrapped(pooled), labels, teacher
+
+    def _pooled(self, index: np.ndarray, view: int = 0) -> torch.Tensor:
+        """The pooled features of these cached photos (one view)."""
+        return self.features[view, torch.from_numpy(index)].float().to(self.runtime.device)
 
     @torch.no_grad()
     def _embed_cached(self, index: np.ndarray, view: int = 0) -> torch.Tensor:
@@ -426,7 +455,7 @@ class CachedTrainer(Trainer):
         self.model.head.eval()
         return torch.cat(
             [
-                self.model.head.fusion(self.features[view, torch.from_numpy(chunk)].float().to(self.runtime.device))
+                self.model.head.fusion(self._pooled(chunk, view))
                 for chunk in np.array_split(index, max(1, len(index) // 512))
             ]
         )
@@ -437,17 +466,102 @@ class CachedTrainer(Trainer):
         parts = []
         index = self.photo_indices(photos)
         for chunk in np.array_split(index, max(1, len(index) // 512)):
-            pooled = self.features[0, torch.from_numpy(chunk)].float().to(self.runtime.device)
+            pooled = self._pooled(chunk)
             quantized = self.model.head.quantizer(self.model.head.fusion(pooled))
             parts.append((quantized.subvectors, quantized.codes, self.model.head.descriptor(pooled)))
         subvectors, codes, descriptors = (torch.cat(column).cpu().numpy() for column in zip(*parts, strict=True))
         return Encoding(subvectors.astype(np.float32), codes.astype(np.uint8), descriptors.astype(np.float32))
 
     def _descriptor_pooling(self) -> torch.Tensor:
-        return self.features[0, torch.from_numpy(self.train_index)].float()
+        return self._pooled(self.train_index)
 
     def _codebook_embeddings(self) -> torch.Tensor:
         return self._embed_cached(self.train_index)
+
+
+class PartialTrainer(CachedTrainer):
+    """CPU path that also trains the backbone's last ``trainable_blocks`` blocks and head: the head trains
+    on the cached pooled features first (backbone frozen), then for the last ``partial_epochs`` epochs
+    those blocks train with it, from cached maps of the frozen part (``partial_views`` views; the pooled
+    features of the taps before them still come from the pooled cache). The blocks' learning rate warms
+    up over the first of those epochs and then decays to zero with everything else's.
+    """
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        config, backbone = self.config, self.model.backbone
+        cut = len(backbone.blocks) - config.trainable_blocks
+        if cut < 1:
+            raise ValueError(f"trainable_blocks must be below the backbone's {len(backbone.blocks)} blocks")
+        backbone.set_trainable(config.trainable_blocks)
+        maps = self._main_first(
+            lambda: build_or_load_maps(
+                self.photo_set.photos,
+                Path(config.cache_dir),
+                config.model.backbone,
+                config.model.input_size,
+                cut,
+                config.partial_views,
+                seed=config.seed,
+                workers=config.workers,
+                engine=config.engine,
+                pretrained=config.pretrained,
+            )
+        )
+        self.maps = torch.from_numpy(np.array(maps))  # [views, photos, C, H, W] float16, read into memory once
+        self.network = PartialNetwork(self.model, cut)
+        self.first_partial_epoch = config.epochs - config.partial_epochs
+        self.blocks_trained = False  # until then the pooled cache is exact
+
+    def _trainable(self) -> nn.Module:
+        return self.network
+
+    def _parameter_groups(self) -> list[dict]:
+        """The head's group, and the trained blocks' from ``first_partial_epoch`` on."""
+        blocks = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        return [
+            *super()._parameter_groups(),
+            {"params": blocks, "lr": self.config.backbone_lr, "first_epoch": self.first_partial_epoch},
+        ]
+
+    def resume(self, path: Path) -> None:
+        super().resume(path)
+        self.blocks_trained = self.start_epoch > self.first_partial_epoch
+
+    def _batches(self, epoch: int) -> list[Batch]:
+        if epoch < self.first_partial_epoch:
+            return super()._batches(epoch)
+        self.blocks_trained = True
+        return [
+            (view, photo, labels, self.teacher[view, photo] if self.teacher is not None else None)
+            for view, photo, labels in self._sample(epoch, self.config.partial_views)
+        ]
+
+    def _forward(self, batch: Batch) -> tuple[HeadOutput, torch.Tensor, torch.Tensor | None]:
+        if len(batch) == 3:
+            return super()._forward(batch)
+        view, photo, labels, teacher = batch
+        device = self.runtime.device
+        prefix = self.features[view, photo, : self.network.prefix_size].float().to(device)
+        maps = self.maps[view, photo].float().to(device)
+        teacher = teacher.to(device) if teacher is not None else None
+        return self.wrapped(prefix, maps), labels.to(device), teacher
+
+    @torch.no_grad()
+    def _pooled(self, index: np.ndarray, view: int = 0) -> torch.Tensor:
+        if not self.blocks_trained:
+            return super()._pooled(index, view)
+        self.network.eval()
+        photo, device = torch.from_numpy(index), self.runtime.device
+        return torch.cat(
+            [
+                self.network.pool(
+                    self.features[view, chunk, : self.network.prefix_size].float().to(device),
+                    self.maps[view, chunk].float().to(device),
+                )
+                for chunk in torch.split(photo, 256)
+            ]
+        )
 
 
 class FinetuneTrainer(Trainer):
@@ -523,7 +637,7 @@ class FinetuneTrainer(Trainer):
         return self.model.head.fusion(self._sampled_pooling()).float()
 
 
-TRAINERS: dict[str, type[Trainer]] = {"cached": CachedTrainer, "finetune": FinetuneTrainer}
+TRAINERS: dict[str, type[Trainer]] = {"cached": CachedTrainer, "partial": PartialTrainer, "finetune": FinetuneTrainer}
 
 
 def make_trainer(config: TrainConfig, runtime: Runtime | None = None) -> Trainer:

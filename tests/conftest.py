@@ -63,6 +63,8 @@ def tiny_overrides(data: Path, output: Path, cache: Path) -> list[str]:
         "model.descriptor_dim=16",
         "views=3",
         "epochs=6",
+        "partial_epochs=2",
+        "partial_views=2",
         "batch_size=16",
         "eval_every=3",
         "workers=0",

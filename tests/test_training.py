@@ -20,9 +20,18 @@ from phpq.eval.datasets import load_photo_set, split_protocol
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
 from phpq_train.cli import eval_main, train_main
 from phpq_train.config import RECIPE, TrainConfig, load_config
+from phpq_train.data import PhotoDataset
 from phpq_train.losses import LossConfig
 from phpq_train.model import ModelConfig
-from phpq_train.train import CachedTrainer, FinetuneTrainer, Trainer, make_trainer, setup_runtime, train
+from phpq_train.train import (
+    CachedTrainer,
+    FinetuneTrainer,
+    PartialTrainer,
+    Trainer,
+    make_trainer,
+    setup_runtime,
+    train,
+)
 from tests.conftest import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +64,9 @@ def test_the_bundled_recipe_is_the_only_source_of_the_config_values():
 
 
 def test_cached_training_raises_map_far_above_chance_and_checkpoints_round_trip(synthetic_folder, tmp_path):
-    config = load_config(None, tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache"))
+    config = load_config(
+        None, [*tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache"), 'mode="cached"']
+    )
     trainer = make_trainer(config, setup_runtime("cpu"))
     assert isinstance(trainer, CachedTrainer)
     split = split_protocol(load_photo_set(synthetic_folder), "val")
@@ -94,6 +105,76 @@ def test_cached_training_raises_map_far_above_chance_and_checkpoints_round_trip(
         )
     report = json.loads(buffer.getvalue())
     assert report["mAP@all"] == pytest.approx(metrics["mAP@all"], abs=0.05)
+
+
+def test_partial_mode_trains_only_the_last_blocks_in_its_last_epochs_and_scores_as_its_checkpoint(
+    synthetic_folder, tmp_path
+):
+    overrides = tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache")
+    config = load_config(
+        None, [*overrides, 'mode="partial"', "trainable_blocks=2", "epochs=4", "partial_epochs=2", "eval_every=0"]
+    )
+    trainer = make_trainer(config, setup_runtime("cpu"))
+    assert isinstance(trainer, PartialTrainer)
+    backbone = trainer.model.backbone
+    cut = len(backbone.blocks) - 2
+    start = copy.deepcopy(backbone.state_dict())
+    blocks_group = trainer.optimizer.param_groups[-1]
+    steps = len(trainer._batches(0))
+    assert [trainer._schedule(blocks_group, step, steps) > 0 for step in range(0, 4 * steps, steps)] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    metrics = trainer.fit()
+    trained = {name for name, tensor in backbone.state_dict().items() if not torch.equal(tensor, start[name])}
+    assert trained, "the last blocks did not train"
+    assert all(
+        name.startswith((*[f"blocks.{b}." for b in range(cut, len(backbone.blocks))], "head."))
+        and "running_" not in name  # batch-norm statistics stay ImageNet's
+        for name in trained
+    ), trained
+
+    # The pooled features the trainer computes from its cached maps are the model's own on the photos.
+    photos = trainer.split.query[:4]
+    images = torch.stack([PhotoDataset(photos, 64)[i][0] for i in range(len(photos))])
+    trainer.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            trainer._pooled(trainer.photo_indices(photos)), trainer.model.pool(images), atol=0.05, rtol=0.02
+        )
+
+    # phpq-eval on the checkpoint (encoding the photos with the whole model) reproduces the training-time number.
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        eval_main(
+            [
+                "--checkpoint",
+                str(tmp_path / "run" / "last.pt"),
+                "--data",
+                str(synthetic_folder),
+                "--workers",
+                "0",
+                "--json",
+            ]
+        )
+    assert json.loads(buffer.getvalue())["mAP@all"] == pytest.approx(metrics["mAP@all"], abs=0.05)
+    assert metrics["mAP@all"] > 0.6
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainable_blocks=0"], "trainable_blocks"),
+        (["partial_epochs=31"], "partial_epochs"),
+        (["partial_views=6"], "partial_views"),
+        (["partial_views=1", "train_on_centre_crop=false"], "partial_views"),
+    ],
+)
+def test_partial_mode_refuses_settings_it_cannot_train(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, ['mode="partial"', "epochs=30", "views=5", *overrides])
 
 
 def test_resume_continues_from_the_checkpoint_and_training_leaves_its_config_as_it_was(synthetic_folder, tmp_path):
