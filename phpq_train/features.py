@@ -53,36 +53,36 @@ class FeatureCache:
         return self.features[index]
 
 
+@dataclass(frozen=True)
+class CacheRun:
+    """How a cache is computed: the views' seed, the weights, the loader and the inference engine."""
+
+    seed: int = 0
+    pretrained: bool = True
+    batch_size: int = 32
+    workers: int = 2
+    engine: str = "auto"
+
+
 def build_or_load_cache(
-    photos: list[Photo],
-    cache_root: Path,
-    backbone: str,
-    input_size: int,
-    views: int,
-    seed: int = 0,
-    batch_size: int = 32,
-    workers: int = 2,
-    engine: str = "auto",
-    pretrained: bool = True,
+    photos: list[Photo], cache_root: Path, backbone: str, input_size: int, views: int, run: CacheRun = CacheRun()
 ) -> FeatureCache:
     """Load the cache for this (backbone, size, views, seed, photo list) or compute it (view by view)."""
-    extractor = PyramidFeatureExtractor(backbone, input_size, pretrained=pretrained)
+    extractor = PyramidFeatureExtractor(backbone, input_size, pretrained=run.pretrained)
     key = {
         "format": CACHE_FORMAT,
         "backbone": backbone,
-        "pretrained": pretrained,
+        "pretrained": run.pretrained,
         "input_size": input_size,
         "views": views,
-        "seed": seed,
+        "seed": run.seed,
         "photos": photo_list_digest(photos),
         "n_photos": len(photos),
         "grids": list(FULL_GRIDS),
         "feature_size": extractor.layout.size,
     }
-    name = f"{backbone}-{input_size}px-{views}views-seed{seed}-{key['photos'][:12]}"
-    features = cached_views(
-        Path(cache_root) / name, key, extractor, photos, input_size, views, seed, batch_size, workers, engine
-    )
+    name = f"{backbone}-{input_size}px-{views}views-seed{run.seed}-{key['photos'][:12]}"
+    features = cached_views(Path(cache_root) / name, key, extractor, photos, input_size, views, run)
     return FeatureCache(features, extractor.layout, views)
 
 
@@ -93,30 +93,24 @@ def build_or_load_maps(
     input_size: int,
     cut: int,
     views: int,
-    seed: int = 0,
-    batch_size: int = 32,
-    workers: int = 2,
-    engine: str = "auto",
-    pretrained: bool = True,
+    run: CacheRun = CacheRun(),
 ) -> np.ndarray:
     """The output maps of the backbone's stem and first ``cut`` blocks, [views, photos, C, H, W] float16,
     memory-mapped; loaded from the cache or computed (the same views as ``build_or_load_cache``'s)."""
-    prefix = EfficientNetLiteTaps(backbone, TAP_NAMES, pretrained=pretrained).prefix(cut)
+    prefix = EfficientNetLiteTaps(backbone, TAP_NAMES, pretrained=run.pretrained).prefix(cut)
     key = {
         "format": CACHE_FORMAT,
         "backbone": backbone,
-        "pretrained": pretrained,
+        "pretrained": run.pretrained,
         "input_size": input_size,
         "cut": cut,
         "views": views,
-        "seed": seed,
+        "seed": run.seed,
         "photos": photo_list_digest(photos),
         "n_photos": len(photos),
     }
-    name = f"{backbone}-{input_size}px-maps{cut}-{views}views-seed{seed}-{key['photos'][:12]}"
-    return cached_views(
-        Path(cache_root) / name, key, prefix, photos, input_size, views, seed, batch_size, workers, engine
-    )
+    name = f"{backbone}-{input_size}px-maps{cut}-{views}views-seed{run.seed}-{key['photos'][:12]}"
+    return cached_views(Path(cache_root) / name, key, prefix, photos, input_size, views, run)
 
 
 def cached_views(
@@ -126,10 +120,7 @@ def cached_views(
     photos: list[Photo],
     input_size: int,
     views: int,
-    seed: int,
-    batch_size: int,
-    workers: int,
-    engine: str,
+    run: CacheRun,
 ) -> np.ndarray:
     """``module``'s outputs for every view and photo, [views, photos, ...] float16 memory-mapped from
     ``directory/features.npy``: loaded when its ``meta.json`` equals ``key``, else computed view by view."""
@@ -144,7 +135,7 @@ def cached_views(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16, shape=shape)
-    runner = BatchRunner(module, input_size, 1, engine=engine)
+    runner = BatchRunner(module, input_size, 1, engine=run.engine)
     log.info("feature extraction engine: %s", runner.engine)
     for view in range(views):
 
@@ -156,9 +147,9 @@ def cached_views(
             photos,
             input_size,
             view=view,
-            seed=seed,
-            batch_size=batch_size,
-            workers=workers,
+            seed=run.seed,
+            batch_size=run.batch_size,
+            workers=run.workers,
             desc=f"caching view {view + 1}/{views}",
             sink=store,
         )

@@ -31,7 +31,7 @@ from phpq_train.checkpoint import load_checkpoint, save_checkpoint
 from phpq_train.config import TrainConfig
 from phpq_train.data import PhotoDataset
 from phpq_train.evaluate import fused_report
-from phpq_train.features import FeatureCache, build_or_load_cache, build_or_load_maps
+from phpq_train.features import CacheRun, FeatureCache, build_or_load_cache, build_or_load_maps
 from phpq_train.inference import BatchRunner, run_over_photos
 from phpq_train.losses import phpq_loss
 from phpq_train.model import PHPQ, HeadOutput, PartialNetwork, RetrievalEncoder
@@ -374,10 +374,7 @@ class CachedTrainer(Trainer):
                 config.model.backbone,
                 config.model.input_size,
                 config.views,
-                seed=config.seed,
-                workers=config.workers,
-                engine=config.engine,
-                pretrained=config.pretrained,
+                self.cache_run,
             )
 
         cache = self._main_first(load)
@@ -402,6 +399,12 @@ class CachedTrainer(Trainer):
         if self.runtime.distributed:
             dist.barrier()
         return load() if result is None else result  # the other ranks read what rank 0 wrote
+
+    @property
+    def cache_run(self) -> CacheRun:
+        """How this run's caches are computed."""
+        config = self.config
+        return CacheRun(config.seed, config.pretrained, workers=config.workers, engine=config.engine)
 
     def _trainable(self) -> nn.Module:
         return self.model.head
@@ -502,10 +505,7 @@ class PartialTrainer(CachedTrainer):
                 config.model.input_size,
                 cut,
                 config.partial_views,
-                seed=config.seed,
-                workers=config.workers,
-                engine=config.engine,
-                pretrained=config.pretrained,
+                self.cache_run,
             )
         )
         self.maps = torch.from_numpy(np.array(maps))  # [views, photos, C, H, W] float16, read into memory once

@@ -7,7 +7,7 @@ import torch
 
 from phpq.eval.datasets import load_photo_set
 from phpq_train.config import load_config
-from phpq_train.features import PyramidFeatureExtractor, build_or_load_cache
+from phpq_train.features import CacheRun, PyramidFeatureExtractor, build_or_load_cache
 from phpq_train.inference import BatchRunner, photo_list_digest
 from phpq_train.model import PHPQ, RetrievalEncoder
 
@@ -35,12 +35,12 @@ def test_onnxruntime_matches_torch_for_pyramid_features_and_codes():
 
 def test_feature_cache_is_reused_and_keyed_by_views(synthetic_folder, tmp_path):
     photos = load_photo_set(synthetic_folder).photos[:6]
-    first = build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=2, workers=0)
+    first = build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=2, run=CacheRun(workers=0))
     assert first.features.shape == (2, 6, first.layout.size)
-    again = build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=2, workers=0)
+    again = build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=2, run=CacheRun(workers=0))
     np.testing.assert_array_equal(first.features, again.features)
     assert len(list(tmp_path.iterdir())) == 1
-    build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=3, workers=0)
+    build_or_load_cache(photos, tmp_path, "efficientnet_lite0", 64, views=3, run=CacheRun(workers=0))
     assert len(list(tmp_path.iterdir())) == 2
 
 

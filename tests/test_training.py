@@ -42,6 +42,16 @@ def chance_map(labels_query: np.ndarray, labels_database: np.ndarray) -> float:
     return float(np.mean([(labels_database == q).mean() for q in labels_query]))
 
 
+def checkpoint_report(checkpoint: Path, data: Path) -> dict:
+    """What ``phpq-eval --checkpoint`` prints for the val protocol of ``data`` (encoding the photos)."""
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        eval_main(
+            ["--checkpoint", str(checkpoint), "--data", str(data), "--protocol", "val", "--workers", "0", "--json"]
+        )
+    return json.loads(buffer.getvalue())
+
+
 def test_the_bundled_recipe_is_the_only_source_of_the_config_values():
     recipe = tomllib.loads(RECIPE.read_text())
     derived = {"n_classes"}  # a run derives it from its training photos
@@ -88,22 +98,7 @@ def test_cached_training_raises_map_far_above_chance_and_checkpoints_round_trip(
         torch.testing.assert_close(a, b)
 
     # phpq-eval on the checkpoint reproduces the training-time number (same split, same encodings).
-    buffer = io.StringIO()
-    with redirect_stdout(buffer):
-        eval_main(
-            [
-                "--checkpoint",
-                str(tmp_path / "run" / "last.pt"),
-                "--data",
-                str(synthetic_folder),
-                "--protocol",
-                "val",
-                "--workers",
-                "0",
-                "--json",
-            ]
-        )
-    report = json.loads(buffer.getvalue())
+    report = checkpoint_report(tmp_path / "run" / "last.pt", synthetic_folder)
     assert report["mAP@all"] == pytest.approx(metrics["mAP@all"], abs=0.05)
 
 
@@ -146,20 +141,8 @@ def test_partial_mode_trains_only_the_last_blocks_in_its_last_epochs_and_scores_
         )
 
     # phpq-eval on the checkpoint (encoding the photos with the whole model) reproduces the training-time number.
-    buffer = io.StringIO()
-    with redirect_stdout(buffer):
-        eval_main(
-            [
-                "--checkpoint",
-                str(tmp_path / "run" / "last.pt"),
-                "--data",
-                str(synthetic_folder),
-                "--workers",
-                "0",
-                "--json",
-            ]
-        )
-    assert json.loads(buffer.getvalue())["mAP@all"] == pytest.approx(metrics["mAP@all"], abs=0.05)
+    report = checkpoint_report(tmp_path / "run" / "last.pt", synthetic_folder)
+    assert report["mAP@all"] == pytest.approx(metrics["mAP@all"], abs=0.05)
     assert metrics["mAP@all"] > 0.6
 
 
