@@ -70,7 +70,10 @@ class TrainConfig:
         if self.trainable_blocks < 1:
             raise ValueError(f"partial mode trains the last trainable_blocks >= 1 blocks, got {self.trainable_blocks}")
         if not 1 <= self.partial_epochs <= self.epochs:
-            raise ValueError(f"partial_epochs must be within 1..epochs ({self.epochs}), got {self.partial_epochs}")
+            raise ValueError(
+                f"partial_epochs must be within 1..epochs ({self.epochs}), got {self.partial_epochs}: "
+                'set partial_epochs too, or mode="cached" to keep the whole backbone frozen'
+            )
         least = 1 if self.train_on_centre_crop else 2
         if not least <= self.partial_views <= self.views:
             raise ValueError(f"partial_views must be within {least}..views ({self.views}), got {self.partial_views}")

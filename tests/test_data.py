@@ -104,7 +104,7 @@ def test_augmented_views_are_reproducible_and_differ_from_the_centre_crop(synthe
 
 def test_config_file_and_overrides(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text("epochs = 3\n[model]\nn_subspaces = 4\n")
+    path.write_text("epochs = 3\npartial_epochs = 2\n[model]\nn_subspaces = 4\n")
     config = load_config(path, ["model.topk=16", 'protocol="unseen"'])
     assert (config.epochs, config.model.n_subspaces, config.model.topk, config.protocol) == (3, 4, 16, "unseen")
     assert config.model.bits == 32
@@ -112,6 +112,8 @@ def test_config_file_and_overrides(tmp_path):
         apply_overrides({}, ["epoch=3"])
     with pytest.raises(ValueError, match="mode"):
         load_config(None, ['mode="gpu"'])
+    with pytest.raises(ValueError, match="set partial_epochs"):  # a shorter run says what else to change
+        load_config(None, ["epochs=3"])
 
 
 def test_compact_copy_keeps_the_tree_and_never_touches_the_source(synthetic_folder, tmp_path):
