@@ -497,7 +497,7 @@ class PartialTrainer(CachedTrainer):
         if cut < 1:
             raise ValueError(f"trainable_blocks must be below the backbone's {len(backbone.blocks)} blocks")
         backbone.set_trainable(config.trainable_blocks)
-        maps = self._main_first(
+        self.maps = self._main_first(  # [views, photos, C, H, W] float16, memory-mapped (1 GB for 6,000 photos)
             lambda: build_or_load_maps(
                 self.photo_set.photos,
                 Path(config.cache_dir),
@@ -508,7 +508,6 @@ class PartialTrainer(CachedTrainer):
                 self.cache_run,
             )
         )
-        self.maps = maps  # [views, photos, C, H, W] float16, memory-mapped (1 GB for 6,000 photos at 256 px)
         self.network = PartialNetwork(self.model, cut)
         self.first_partial_epoch = config.epochs - config.partial_epochs
         self.blocks_trained = False  # until then the pooled cache is exact
@@ -544,29 +543,28 @@ class PartialTrainer(CachedTrainer):
         maps[order] = self.maps[view.numpy()[order], photo.numpy()[order]]
         return torch.from_numpy(maps).to(self.runtime.device)
 
+    def _partial_inputs(self, view: torch.Tensor, photo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The earlier taps' cached pooled part and the cached maps of these (view, photo) pairs."""
+        prefix = self.features[view, photo, : self.network.prefix_size].float().to(self.runtime.device)
+        return prefix, self._maps(view, photo)
+
     def _forward(self, batch: Batch) -> tuple[HeadOutput, torch.Tensor, torch.Tensor | None]:
         if len(batch) == 3:  # (pooled, labels, teacher): a frozen epoch's batch
             return super()._forward(batch)
         view, photo, labels, teacher = batch
         device = self.runtime.device
-        prefix = self.features[view, photo, : self.network.prefix_size].float().to(device)
-        maps = self._maps(view, photo)
         teacher = teacher.to(device) if teacher is not None else None
-        return self.wrapped(prefix, maps), labels.to(device), teacher
+        return self.wrapped(*self._partial_inputs(view, photo)), labels.to(device), teacher
 
     @torch.no_grad()
     def _pooled(self, index: np.ndarray, view: int = 0) -> torch.Tensor:
         if not self.blocks_trained:
             return super()._pooled(index, view)
         self.network.eval()
-        photo, device = torch.from_numpy(index), self.runtime.device
         return torch.cat(
             [
-                self.network.pool(
-                    self.features[view, chunk, : self.network.prefix_size].float().to(device),
-                    self._maps(torch.full_like(chunk, view), chunk),
-                )
-                for chunk in torch.split(photo, 256)
+                self.network.pool(*self._partial_inputs(torch.full_like(chunk, view), chunk))
+                for chunk in torch.split(torch.from_numpy(index), 256)
             ]
         )
 
