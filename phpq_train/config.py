@@ -39,7 +39,6 @@ class TrainConfig:
     trainable_blocks: int  # partial and finetune modes: the last n blocks + head (finetune: -1 all)
     partial_epochs: int  # partial mode: the last n epochs train those blocks too
     partial_views: int  # partial mode: cached views of the frozen part's maps (view 0 the centre crop)
-    partial_head_lr: float  # partial mode: 0 = the head's schedule runs on; > 0 = it restarts at this rate
     weight_decay: float
     warmup_epochs: int
     kmeans_epoch: int  # codebooks initialised by k-means on the embeddings after this many epochs
@@ -75,8 +74,6 @@ class TrainConfig:
                 f"partial_epochs must be within 1..epochs ({self.epochs}), got {self.partial_epochs}: "
                 'set partial_epochs too, or mode="cached" to keep the whole backbone frozen'
             )
-        if self.partial_head_lr < 0:
-            raise ValueError(f"partial_head_lr must be >= 0 (0: no restart), got {self.partial_head_lr}")
         least = 1 if self.train_on_centre_crop else 2
         if not least <= self.partial_views <= self.views:
             raise ValueError(f"partial_views must be within {least}..views ({self.views}), got {self.partial_views}")

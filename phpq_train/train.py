@@ -282,17 +282,12 @@ class Trainer(ABC):
 
     def _schedule(self, group: dict, step: int, steps_per_epoch: int) -> float:
         """The learning-rate factor of a parameter group at this step: warm-up, then cosine decay to zero at
-        the last step. A group with a ``first_epoch`` rests until then and warms up over one epoch; one with
-        a ``restart`` (epoch, learning rate) starts again from there at that rate, warmed up over one epoch."""
+        the last step. A group with a ``first_epoch`` rests until then and warms up over one epoch."""
         first = group.get("first_epoch", 0) * steps_per_epoch
-        scale = 1.0
-        restart = group.get("restart")
-        if restart is not None and step >= restart[0] * steps_per_epoch:
-            first, scale = restart[0] * steps_per_epoch, restart[1] / group["base_lr"]
         if step < first:
             return 0.0
         warmup = steps_per_epoch * (self.config.warmup_epochs if first == 0 else 1)
-        return scale * learning_rate_factor(step - first, steps_per_epoch * self.config.epochs - first, warmup)
+        return learning_rate_factor(step - first, steps_per_epoch * self.config.epochs - first, warmup)
 
     def _train_epoch(self, epoch: int, steps_per_epoch: int) -> dict[str, float]:
         """One epoch of optimizer steps; the log record of its mean loss terms, last lr and time."""
@@ -521,14 +516,12 @@ class PartialTrainer(CachedTrainer):
         return self.network
 
     def _parameter_groups(self) -> list[dict]:
-        """The head's group (restarting with the blocks at ``partial_head_lr`` when set), and the trained
-        blocks' from ``first_partial_epoch`` on."""
-        head = super()._parameter_groups()
-        if self.config.partial_head_lr > 0:
-            for group in head:
-                group["restart"] = (self.first_partial_epoch, self.config.partial_head_lr)
+        """The head's group, and the trained blocks' from ``first_partial_epoch`` on."""
         blocks = [p for p in self.model.backbone.parameters() if p.requires_grad]
-        return [*head, {"params": blocks, "lr": self.config.backbone_lr, "first_epoch": self.first_partial_epoch}]
+        return [
+            *super()._parameter_groups(),
+            {"params": blocks, "lr": self.config.backbone_lr, "first_epoch": self.first_partial_epoch},
+        ]
 
     def resume(self, path: Path) -> None:
         super().resume(path)

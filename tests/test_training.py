@@ -146,26 +146,6 @@ def test_partial_mode_trains_only_the_last_blocks_in_its_last_epochs_and_scores_
     assert metrics["mAP@all"] > 0.6
 
 
-def test_partial_head_lr_restarts_the_heads_schedule_with_the_blocks(synthetic_folder, tmp_path):
-    overrides = tiny_overrides(synthetic_folder, tmp_path / "run", tmp_path / "cache")
-    changes = ['mode="partial"', "trainable_blocks=2", "epochs=4", "partial_epochs=2", "warmup_epochs=1", "lr=2e-3"]
-    runs_on = make_trainer(load_config(None, [*overrides, *changes]), setup_runtime("cpu"))
-    restarts = make_trainer(load_config(None, [*overrides, *changes, "partial_head_lr=3e-3"]), setup_runtime("cpu"))
-    steps = len(runs_on._batches(0))
-
-    def head_lr(trainer, step):
-        group = trainer.optimizer.param_groups[0]
-        return group["base_lr"] * trainer._schedule(group, step, steps)
-
-    for step in range(2 * steps):  # the frozen epochs: the same schedule
-        assert head_lr(restarts, step) == head_lr(runs_on, step)
-    assert head_lr(runs_on, 3 * steps - 1) < 2e-3  # without a restart the head's rate decays on
-    assert head_lr(restarts, 3 * steps - 1) == pytest.approx(3e-3)  # warmed up over the first partial epoch
-    assert head_lr(restarts, 4 * steps - 1) < head_lr(restarts, 3 * steps)  # then it decays again
-    with pytest.raises(ValueError, match="partial_head_lr"):
-        load_config(None, [*overrides, *changes, "partial_head_lr=-1"])
-
-
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
