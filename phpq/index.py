@@ -48,7 +48,8 @@ class CancelToken:
 
 @dataclass
 class IndexProgress:
-    """What an indexing run has done so far; passed to the progress callback after every batch."""
+    """What an indexing run has done so far; passed to the progress callback when encoding starts and
+    after every batch."""
 
     phase: str  # "scanning", "encoding" or "done"
     done: int = 0  # photos encoded (or failed) in this run
@@ -375,6 +376,8 @@ def encode_pending(
             return [pool.submit(_decode, path, spec) for _, path in batch]
 
         upcoming = submit(batches[0]) if batches else []
+        if progress is not None and batches:
+            progress(state)  # encoding starts: the total is known before the first batch is done
         for index, batch in enumerate(batches):
             if cancel is not None and cancel.cancelled:
                 for future in upcoming:

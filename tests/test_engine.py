@@ -186,7 +186,8 @@ def test_cancel_keeps_a_consistent_database_that_the_next_run_completes(library,
     assert report.cancelled and report.encoded == 8
     assert seen[0].phase == "scanning" and seen[-1].phase == "done"
     encoding = [s for s in seen if s.phase == "encoding"]
-    assert encoding[0].total == 40 and encoding[0].photos_per_second > 0
+    assert encoding[0].done == 0 and encoding[0].total == 40  # announced before the first batch
+    assert encoding[1].done == 8 and encoding[1].photos_per_second > 0
     with sqlite3.connect(library.db.path) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert library.db.counts(library.active_model_id) == {"images": 40, "errors": 0, "indexed": 8, "pending": 32}

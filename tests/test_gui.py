@@ -155,7 +155,9 @@ def test_cancel_stops_indexing_and_keeps_what_was_done(qtbot, window, tmp_path):
     photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=60)
     window.folders.add([photos])
     qtbot.waitUntil(lambda: window.indexing.worker is not None, timeout=TIMEOUT_MS)
-    window.indexing.worker.progress.connect(lambda state: state.phase == "encoding" and window.ui.cancel_button.click())
+    window.indexing.worker.progress.connect(
+        lambda state: state.phase == "encoding" and state.done > 0 and window.ui.cancel_button.click()
+    )
     with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
         pass
     report = done.args[0]
