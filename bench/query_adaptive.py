@@ -1,0 +1,124 @@
+"""Can the fusion weight follow the query? The codes rank trained species well and collapse birds of
+other species onto some CUB species' code; a per-query signal that tells the two apart would let the
+weight go up for the first and down for the second.
+
+Signals measured (all available in the app at query time from the two scans it already runs):
+
+- ``agreement@k``: how many of the k best photos by code (ties broken by the descriptor) are also
+  among the k best by descriptor, over k (k = 10, 20);
+- ``code plateau``: log of how many photos share the best code score (a collapsed code ties many);
+- ``descriptor top-1``: the best descriptor cosine.
+
+For each, the AUROC of "fresh (trained species) vs unseen" (0.5: no signal). Then, for the agreement,
+the fused ranking with query expansion 3 where a query gets ``w_high`` when its agreement reaches ``t``
+and ``w_low`` otherwise (or, ``t = linear``, ``w_low + (w_high - w_low) * agreement``), chosen by the
+rule of ``bench/fusion_forms.py`` (val mAP@all >= 0.75, best mean of fresh mAP@all and unseen P@4).
+Each row prints [P@4, mAP@all] per protocol.
+
+Usage: python -m bench.query_adaptive --runs runs/p256b8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench.code_confidence import auroc
+from bench.fusion_forms import protocol_scores
+from phpq.eval.datasets import load_photo_set
+from phpq.eval.metrics import retrieval_report
+from phpq_train.features import build_or_load_cache
+
+
+def top_k(scores: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
+    """Indices of each row's k best entries (the query itself left out when leave-one-out)."""
+    ranking = np.array(scores, dtype=np.float64)
+    if leave_one_out:
+        np.fill_diagonal(ranking, -np.inf)
+    return np.argsort(-ranking, axis=1)[:, :k]
+
+
+def signals(s: dict) -> dict[str, np.ndarray]:
+    """Per-query signals of one protocol's scores."""
+    code, descriptor, loo = s["code"], s["descriptor"], s["leave_one_out"]
+    by_code = top_k(code + 1e-6 * descriptor, 20, loo)
+    by_descriptor = top_k(descriptor, 20, loo)
+
+    def agreement(k: int) -> np.ndarray:
+        pairs = zip(by_code[:, :k], by_descriptor[:, :k], strict=True)
+        return np.array([len(np.intersect1d(a, b)) / k for a, b in pairs])
+
+    masked = np.array(code, dtype=np.float64)
+    if loo:
+        np.fill_diagonal(masked, -np.inf)
+    plateau = np.log((masked >= masked.max(axis=1, keepdims=True) - 1e-6).sum(axis=1))
+    best_descriptor = np.take_along_axis(descriptor, by_descriptor[:, :1], axis=1)[:, 0]
+    return {
+        "agreement@10": agreement(10),
+        "agreement@20": agreement(20),
+        "code plateau": -plateau,
+        "descriptor top-1": best_descriptor,
+    }
+
+
+def adaptive_expanded(s: dict, weight: np.ndarray, k: int = 3) -> np.ndarray:
+    """Fused scores with a weight per query, expanded with the query's k best photos."""
+    fused = weight[:, None] * s["code"] + (1 - weight[:, None]) * s["descriptor"]
+    top = top_k(fused, k, s["leave_one_out"])
+    expansion_code = s["database_code"][top].sum(axis=1)
+    expansion_descriptor = s["database_descriptor"][top].sum(axis=1)
+    return fused + weight[:, None] * expansion_code + (1 - weight[:, None]) * expansion_descriptor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=Path, required=True, help="holds val/, fresh/ and unseen/ run directories")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--views", type=int, default=5)
+    parser.add_argument("--val-floor", type=float, default=0.75)
+    args = parser.parse_args()
+    photo_set = load_photo_set(args.data)
+    cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
+    scores = {p: protocol_scores(args.runs, p, photo_set, cache) for p in ("val", "fresh", "unseen")}
+    per_query = {p: signals(s) for p, s in scores.items()}
+    for name in per_query["fresh"]:
+        quantiles = {p: np.quantile(v[name], [0.1, 0.5, 0.9]).round(3).tolist() for p, v in per_query.items()}
+        value = auroc(per_query["fresh"][name], per_query["unseen"][name])
+        print(json.dumps({"signal": name, "AUROC fresh vs unseen": round(value, 3), "q10/q50/q90": quantiles}))
+
+    chosen = None
+    for name in ("agreement@10", "agreement@20"):
+        pooled = np.concatenate([v[name] for v in per_query.values()])
+        for threshold in [None, *np.unique(np.quantile(pooled, [0.35, 0.5, 0.65]))]:
+            for low, high in ((0.3, 0.7), (0.3, 0.8), (0.4, 0.7), (0.4, 0.8), (0.2, 0.8), (0.3, 0.9)):
+                row = {}
+                for protocol, s in scores.items():
+                    signal = per_query[protocol][name]
+                    weight = (
+                        low + (high - low) * signal if threshold is None else np.where(signal >= threshold, high, low)
+                    )
+                    report = retrieval_report(
+                        adaptive_expanded(s, weight),
+                        s["query_labels"],
+                        s["database_labels"],
+                        leave_one_out=s["leave_one_out"],
+                    )
+                    row[protocol] = [round(report["P@4"], 4), round(report["mAP@all"], 4)]
+                objective = round((row["fresh"][1] + row["unseen"][0]) / 2, 4)
+                setting = {"signal": name, "t": "linear" if threshold is None else round(float(threshold), 3)}
+                setting["w"] = [low, high]
+                line = {**setting, **row, "objective": objective}
+                print(json.dumps(line), flush=True)
+                if row["val"][1] >= args.val_floor and (chosen is None or objective > chosen["objective"]):
+                    chosen = line
+    print(json.dumps({"chosen": chosen}))
+
+
+if __name__ == "__main__":
+    main()
