@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
-from bench.fusion_forms import protocol_scores
-from phpq.eval.datasets import load_photo_set
+from bench.fusion_forms import add_run_arguments, all_protocol_scores
 from phpq.pq import lookup_tables
-from phpq_train.features import build_or_load_cache
 
 
-def code_confidence(run: Path, protocol: str, photo_set, cache) -> np.ndarray:
-    """Each query's mean cosine to its nearest codewords, with the protocol's model."""
-    scores = protocol_scores(run, protocol, photo_set, cache)
+def code_confidence(scores: dict) -> np.ndarray:
+    """Each query's mean cosine to its nearest codewords (``protocol_scores`` of the protocol's model)."""
     return lookup_tables(scores["query_subvectors"], scores["codebooks"]).max(axis=-1).mean(axis=-1)
 
 
@@ -40,16 +36,9 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=Path, required=True, help="holds val/, fresh/ and unseen/ run directories")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
-    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
-    parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--input-size", type=int, default=256)
-    parser.add_argument("--views", type=int, default=5)
+    add_run_arguments(parser)
     args = parser.parse_args()
-    photo_set = load_photo_set(args.data)
-    cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
-    confidence = {p: code_confidence(args.runs, p, photo_set, cache) for p in ("val", "fresh", "unseen")}
+    confidence = {p: code_confidence(s) for p, s in all_protocol_scores(args).items()}
     for protocol, values in confidence.items():
         quantiles = np.quantile(values, [0.1, 0.5, 0.9]).round(3).tolist()
         print(json.dumps({"protocol": protocol, "confidence q10/q50/q90": quantiles}))

@@ -83,6 +83,23 @@ def protocol_scores(run: Path, protocol: str, photo_set, cache, query_cache=None
     }
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a bench that reads one recipe's val, fresh and unseen checkpoints."""
+    parser.add_argument("--runs", type=Path, required=True, help="holds val/, fresh/ and unseen/ run directories")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--views", type=int, default=5)
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="the cache's backbone")
+
+
+def all_protocol_scores(args: argparse.Namespace) -> dict[str, dict]:
+    """``protocol_scores`` of val, fresh and unseen, from the centre-crop view of the feature cache."""
+    photo_set = load_photo_set(args.data)
+    cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
+    return {p: protocol_scores(args.runs, p, photo_set, cache) for p in ("val", "fresh", "unseen")}
+
+
 def standardised(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean(axis=1, keepdims=True)) / (scores.std(axis=1, keepdims=True) + 1e-9)
 
@@ -98,12 +115,7 @@ def expanded(fused: np.ndarray, database_fused: np.ndarray, k: int, leave_one_ou
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=Path, required=True, help="holds val/, fresh/ and unseen/ run directories")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
-    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
-    parser.add_argument("--input-size", type=int, default=256)
-    parser.add_argument("--views", type=int, default=5)
-    parser.add_argument("--backbone", default="efficientnet_lite0", help="the cache's backbone")
+    add_run_arguments(parser)
     parser.add_argument("--val-floor", type=float, default=0.75)
     parser.add_argument("--flip", choices=["all", "queries"], help="encode photo + mirror image, averaged")
     args = parser.parse_args()

@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
 from bench.code_confidence import auroc
-from bench.fusion_forms import protocol_scores
-from phpq.eval.datasets import load_photo_set
+from bench.fusion_forms import add_run_arguments, all_protocol_scores
 from phpq.eval.metrics import retrieval_report
-from phpq_train.features import build_or_load_cache
 
 
 def top_k(scores: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
@@ -75,17 +72,10 @@ def adaptive_expanded(s: dict, weight: np.ndarray, k: int = 3) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=Path, required=True, help="holds val/, fresh/ and unseen/ run directories")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
-    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
-    parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--input-size", type=int, default=256)
-    parser.add_argument("--views", type=int, default=5)
+    add_run_arguments(parser)
     parser.add_argument("--val-floor", type=float, default=0.75)
     args = parser.parse_args()
-    photo_set = load_photo_set(args.data)
-    cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
-    scores = {p: protocol_scores(args.runs, p, photo_set, cache) for p in ("val", "fresh", "unseen")}
+    scores = all_protocol_scores(args)
     per_query = {p: signals(s) for p, s in scores.items()}
     for name in per_query["fresh"]:
         quantiles = {p: np.quantile(v[name], [0.1, 0.5, 0.9]).round(3).tolist() for p, v in per_query.items()}
