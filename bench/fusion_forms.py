@@ -104,13 +104,17 @@ def standardised(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean(axis=1, keepdims=True)) / (scores.std(axis=1, keepdims=True) + 1e-9)
 
 
-def expanded(fused: np.ndarray, database_fused: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
-    """The query's fused scores plus those of its top k results (itself excluded when leave-one-out)."""
-    ranking = fused.copy()
+def top_k(scores: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
+    """Indices of each row's k best entries (the query itself left out when leave-one-out)."""
+    ranking = np.array(scores, dtype=np.float64)
     if leave_one_out:
         np.fill_diagonal(ranking, -np.inf)
-    top = np.argsort(-ranking, axis=1)[:, :k]
-    return fused + database_fused[top].sum(axis=1)
+    return np.argsort(-ranking, axis=1)[:, :k]
+
+
+def expanded(fused: np.ndarray, database_fused: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
+    """The query's fused scores plus those of its top k results (itself excluded when leave-one-out)."""
+    return fused + database_fused[top_k(fused, k, leave_one_out)].sum(axis=1)
 
 
 def main() -> None:

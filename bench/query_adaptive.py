@@ -2,7 +2,8 @@
 other species onto some CUB species' code; a per-query signal that tells the two apart would let the
 weight go up for the first and down for the second.
 
-Signals measured (all available in the app at query time from the two scans it already runs):
+Signals measured (each could be computed in the app at query time, from the first scan's candidates
+re-scored by code alone and by descriptor alone; the app does not do it yet):
 
 - ``agreement@k``: how many of the k best photos by code (ties broken by the descriptor) are also
   among the k best by descriptor, over k (k = 10, 20);
@@ -26,16 +27,8 @@ import json
 import numpy as np
 
 from bench.code_confidence import auroc
-from bench.fusion_forms import add_run_arguments, all_protocol_scores
+from bench.fusion_forms import add_run_arguments, all_protocol_scores, top_k
 from phpq.eval.metrics import retrieval_report
-
-
-def top_k(scores: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
-    """Indices of each row's k best entries (the query itself left out when leave-one-out)."""
-    ranking = np.array(scores, dtype=np.float64)
-    if leave_one_out:
-        np.fill_diagonal(ranking, -np.inf)
-    return np.argsort(-ranking, axis=1)[:, :k]
 
 
 def signals(s: dict) -> dict[str, np.ndarray]:
