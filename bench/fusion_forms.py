@@ -93,11 +93,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0", help="the cache's backbone")
 
 
-def all_protocol_scores(args: argparse.Namespace) -> dict[str, dict]:
-    """``protocol_scores`` of val, fresh and unseen, from the centre-crop view of the feature cache."""
+def all_protocol_scores(args: argparse.Namespace, flip: str | None = None) -> dict[str, dict]:
+    """``protocol_scores`` of val, fresh and unseen, from the centre-crop view of the feature cache
+    (``flip``: "all" or "queries" encode those from the crop and its mirror image, averaged)."""
     photo_set = load_photo_set(args.data)
     cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
-    return {p: protocol_scores(args.runs, p, photo_set, cache) for p in ("val", "fresh", "unseen")}
+    mirrored = flip and mirror_averaged(cache, photo_set.photos, args.cache_dir, args.backbone, args.input_size)
+    if flip == "all":
+        cache = mirrored
+    query_cache = mirrored if flip == "queries" else None
+    return {p: protocol_scores(args.runs, p, photo_set, cache, query_cache) for p in ("val", "fresh", "unseen")}
 
 
 def standardised(scores: np.ndarray) -> np.ndarray:
@@ -123,13 +128,7 @@ def main() -> None:
     parser.add_argument("--val-floor", type=float, default=0.75)
     parser.add_argument("--flip", choices=["all", "queries"], help="encode photo + mirror image, averaged")
     args = parser.parse_args()
-    photo_set = load_photo_set(args.data)
-    cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
-    mirrored = args.flip and mirror_averaged(cache, photo_set.photos, args.cache_dir, args.backbone, args.input_size)
-    if args.flip == "all":
-        cache = mirrored
-    query_cache = mirrored if args.flip == "queries" else None
-    scores = {p: protocol_scores(args.runs, p, photo_set, cache, query_cache) for p in ("val", "fresh", "unseen")}
+    scores = all_protocol_scores(args, args.flip)
 
     def forms(s: dict, w: float) -> dict[str, np.ndarray]:
         code, descriptor = s["code"], s["descriptor"]
