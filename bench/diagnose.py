@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from phpq.eval.metrics import average_precision, ranked_relevance
 from phpq.pq import adc_scores, lookup_tables
-from phpq_train.checkpoint import LATER_MODEL_FIELDS, load_checkpoint
+from phpq_train.checkpoint import load_checkpoint
 from phpq_train.config import TrainConfig, merge, recipe_values
 from phpq_train.train import CachedTrainer
 
@@ -29,7 +29,6 @@ def diagnose(checkpoint: Path, output: Path) -> dict[str, float]:
     # The loss weights play no part here, and older checkpoints may name loss fields that no longer exist:
     # the recipe's loss, and the recipe's values for fields added after the checkpoint was written.
     run = {**payload["train_config"], "loss": {}, "output": str(output)}
-    run["model"] = {**LATER_MODEL_FIELDS, **run["model"]}  # as model_from_checkpoint reads them
     config = TrainConfig(**merge(recipe_values(), run))
     if config.protocol != "val" or config.mode != "cached":
         raise SystemExit("diagnose needs a cached-mode checkpoint trained on the val protocol")

@@ -2,7 +2,7 @@
 and P@4 of the codes alone, the continuous feature, the descriptor alone and the fused ranking at each logged
 weight (``fused@W_...``).
 
-Usage: python bench/experiments.py --runs runs/exp --run NAME "k=v k=v" ...
+Usage: python bench/experiments.py --runs runs/exp [--resume] --run NAME "k=v k=v" ...
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ def main() -> None:
     parser.add_argument("--config", type=Path, help="changes on top of the recipe (default: the recipe alone)")
     parser.add_argument("--runs", type=Path, default=Path("runs/exp"))
     parser.add_argument("--run", nargs=2, action="append", metavar=("NAME", "OVERRIDES"), required=True)
+    parser.add_argument("--resume", action="store_true", help="continue each run from its last.pt when it has one")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for name, overrides in args.run:
         output = args.runs / name
         config = load_config(args.config, [*overrides.split(), f'output="{output}"'])
-        metrics = train(config)
+        checkpoint = output / "last.pt"
+        metrics = train(config, resume=checkpoint if args.resume and checkpoint.exists() else None)
         summary = {key: round(value, 4) for key, value in metrics.items() if key.endswith(("mAP@all", "P@4"))}
         line = {"run": name, "overrides": overrides, "protocol": config.protocol, "bits": config.model.bits, **summary}
         print(json.dumps(line), flush=True)

@@ -3,10 +3,11 @@ other species onto some CUB species' code; a per-query signal that tells the two
 weight go up for the first and down for the second.
 
 Signals measured (each could be computed in the app at query time, from the first scan's candidates
-re-scored by code alone and by descriptor alone; the app does not do it yet):
+re-scored by code alone and by descriptor alone; the app computes the agreement, with the recipe's
+``adaptive_weight``):
 
 - ``agreement@k``: how many of the k best photos by code (ties broken by the descriptor) are also
-  among the k best by descriptor, over k (k = 10, 20);
+  among the k best by descriptor, over k (k = 10, 20), as ``phpq.fusion.agreement`` computes it;
 - ``code plateau``: log of how many photos share the best code score (a collapsed code ties many);
 - ``descriptor top-1``: the best descriptor cosine.
 
@@ -29,26 +30,30 @@ import numpy as np
 from bench.code_confidence import auroc
 from bench.fusion_forms import add_run_arguments, all_protocol_scores, top_k
 from phpq.eval.metrics import retrieval_report
+from phpq.fusion import agreement
 
 
 def signals(s: dict) -> dict[str, np.ndarray]:
     """Per-query signals of one protocol's scores."""
     code, descriptor, loo = s["code"], s["descriptor"], s["leave_one_out"]
-    by_code = top_k(code + 1e-6 * descriptor, 20, loo)
-    by_descriptor = top_k(descriptor, 20, loo)
+    by_descriptor = top_k(descriptor, 1, loo)
 
-    def agreement(k: int) -> np.ndarray:
-        pairs = zip(by_code[:, :k], by_descriptor[:, :k], strict=True)
-        return np.array([len(np.intersect1d(a, b)) / k for a, b in pairs])
+    def agreement_at(k: int) -> np.ndarray:
+        """Each query's agreement over the database (without the query's own photo, leave-one-out)."""
+        values = []
+        for row, (code_row, descriptor_row) in enumerate(zip(code, descriptor, strict=True)):
+            others = np.arange(len(code_row)) != row if loo else slice(None)
+            values.append(agreement(code_row[others], descriptor_row[others], k))
+        return np.array(values)
 
     masked = np.array(code, dtype=np.float64)
     if loo:
         np.fill_diagonal(masked, -np.inf)
     plateau = np.log((masked >= masked.max(axis=1, keepdims=True) - 1e-6).sum(axis=1))
-    best_descriptor = np.take_along_axis(descriptor, by_descriptor[:, :1], axis=1)[:, 0]
+    best_descriptor = np.take_along_axis(descriptor, by_descriptor, axis=1)[:, 0]
     return {
-        "agreement@10": agreement(10),
-        "agreement@20": agreement(20),
+        "agreement@10": agreement_at(10),
+        "agreement@20": agreement_at(20),
         "code plateau": -plateau,
         "descriptor top-1": best_descriptor,
     }

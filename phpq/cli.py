@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--weight",
         type=float,
-        help="weight of the code similarity in the fused ranking, 0 to 1 (default: the model's own)",
+        help="a fixed weight of the code similarity in the fused ranking, 0 to 1 (default: the model's own,"
+        " which may be set per query)",
     )
 
     status = commands.add_parser("status", help="counts, model, provider and unreadable files")

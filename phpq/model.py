@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from phpq.fusion import AdaptiveWeight
 from phpq.imaging import RESIZE_RATIO, Preprocessing, load_and_preprocess
 from phpq.locations import default_cache_dir
 
@@ -24,7 +25,9 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ("subvectors", "codes", "descriptor")  # format 2
 CODE_OUTPUT_NAMES = OUTPUT_NAMES[:2]  # format 1 has only these
 # Format 2 metadata: the descriptor's length and the weight w of the code similarity in the fused ranking
-# (similarity = w * ADC / M + (1 - w) * descriptor cosine), chosen on the dev protocols.
+# (similarity = w * ADC / M + (1 - w) * descriptor cosine), chosen on the dev protocols. Optional:
+# "adaptive_weight", the per-query weight (phpq.fusion.AdaptiveWeight as JSON), "fusion_weight" then
+# being the weight of the first scan only.
 DESCRIPTOR_METADATA = ("descriptor_dim", "fusion_weight")
 CODEBOOKS_NAME = "phpq_codebooks"
 METADATA_PREFIX = "phpq."
@@ -75,6 +78,13 @@ class ModelInfo:
         return float(self.metadata.get("fusion_weight", 1.0))
 
     @property
+    def adaptive_weight(self) -> AdaptiveWeight | None:
+        """The per-query weight of the fused ranking (None: ``fusion_weight`` for every query)."""
+        if not self.has_descriptor:
+            return None
+        return AdaptiveWeight.from_json(self.metadata.get("adaptive_weight", "{}"))
+
+    @property
     def query_expansion(self) -> int:
         """How many of a query's best photos join it for a second, expanded scan (0: none)."""
         return int(self.metadata.get("query_expansion", 0))
@@ -113,6 +123,7 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
             descriptor_dim, fusion_weight = int(props["descriptor_dim"]), float(props["fusion_weight"])
             if descriptor_dim < 1 or not 0.0 <= fusion_weight <= 1.0:
                 raise ValueError(f"descriptor_dim {descriptor_dim} (>= 1), fusion_weight {fusion_weight} (in [0, 1])")
+            AdaptiveWeight.from_json(props.get("adaptive_weight", "{}"))
         return ModelInfo(
             props["model_id"],
             props["backbone"],

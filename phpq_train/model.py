@@ -6,6 +6,7 @@ README): every one is a field of :class:`ModelConfig`.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from phpq.fusion import AdaptiveWeight
 from phpq_train.backbone import EfficientNetLiteTaps
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
@@ -44,6 +46,9 @@ class ModelConfig:
     descriptor_taps: tuple[str, ...]
     descriptor_pooling: str  # global max, global average, or both (each part L2-normalised)
     fusion_weight: float  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
+    # The per-query weight (phpq.fusion.AdaptiveWeight's low, high, threshold and k; {} for none):
+    # fusion_weight is then the first scan's weight only.
+    adaptive_weight: dict[str, float]
     query_expansion: int  # the app ranks by the mean similarity to the query and its this many best photos
     mirror_average: bool  # the exported model encodes each photo and its mirror image, pooled features averaged
     n_classes: int = 0  # derived by the run from its training photos, not a recipe value
@@ -64,6 +69,7 @@ class ModelConfig:
             raise ValueError(f"dim {self.dim} is not divisible by n_subspaces {self.n_subspaces}")
         if not 1 <= self.topk <= self.n_codewords:
             raise ValueError(f"topk must be in [1, {self.n_codewords}], got {self.topk}")
+        AdaptiveWeight.from_json(json.dumps(self.adaptive_weight))  # raises ValueError when malformed
 
     @property
     def bits(self) -> int:

@@ -365,6 +365,33 @@ def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(t
         assert library.index().encoded == 8
 
 
+def test_a_bundled_model_with_new_search_settings_keeps_its_codes(tmp_path, tiny_model, monkeypatch):
+    """Re-exporting the same weights with other search metadata (a per-query weight, say) keeps the model
+    id: the index takes the new settings without encoding a photo again."""
+    bundled = tmp_path / "package" / "default.onnx"
+    bundled.parent.mkdir()
+    shutil.copyfile(tiny_model, bundled)
+    monkeypatch.setattr("phpq.registry.bundled_models", lambda: [bundled])
+    database = tmp_path / "data" / "index.sqlite3"
+    with Library(database, prefer_cuda=False) as library:
+        model_id = library.active_model_id
+        library.add_folder(folder_of_photos(tmp_path / "photos", per_class=2))
+        assert library.index().encoded == 8
+        assert "by query" in library.status().kind
+    reexported = onnx.load(str(tiny_model))
+    props = {entry.key: entry.value for entry in reexported.metadata_props}
+    onnx.helper.set_model_props(reexported, {**props, "phpq.adaptive_weight": "{}", "phpq.created": "later"})
+    onnx.save(reexported, str(bundled))
+    with Library(database, prefer_cuda=False) as library:
+        assert library.active_model_id == model_id and library.status().pending == 0
+        assert (
+            library.status().kind.startswith("codes + descriptor (fused, w=")
+            and "by query" not in library.status().kind
+        )
+        assert library.models()[0].metadata["adaptive_weight"] == "{}"
+        assert library.search(write_photo(tmp_path / "q.png", 0, 60), top_k=3).n_searched == 8
+
+
 def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
     """`phpq status | head -1`: the pipe closes before phpq writes; phpq exits quietly with status 1."""
     command = [sys.executable, "-m", "phpq.cli", "--db", str(tmp_path / "index.sqlite3"), "--cpu", "status"]

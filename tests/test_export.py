@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from phpq.eval.datasets import load_photo_set
+from phpq.fusion import AdaptiveWeight
 from phpq.model import CODEBOOKS_NAME, ModelError, PHPQModel
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from phpq_train.config import load_config
@@ -88,13 +89,16 @@ def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, expor
     np.testing.assert_allclose(np.linalg.norm(encoded.descriptors, axis=1), 1.0, atol=1e-5)
 
 
-def test_a_checkpoint_written_before_query_expansion_existed_still_loads(tiny_checkpoint, tmp_path):
+def test_a_checkpoint_written_before_the_search_settings_existed_loads_them_from_the_recipe(tiny_checkpoint, tmp_path):
     payload = load_checkpoint(tiny_checkpoint)
-    del payload["model_config"]["query_expansion"]
+    for name in ("query_expansion", "adaptive_weight", "mirror_average"):
+        del payload["model_config"][name]
     torch.save(payload, tmp_path / "old.pt")
     old = model_from_checkpoint(load_checkpoint(tmp_path / "old.pt"))
     assert old.config == model_from_checkpoint(load_checkpoint(tiny_checkpoint)).config
-    assert old.config.query_expansion == 3
+    recipe = load_config().model
+    assert old.config.query_expansion == recipe.query_expansion == 3
+    assert old.config.adaptive_weight == recipe.adaptive_weight and old.config.adaptive_weight
 
 
 def test_the_model_id_is_the_content_hash(tiny_checkpoint, tmp_path):
@@ -150,10 +154,12 @@ def test_onnx_evaluation_matches_the_checkpoint_and_never_imports_torch(tiny_che
 
     root = Path(__file__).resolve().parents[1]
     common = ["--data", str(synthetic_folder), "--protocol", "val", "--workers", "0", "--json"]
+    # the checkpoint's report fuses at the model's fixed weight: the same fixed weight for --model
+    weight = str(load_checkpoint(tiny_checkpoint)["model_config"]["fusion_weight"])
     script = (
         "import sys, json\n"
         "from phpq_train.cli import eval_main\n"
-        f"eval_main({['--model', str(exported), *common]!r})\n"
+        f"eval_main({['--model', str(exported), '--weight', weight, *common]!r})\n"
         "assert 'torch' not in sys.modules, 'the ONNX evaluation path imported torch'\n"
     )
     onnx_run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300)
@@ -224,6 +230,7 @@ def test_the_shipped_default_model_loads_and_encodes():
     assert len(model.info.class_names) == 200 and model.info.metadata["weights"] == "float16"
     assert model.info.has_descriptor and model.info.descriptor_dim == 256 and model.info.fusion_weight == 0.5
     assert model.info.query_expansion == 3
+    assert model.info.adaptive_weight == AdaptiveWeight(**load_config().model.adaptive_weight)
     encoded = model.encode(np.zeros((2, 3, 256, 256), np.float32))
     assert encoded.subvectors.shape == (2, 8, 128) and encoded.codes.shape == (2, 8)
     assert encoded.descriptors.shape == (2, 256)

@@ -11,7 +11,8 @@ import pytest
 from phpq import search
 from phpq.cli import main as phpq
 from phpq.db import IndexDatabase
-from phpq.descriptor import dequantize, from_blobs
+from phpq.descriptor import dequantize, from_blobs, quantize
+from phpq.fusion import AdaptiveWeight
 from phpq.library import Library, LibraryError
 from phpq.model import ModelError, PHPQModel
 from phpq.pq import decode, lookup_tables
@@ -20,10 +21,15 @@ from tests.conftest import write_image_folder, write_photo
 
 
 def rewritten_model(
-    source: Path, target: Path, format_version: str, keep_descriptor: bool, query_expansion: int | None = None
+    source: Path,
+    target: Path,
+    format_version: str,
+    keep_descriptor: bool,
+    query_expansion: int | None = None,
+    adaptive_weight: str | None = None,
 ) -> Path:
     """The tiny model with its descriptor output dropped (or kept), its metadata set to a format and,
-    when given, another query-expansion depth."""
+    when given, another query-expansion depth or per-query weight (JSON, "{}" for none)."""
     model = onnx.load(str(source))
     if not keep_descriptor:
         outputs = [output for output in model.graph.output if output.name != "descriptor"]
@@ -35,13 +41,24 @@ def rewritten_model(
     if query_expansion is not None:
         props["phpq.query_expansion"] = str(query_expansion)
         props["phpq.model_id"] += f"-expansion{query_expansion}"
+    if adaptive_weight is not None:
+        props["phpq.adaptive_weight"] = adaptive_weight
+        props["phpq.model_id"] += f"-adaptive{len(adaptive_weight)}"
     if format_version == "1":
-        props.pop("phpq.descriptor_dim")
-        props.pop("phpq.fusion_weight")
-        props.pop("phpq.query_expansion")
+        for name in ("descriptor_dim", "fusion_weight", "query_expansion", "adaptive_weight"):
+            props.pop(f"phpq.{name}")
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(target))
     return target
+
+
+def reference_agreement(code: np.ndarray, descriptor: np.ndarray, k: int) -> float:
+    """How many of the k best photos by code (ties: descriptor, then position) are among the k best by
+    descriptor (ties: position), over k: the per-query weight's signal, written independently."""
+    photos = range(len(code))
+    by_code = sorted(photos, key=lambda i: (-code[i], -descriptor[i], i))[:k]
+    by_descriptor = sorted(photos, key=lambda i: (-descriptor[i], i))[:k]
+    return len(set(by_code) & set(by_descriptor)) / k
 
 
 @pytest.fixture
@@ -122,7 +139,7 @@ def test_a_version_1_index_keeps_folders_and_codes_and_gains_descriptors(tmp_pat
 def test_the_weight_decides_between_codes_and_descriptor(tmp_path, tiny_model):
     photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=4)
     query = write_photo(tmp_path / "q.png", 1, index=60)
-    single_scan = rewritten_model(tiny_model, tmp_path / "single-scan.onnx", "2", True, query_expansion=0)
+    single_scan = rewritten_model(tiny_model, tmp_path / "single-scan.onnx", "2", True, 0, adaptive_weight="{}")
     with open_library(tmp_path, single_scan) as library:
         library.add_folder(photos)
         library.index()
@@ -162,8 +179,8 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         library.add_folder(photos)
         library.index()
         model = library.model_for()
-        depth, w = model.info.query_expansion, model.info.fusion_weight
-        assert depth == 3
+        depth, adaptive = model.info.query_expansion, model.info.adaptive_weight
+        assert depth == 3 and adaptive is not None
         model_id = library.active_model_id
         ids = [hit.image_id for hit in library.search(query, top_k=100, weight=1.0).hits]
         forms = stored(library, model_id)
@@ -172,9 +189,17 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         encoding = model.encode_paths([query])
         n_subspaces = codes.shape[1]
 
+        def parts(table: np.ndarray, descriptor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return sum(table[m, codes[:, m]] for m in range(n_subspaces)) / n_subspaces, descriptors @ descriptor
+
+        code_part, descriptor_part = parts(
+            lookup_tables(encoding.subvectors, model.codebooks)[0], encoding.descriptors[0]
+        )
+        w = adaptive.weight(reference_agreement(code_part, descriptor_part, adaptive.k))
+
         def similarity(table: np.ndarray, descriptor: np.ndarray) -> np.ndarray:
-            code_part = sum(table[m, codes[:, m]] for m in range(n_subspaces)) / n_subspaces
-            return w * code_part + (1 - w) * descriptors @ descriptor
+            code_part, descriptor_part = parts(table, descriptor)
+            return w * code_part + (1 - w) * descriptor_part
 
         first = similarity(lookup_tables(encoding.subvectors, model.codebooks)[0], encoding.descriptors[0])
         reconstructed = lookup_tables(decode(codes, model.codebooks), model.codebooks)
@@ -194,9 +219,16 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
 def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
     with open_library(tmp_path, tiny_model) as library:
         info = library.model_for().info
+        fixed = library.import_model(rewritten_model(tiny_model, tmp_path / "fixed.onnx", "2", True, None, "{}"))
+        assert library.model_for(fixed.id).info.adaptive_weight is None
+        library.activate_model(fixed.id)
+        expected = f"codes + descriptor (fused, w={info.fusion_weight:g}, query expansion {info.query_expansion})"
+        assert library.status().kind == expected
+        library.activate_model(info.model_id)
     database = tmp_path / "data" / "index.sqlite3"
     assert phpq(["--db", str(database), "--cpu", "status", "--json"]) == 0
-    expected = f"codes + descriptor (fused, w={info.fusion_weight:g}, query expansion {info.query_expansion})"
+    low, high = info.adaptive_weight.low, info.adaptive_weight.high
+    expected = f"codes + descriptor (fused, w={low:g} or {high:g} by query, query expansion {info.query_expansion})"
     assert json.loads(capsys.readouterr().out)["kind"] == expected
     assert phpq(["--db", str(database), "--cpu", "status"]) == 0
     assert "search     codes + descriptor (fused" in capsys.readouterr().out
@@ -221,3 +253,48 @@ def test_evaluation_ranks_exactly_as_search(tmp_path, tiny_model):
                 assert searched == [paths[i] for i in rankings[index]]
         metrics, _ = evaluate_exported_model(model, gallery, gallery, leave_one_out=True)
         assert 0.5 < metrics["mAP@all"] <= 1 and "P@4" in metrics
+
+
+def test_a_per_query_weight_follows_how_far_code_and_descriptor_agree():
+    rng = np.random.default_rng(7)
+    n_photos, n_subspaces, n_codewords, dim = 60, 4, 16, 128
+    codes = rng.integers(0, n_codewords, (n_photos, n_subspaces)).astype(np.uint8)
+    table = rng.normal(size=(n_subspaces, n_codewords)).astype(np.float32)
+    unit = rng.normal(size=(n_photos, dim)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    values, scales = quantize(unit)
+    matrix = search.CodeMatrix("synthetic", n_subspaces, dim)
+    ids = np.arange(100, 100 + n_photos, dtype=np.int64)
+    matrix.upsert(ids, np.zeros_like(ids), codes, (values, scales))
+    stored_descriptors = dequantize(values, scales)
+    code_part = table[np.arange(n_subspaces), codes].sum(axis=1) / n_subspaces
+    by_code = np.argsort(-code_part, kind="stable")
+    adaptive = AdaptiveWeight(low=0.2, high=0.9, threshold=0.5, k=10)
+    # a query whose descriptor points at the code's best photos, and one that points at its worst
+    for chosen, expected_weight in ((by_code[:10], 0.9), (by_code[-10:], 0.2)):
+        descriptor = stored_descriptors[chosen].sum(axis=0)
+        descriptor /= np.linalg.norm(descriptor)
+        descriptor_part = stored_descriptors @ descriptor
+        signal = reference_agreement(code_part, descriptor_part, adaptive.k)
+        assert (signal >= adaptive.threshold) == (expected_weight == adaptive.high)
+        query = search.Query(table, descriptor, 0.5, adaptive=adaptive)
+        scores, found, searched = matrix.search(query, n_photos)
+        assert searched == n_photos and sorted(found.tolist()) == ids.tolist()
+        reference = expected_weight * code_part + (1 - expected_weight) * descriptor_part
+        np.testing.assert_allclose(scores, reference[found - 100], atol=1e-5)
+        assert list(found[:5] - 100) == list(np.argsort(-reference, kind="stable")[:5])
+        # a fixed weight (the user's, or a model without a per-query weight) is used as it is
+        fixed_scores, fixed_found, _ = matrix.search(search.Query(table, descriptor, 0.5), n_photos)
+        fixed = 0.5 * code_part + 0.5 * descriptor_part
+        np.testing.assert_allclose(fixed_scores, fixed[fixed_found - 100], atol=1e-5)
+    # photos left out of the results (the query itself) play no part in the signal either
+    excluded = {int(ids[by_code[0]])}
+    _, found, _ = matrix.search(search.Query(table, descriptor, 0.5, adaptive=adaptive), 10, exclude=excluded)
+    assert not excluded & set(found.tolist())
+
+
+def test_a_malformed_per_query_weight_is_refused_when_the_model_loads(tmp_path, tiny_model):
+    for text, reason in (('{"low": 0.4, "high": 1.5, "threshold": 0.3, "k": 10}', "high"), ("[1]", "object")):
+        bad = rewritten_model(tiny_model, tmp_path / "bad.onnx", "2", True, adaptive_weight=text)
+        with pytest.raises(ModelError, match=f"malformed metadata.*{reason}"):
+            PHPQModel(bad, prefer_cuda=False)

@@ -305,7 +305,9 @@ def test_the_code_weight_setting_reranks_and_is_kept_per_model(qtbot, window, tm
     qtbot.waitUntil(window.ui.weight.isEnabled, timeout=TIMEOUT_MS)
     status = off_gui(window.library.status)
     assert status.kind in window.ui.model_label.text() and "fused" in window.ui.model_label.text()
-    assert window.ui.weight.value() == pytest.approx(status.fusion_weight)  # the model's own weight by default
+    weight = window.ui.weight
+    assert weight.value() == weight.minimum() and weight.text() == "code weight auto"  # the model's own by default
+    assert "auto: this model's own w, per query" in weight.toolTip()
     index_folder(qtbot, window, write_image_folder(tmp_path / "photos", n_classes=4, per_class=4))
     query = write_photo(tmp_path / "query.png", label=1, index=90)
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS):
@@ -315,6 +317,11 @@ def test_the_code_weight_setting_reranks_and_is_kept_per_model(qtbot, window, tm
     expected = off_gui(window.library.search, query, top_k=window.ui.top_k.value(), weight=0.0).hits
     assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected]
     assert float(settings.value(f"code_weight/{status.model.id}")) == 0.0
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
+        weight.setValue(weight.minimum())  # back to auto: the model's own (per-query) weight
+    expected = off_gui(window.library.search, query, top_k=window.ui.top_k.value()).hits
+    assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected]
+    assert settings.value(f"code_weight/{status.model.id}") == "auto"
 
 
 def search_five(qtbot, window: MainWindow, tmp_path) -> list[SearchHit]:

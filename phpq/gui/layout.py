@@ -109,7 +109,9 @@ class WindowLayout:
         self.open_button = QPushButton("Open image…")
         self.top_k = QSpinBox(minimum=1, maximum=1000, value=40, suffix=" results")
         self.top_k.setToolTip("How many look-alikes to show")
-        self.weight = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2, prefix="code weight ")
+        # One step below 0 is "auto": the model's own weight (which a model may set per query)
+        self.weight = QDoubleSpinBox(minimum=-0.05, maximum=1.0, singleStep=0.05, decimals=2, prefix="code weight ")
+        self.weight.setSpecialValueText("code weight auto")
         self.weight.setObjectName("codeWeight")
         self.weight.setEnabled(False)  # until the model is known: codes-only models have no weight to set
         self.query_info = QLabel(wordWrap=True)

@@ -28,6 +28,7 @@ from phpq.thumbnails import ThumbnailCache
 log = logging.getLogger(__name__)
 
 Search = Callable[[Library, int, float | None], SearchResult]  # runs a search on a worker thread
+AUTO = "auto"  # the saved code weight that means the model's own
 
 
 def qimage_to_pil(image: QImage) -> Image.Image:
@@ -125,7 +126,7 @@ class SearchController(Controller):
         self.generation += 1
         generation = self.generation
         library, top_k = self.library, self.ui.top_k.value()
-        weight = self.ui.weight.value() if self.ui.weight.isEnabled() else None
+        weight = self._chosen_weight()
         self.tasks.start(
             lambda: search(library, top_k, weight),
             done=lambda result: self._show_results(generation, result),
@@ -154,23 +155,35 @@ class SearchController(Controller):
         if self.results_model is not None:
             self.results_model.set_sizes(generation, sizes)
 
+    def _chosen_weight(self) -> float | None:
+        """The weight the user set, or None for the model's own ("auto", or a codes-only model)."""
+        weight = self.ui.weight
+        return weight.value() if weight.isEnabled() and weight.value() > weight.minimum() else None
+
     def show_weight(self, status: LibraryStatus) -> None:
-        """The weight control for the active model: its saved value, else the model's own weight."""
+        """The weight control for the active model: its saved value, else "auto" (the model's own)."""
         fused = status.descriptor_dim > 0
         self.weight_key = f"code_weight/{status.model.id}" if fused else None
         weight = self.ui.weight
+        saved = self.settings.value(self.weight_key, AUTO) if fused else AUTO
         weight.blockSignals(True)
-        weight.setValue(float(self.settings.value(self.weight_key, status.fusion_weight)) if fused else 1.0)
+        weight.setValue(weight.minimum() if saved == AUTO else float(saved))
         weight.blockSignals(False)
         weight.setEnabled(fused)
+        own = (
+            f"per query, {status.adaptive_weight.low:g} or {status.adaptive_weight.high:g} by how far the"
+            " code and the descriptor agree on it"
+            if status.adaptive_weight is not None
+            else f"{status.fusion_weight:g}"
+        )
         weight.setToolTip(
-            f"Ranking = w × code similarity + (1 − w) × descriptor similarity; this model's own w is"
-            f" {status.fusion_weight:g}"
+            f"Ranking = w × code similarity + (1 − w) × descriptor similarity; auto: this model's own w, {own}"
             if fused
             else "This model gives codes only (format 1): it ranks by code similarity alone"
         )
 
-    def _weight_changed(self, value: float) -> None:
+    def _weight_changed(self, _value: float) -> None:
         if self.weight_key is not None:
-            self.settings.setValue(self.weight_key, value)
+            chosen = self._chosen_weight()
+            self.settings.setValue(self.weight_key, AUTO if chosen is None else chosen)
         self.repeat()
