@@ -8,8 +8,9 @@ A temporary index gets ``--indexed`` real CUB photos (every n-th, encoded with t
 up to ``--size`` entries, so the scan covers 10^5 photos. Queries are other CUB photos, not indexed.
 Warm = `Library.search` in a process that already answered one query (decode + encode + scan + fetch
 paths), at the model's weight and, for a format-2 model, with codes alone (``weight=1``) in the same
-run. Cold = `python -m phpq.cli search` from process start to exit, next to the start of a bare
-`python -c pass` measured in the same run.
+run (and, for a model with a per-query weight, at its fixed first-scan weight). Cold = `python -m
+phpq.cli search` from process start to exit, next to the start of a bare `python -c pass` measured in
+the same run.
 """
 
 from __future__ import annotations
@@ -91,7 +92,11 @@ def main() -> None:
             info = library.model_for().info
             print(f"index: {args.size} photos ({args.indexed} real CUB photos, the rest random), top 20")
             kind = library.status().kind
-            weights = {kind: None, "codes alone (weight 1)": 1.0} if info.has_descriptor else {kind: None}
+            weights: dict[str, float | None] = {kind: None}
+            if info.adaptive_weight is not None:  # the per-query weight's cost: the same search at a fixed w
+                weights[f"fixed w={info.fusion_weight:g}"] = info.fusion_weight
+            if info.has_descriptor:
+                weights["codes alone (weight 1)"] = 1.0
             for name, weight in weights.items():
                 timings = []
                 for query in queries:
