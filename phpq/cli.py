@@ -146,12 +146,14 @@ def run_search(library: Library, args: argparse.Namespace) -> int:
     result = library.search(args.image, top_k=args.top, folders=args.folder, weight=args.weight)
     if args.json:
         hits = [{"path": str(hit.path), "similarity": round(hit.similarity, 6)} for hit in result.hits]
-        print(json.dumps({"results": hits, "searched": result.n_searched, "timings_ms": result.timings_ms}))
+        summary = {"searched": result.n_searched, "code_weight": result.weight, "timings_ms": result.timings_ms}
+        print(json.dumps({"results": hits, **summary}))
         return EXIT_OK
     for rank, hit in enumerate(result.hits, 1):
         print(f"{rank:4d}  {hit.similarity:6.3f}  {hit.path}")
     total_ms = sum(result.timings_ms.values())
-    print(f"{len(result.hits)} of {result.n_searched} photos in {total_ms:.1f} ms", file=sys.stderr)
+    weight = "" if result.weight is None else f" (code weight {result.weight:g})"
+    print(f"{len(result.hits)} of {result.n_searched} photos in {total_ms:.1f} ms{weight}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,6 +30,16 @@ class SearchResult:
     hits: list[SearchHit]
     n_searched: int  # photos with a code of the active model (after the folder filter)
     timings_ms: dict[str, float]
+    weight: float | None = None  # the code weight w this query was ranked with (None: codes alone)
+
+
+class Ranking(NamedTuple):
+    """``CodeMatrix.search``'s answer."""
+
+    scores: np.ndarray  # similarities, best first
+    image_ids: np.ndarray
+    n_searched: int  # photos searched (after the folder filter)
+    weight: float | None  # the w the query was ranked with (its own, with a per-query weight); None: codes alone
 
 
 @dataclass(frozen=True)
@@ -266,8 +277,8 @@ class CodeMatrix:
         folder_ids: list[int] | None = None,
         exclude: set[int] | None = None,
         first: list[int] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """Top ``k`` photos for a query: (similarities, image ids, number of photos searched).
+    ) -> Ranking:
+        """Top ``k`` photos for a query: similarities, image ids, number of photos searched, weight.
 
         The photos in ``first`` (pinned copies of the query) lead the list, scored by the same scorer as
         the scan, against the query itself; ids no longer in the matrix are skipped. ``exclude`` never
@@ -296,4 +307,7 @@ class CodeMatrix:
             image_ids = self._image_ids[rows]
         keep = np.array([image_id not in hidden for image_id in image_ids.tolist()], dtype=bool)
         scores = np.concatenate([pinned_scores, scores[keep]])[:k]
-        return scores, np.concatenate([pinned_ids, image_ids[keep]])[:k], n_searched
+        fused = query.descriptor is not None and self.descriptor_dim > 0
+        return Ranking(
+            scores, np.concatenate([pinned_ids, image_ids[keep]])[:k], n_searched, query.weight if fused else None
+        )

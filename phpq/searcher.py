@@ -159,7 +159,7 @@ class Searcher:
         """Scan the matrix with a query; ``copies`` (within the folders) go first, scored the same way."""
         clock = time.perf_counter()
         pinned = [copy.id for copy in copies or [] if folder_ids is None or copy.folder_id in folder_ids]
-        scores, image_ids, n_searched = self.matrix().search(query, top_k, folder_ids, exclude, pinned)
+        scores, image_ids, n_searched, weight = self.matrix().search(query, top_k, folder_ids, exclude, pinned)
         timings["scan"] = _lap(clock)
         clock = time.perf_counter()
         paths = self.db.paths(image_ids.tolist())
@@ -169,7 +169,7 @@ class Searcher:
             if image_id in paths
         ]
         timings["fetch"] = _lap(clock)
-        return SearchResult(hits, n_searched, timings)
+        return SearchResult(hits, n_searched, timings, weight)
 
 
 def _add_codes(matrix: CodeMatrix, db: IndexDatabase, results: list[EncodedImage]) -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 from phpq.cli import main as phpq
 from phpq.index import CancelToken, IndexProgress
 from phpq.library import Library, LibraryError, ReadOnlyError
-from phpq.model import ModelError
+from phpq.model import ModelError, PHPQModel
 from tests.conftest import write_image_folder, write_photo
 
 
@@ -242,6 +242,10 @@ def test_phpq_command_line(tmp_path, tiny_model, capsys):
     assert phpq([*db, "search", str(query), "--top", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert len(result["results"]) == 3 and result["searched"] == 12
+    adaptive = PHPQModel(tiny_model, prefer_cuda=False).info.adaptive_weight
+    assert result["code_weight"] in (adaptive.low, adaptive.high)  # the weight chosen for this query
+    assert phpq([*db, "search", str(query), "--top", "3", "--weight", "0.25", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["code_weight"] == 0.25
     assert all(class_of(Path(hit["path"])) == "004.class_3" for hit in result["results"])
     assert phpq([*db, "search", str(query), "--folder", str(photos / "001.class_0"), "--json"]) == 2
     assert "not an indexed folder" in capsys.readouterr().err

@@ -205,7 +205,9 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         reconstructed = lookup_tables(decode(codes, model.codebooks), model.codebooks)
         best = np.argsort(-first)[:depth]
         expanded = (first + sum(similarity(reconstructed[i], descriptors[i]) for i in best)) / (1 + depth)
-        hits = library.search(query, top_k=len(ids)).hits
+        result = library.search(query, top_k=len(ids))
+        assert result.weight == w  # the weight the query was ranked with
+        hits = result.hits
         assert len(hits) == len(ids) == 20
         for hit in hits:
             assert hit.similarity == pytest.approx(expanded[ids.index(hit.image_id)], abs=1e-4)
@@ -278,18 +280,20 @@ def test_a_per_query_weight_follows_how_far_code_and_descriptor_agree():
         signal = reference_agreement(code_part, descriptor_part, adaptive.k)
         assert (signal >= adaptive.threshold) == (expected_weight == adaptive.high)
         query = search.Query(table, descriptor, 0.5, adaptive=adaptive)
-        scores, found, searched = matrix.search(query, n_photos)
+        scores, found, searched, used_weight = matrix.search(query, n_photos)
+        assert used_weight == expected_weight
         assert searched == n_photos and sorted(found.tolist()) == ids.tolist()
         reference = expected_weight * code_part + (1 - expected_weight) * descriptor_part
         np.testing.assert_allclose(scores, reference[found - 100], atol=1e-5)
         assert list(found[:5] - 100) == list(np.argsort(-reference, kind="stable")[:5])
         # a fixed weight (the user's, or a model without a per-query weight) is used as it is
-        fixed_scores, fixed_found, _ = matrix.search(search.Query(table, descriptor, 0.5), n_photos)
+        fixed_scores, fixed_found, _, used_weight = matrix.search(search.Query(table, descriptor, 0.5), n_photos)
+        assert used_weight == 0.5
         fixed = 0.5 * code_part + 0.5 * descriptor_part
         np.testing.assert_allclose(fixed_scores, fixed[fixed_found - 100], atol=1e-5)
     # photos left out of the results (the query itself) play no part in the signal either
     excluded = {int(ids[by_code[0]])}
-    _, found, _ = matrix.search(search.Query(table, descriptor, 0.5, adaptive=adaptive), 10, exclude=excluded)
+    found = matrix.search(search.Query(table, descriptor, 0.5, adaptive=adaptive), 10, exclude=excluded).image_ids
     assert not excluded & set(found.tolist())
 
 

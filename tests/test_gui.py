@@ -322,6 +322,9 @@ def test_the_code_weight_setting_reranks_and_is_kept_per_model(qtbot, window, tm
     expected = off_gui(window.library.search, query, top_k=window.ui.top_k.value()).hits
     assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected]
     assert settings.value(f"code_weight/{status.model.id}") == "auto"
+    used = shown.args[0].weight  # the weight the model chose for this query, shown and explained
+    assert used in (status.adaptive_weight.low, status.adaptive_weight.high)
+    assert window.ui.query_info.text().endswith(f"code weight {used:g}") and window.ui.query_info.toolTip()
 
 
 def search_five(qtbot, window: MainWindow, tmp_path) -> list[SearchHit]:

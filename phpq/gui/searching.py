@@ -15,6 +15,7 @@ from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from phpq.db import PhotoSize
+from phpq.fusion import AdaptiveWeight
 from phpq.gui.controller import Controller
 from phpq.gui.layout import WindowLayout
 from phpq.gui.models import ResultsModel
@@ -49,6 +50,7 @@ class SearchController(Controller):
         self.generation = 0
         self.last_query: Path | Image.Image | None = None
         self.weight_key: str | None = None  # settings key of the active model's code weight (fused models)
+        self.adaptive_weight: AdaptiveWeight | None = None  # the active model's per-query weight
         self.results_model: ResultsModel | None = None
         self.query_thumbnails: ThumbnailCache | None = None
         ui.open_button.clicked.connect(self.choose_photo)
@@ -147,7 +149,9 @@ class SearchController(Controller):
         total = sum(result.timings_ms.values())
         self.ui.time_label.setText(f"query {total:.0f} ms")
         self.ui.time_label.setToolTip(", ".join(f"{key} {value:.1f} ms" for key, value in result.timings_ms.items()))
-        self.ui.query_info.setText(f"{len(result.hits)} of {result.n_searched:,} photos")
+        weight = "" if result.weight is None else f" · code weight {result.weight:g}"
+        self.ui.query_info.setText(f"{len(result.hits)} of {result.n_searched:,} photos{weight}")
+        self.ui.query_info.setToolTip(self._weight_explained(result.weight))
         self.ui.show_results_page(bool(result.hits))
         self.results_shown.emit(result)
 
@@ -160,10 +164,26 @@ class SearchController(Controller):
         weight = self.ui.weight
         return weight.value() if weight.isEnabled() and weight.value() > weight.minimum() else None
 
+    def _weight_explained(self, weight: float | None) -> str:
+        """What the weight a query was ranked with says about it, when the model chose it for the query."""
+        adaptive = self.adaptive_weight
+        if weight is None or adaptive is None or self._chosen_weight() is not None:
+            return ""
+        if weight == adaptive.high:
+            return (
+                "The code and the descriptor agree on this photo's look-alikes: the code, which knows the CUB"
+                " species, leads"
+            )
+        return (
+            "The code and the descriptor disagree on this photo's look-alikes (often a species the model was not"
+            " trained on): the descriptor leads"
+        )
+
     def show_weight(self, status: LibraryStatus) -> None:
         """The weight control for the active model: its saved value, else "auto" (the model's own)."""
         fused = status.descriptor_dim > 0
         self.weight_key = f"code_weight/{status.model.id}" if fused else None
+        self.adaptive_weight = status.adaptive_weight
         weight = self.ui.weight
         saved = self.settings.value(self.weight_key, AUTO) if fused else AUTO
         weight.blockSignals(True)
