@@ -1,7 +1,12 @@
-"""The per-query weight of the fused ranking: the codes rank a trained species' photos well, and map a
-bird of a species they never saw onto some trained species' code. Where a query's best photos by code
-and by descriptor agree, the codes know its species and get the high weight; where they disagree, the
-low one. ``bench/query_adaptive.py`` measures the signal and chooses the values."""
+"""How the fused ranking is shaped after the first scan.
+
+- The per-query weight: the codes rank a trained species' photos well, and map a bird of a species
+  they never saw onto some trained species' code. Where a query's best photos by code and by
+  descriptor agree, the codes know its species and get the high weight; where they disagree, the low
+  one. ``bench/query_adaptive.py`` measures the signal and chooses the values.
+- The neighbour re-ranking: each of the query's best photos also counts its nearest neighbours among
+  them, so a photo whose look-alikes look like the query climbs, and a lone false match drops.
+"""
 
 from __future__ import annotations
 
@@ -59,3 +64,44 @@ def agreement(code_scores: np.ndarray, descriptor_scores: np.ndarray, k: int) ->
     by_code = np.lexsort((positions, -descriptor_scores, -code_scores))[:k]
     by_descriptor = np.lexsort((positions, -descriptor_scores))[:k]
     return len(np.intersect1d(by_code, by_descriptor)) / k
+
+
+@dataclass(frozen=True)
+class NeighbourRerank:
+    """The query's ``depth`` best photos are re-ranked by the mean of their own similarity and the mean
+    similarity of their ``neighbours`` nearest photos among those ``depth``."""
+
+    depth: int
+    neighbours: int
+
+    def __post_init__(self) -> None:
+        if self.depth < 2 or not 1 <= self.neighbours < self.depth:
+            raise ValueError(
+                "neighbour re-ranking: needs depth >= 2 and 1 <= neighbours < depth,"
+                f" got depth {self.depth}, neighbours {self.neighbours}"
+            )
+
+    @classmethod
+    def from_json(cls, text: str) -> NeighbourRerank | None:
+        """The metadata form (a JSON object; ``{}`` when the model has none)."""
+        values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError(f"neighbour re-ranking: expected a JSON object, got {text!r}")
+        try:
+            return cls(**values) if values else None
+        except TypeError as error:
+            raise ValueError(f"neighbour re-ranking: {error}") from error
+
+    def rescored(self, scores: np.ndarray, mutual: np.ndarray) -> np.ndarray:
+        """New scores of the best photos, given their scores (best first) and their similarities to each
+        other [n, n]: (own + mean over the nearest neighbours) / 2. A neighbour scores at least the last
+        of them, so the result never falls below the photos after them."""
+        n = len(scores)
+        if n < 2:
+            return scores
+        others = np.array(mutual, dtype=np.float64)
+        np.fill_diagonal(others, -np.inf)
+        k = min(self.neighbours, n - 1)
+        positions = np.broadcast_to(np.arange(n), (n, n))
+        nearest = np.lexsort((positions, -others), axis=1)[:, :k]  # ties: the better-ranked photo
+        return ((scores + scores[nearest].mean(axis=1)) / 2).astype(scores.dtype)

@@ -21,7 +21,7 @@ from PIL import Image
 from phpq import indexfiles
 from phpq.db import FolderRecord, IndexDatabase, ModelRecord, PhotoSize
 from phpq.errors import LibraryError, ReadOnlyError
-from phpq.fusion import AdaptiveWeight
+from phpq.fusion import AdaptiveWeight, NeighbourRerank
 from phpq.index import CancelToken, IndexReport, ProgressCallback, index_folders
 from phpq.locations import default_database_path
 from phpq.model import PHPQModel
@@ -52,11 +52,14 @@ class LibraryStatus:
     fusion_weight: float  # the model's weight w of the code similarity (1 for codes only)
     query_expansion: int  # how many of a query's best photos join it for the second scan (0: none)
     adaptive_weight: AdaptiveWeight | None  # the model's per-query weight (None: fusion_weight for all)
+    neighbour_rerank: NeighbourRerank | None  # how the best photos are re-ranked by their neighbours
 
     @property
     def kind(self) -> str:
         """Which kind of search the active model gives, in words."""
-        return search_kind(self.descriptor_dim, self.fusion_weight, self.query_expansion, self.adaptive_weight)
+        return search_kind(
+            self.descriptor_dim, self.fusion_weight, self.query_expansion, self.adaptive_weight, self.neighbour_rerank
+        )
 
 
 @guarded
@@ -267,4 +270,5 @@ class Library:
             fusion_weight=model.info.fusion_weight,
             query_expansion=model.info.query_expansion,
             adaptive_weight=model.info.adaptive_weight,
+            neighbour_rerank=model.info.neighbour_rerank,
         )

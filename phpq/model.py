@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from phpq.fusion import AdaptiveWeight
+from phpq.fusion import AdaptiveWeight, NeighbourRerank
 from phpq.imaging import RESIZE_RATIO, Preprocessing, load_and_preprocess
 from phpq.locations import default_cache_dir
 
@@ -27,7 +27,7 @@ CODE_OUTPUT_NAMES = OUTPUT_NAMES[:2]  # format 1 has only these
 # Format 2 metadata: the descriptor's length and the weight w of the code similarity in the fused ranking
 # (similarity = w * ADC / M + (1 - w) * descriptor cosine), chosen on the dev protocols. Optional:
 # "adaptive_weight", the per-query weight (phpq.fusion.AdaptiveWeight as JSON), "fusion_weight" then
-# being the weight of the first scan only.
+# being the weight of the first scan only; "neighbour_rerank" (phpq.fusion.NeighbourRerank as JSON).
 DESCRIPTOR_METADATA = ("descriptor_dim", "fusion_weight")
 CODEBOOKS_NAME = "phpq_codebooks"
 METADATA_PREFIX = "phpq."
@@ -85,6 +85,11 @@ class ModelInfo:
         return AdaptiveWeight.from_json(self.metadata.get("adaptive_weight", "{}"))
 
     @property
+    def neighbour_rerank(self) -> NeighbourRerank | None:
+        """How the query's best photos are re-ranked by their neighbours among them (None: not at all)."""
+        return NeighbourRerank.from_json(self.metadata.get("neighbour_rerank", "{}"))
+
+    @property
     def query_expansion(self) -> int:
         """How many of a query's best photos join it for a second, expanded scan (0: none)."""
         return int(self.metadata.get("query_expansion", 0))
@@ -124,6 +129,7 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
             if descriptor_dim < 1 or not 0.0 <= fusion_weight <= 1.0:
                 raise ValueError(f"descriptor_dim {descriptor_dim} (>= 1), fusion_weight {fusion_weight} (in [0, 1])")
             AdaptiveWeight.from_json(props.get("adaptive_weight", "{}"))
+        NeighbourRerank.from_json(props.get("neighbour_rerank", "{}"))
         return ModelInfo(
             props["model_id"],
             props["backbone"],

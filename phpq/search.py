@@ -11,9 +11,9 @@ import numpy as np
 
 from phpq.db import IndexDatabase
 from phpq.descriptor import from_blobs
-from phpq.fusion import AdaptiveWeight, agreement
+from phpq.fusion import AdaptiveWeight, NeighbourRerank, agreement
 from phpq.model import PHPQModel
-from phpq.pq import decode, lookup_tables
+from phpq.pq import decode, lookup_tables, sdc_scores
 from phpq.scan import DescriptorScan, Scorer, pack_codes
 
 
@@ -59,6 +59,7 @@ class Query:
     # A per-query weight: the first scan's candidates, scored by code alone and by descriptor alone,
     # say how far the two agree on this query, and that sets the w every later step uses.
     adaptive: AdaptiveWeight | None = None
+    rerank: NeighbourRerank | None = None  # the best photos re-ranked by their neighbours among them
 
 
 def model_query(
@@ -72,19 +73,25 @@ def model_query(
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
     table = lookup_tables(subvectors[None], model.codebooks)[0]
-    return Query(table, descriptor, weight, model.info.query_expansion, model.codebooks, adaptive)
+    info = model.info
+    return Query(table, descriptor, weight, info.query_expansion, model.codebooks, adaptive, info.neighbour_rerank)
 
 
 def search_kind(
-    descriptor_dim: int, fusion_weight: float, query_expansion: int = 0, adaptive: AdaptiveWeight | None = None
+    descriptor_dim: int,
+    fusion_weight: float,
+    query_expansion: int = 0,
+    adaptive: AdaptiveWeight | None = None,
+    rerank: NeighbourRerank | None = None,
 ) -> str:
-    """ "codes + descriptor (fused, w=0.4 or 0.7 by query, query expansion 3)", "codes + descriptor
-    (fused, w=0.5)" or "codes only (format 1)"."""
+    """ "codes + descriptor (fused, w=0.4 or 0.7 by query, query expansion 3, neighbour re-ranking)",
+    "codes + descriptor (fused, w=0.5)" or "codes only (format 1)"."""
     if not descriptor_dim:
         return "codes only (format 1)"
-    expansion = f", query expansion {query_expansion}" if query_expansion else ""
     weight = adaptive.describe() if adaptive is not None else f"w={fusion_weight:g}"
-    return f"codes + descriptor (fused, {weight}{expansion})"
+    expansion = f", query expansion {query_expansion}" if query_expansion else ""
+    neighbours = ", neighbour re-ranking" if rerank is not None else ""
+    return f"codes + descriptor (fused, {weight}{expansion}{neighbours})"
 
 
 # Query expansion and the per-query weight re-rank this many of the first scan's best photos (or k, when
@@ -240,6 +247,16 @@ class CodeMatrix:
             descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
         return Query(table, descriptor, query.weight)
 
+    def _mutual(self, query: Query, rows: np.ndarray) -> np.ndarray:
+        """The similarities of these rows to each other [n, n] at the query's weight (stored codes by SDC,
+        int8 descriptors). Call with the lock held."""
+        codes = self._words[rows].view(np.uint8)[:, : self.n_subspaces]
+        similarity = sdc_scores(codes, codes, query.codebooks) / self.n_subspaces
+        if query.descriptor is None or not self.descriptor_dim or query.weight == 1.0:
+            return similarity
+        stored = self._descriptors[rows].astype(np.float32) * self._scales[rows, None]
+        return query.weight * similarity + (1 - query.weight) * (stored @ stored.T)
+
     def _adapted(self, query: Query, candidates: np.ndarray) -> Query:
         """The query at its own weight: the agreement of the candidates' rankings by code alone and by
         descriptor alone picks it (``query.adaptive``). Call with the lock held."""
@@ -255,10 +272,11 @@ class CodeMatrix:
     def _reranked(
         self, query: Query, scorer: Scorer, k: int, mask: np.ndarray | None, hidden: set[int]
     ) -> tuple[Query, np.ndarray, np.ndarray]:
-        """The two-stage search of a per-query weight and of query expansion: the first scan's top
-        candidates (not the query itself, not its copies) set the query's weight, their best photos join
-        the query, and the candidates are re-ranked exactly with the resulting query. Returns the query
-        at its weight (unexpanded), the scores and the rows. Call with the lock held."""
+        """The two-stage search of a per-query weight, query expansion and neighbour re-ranking: the first
+        scan's top candidates (not the query itself, not its copies) set the query's weight, their best
+        photos join the query, the candidates are re-ranked exactly with the resulting query, and the best
+        of them by their neighbours among them. Returns the query at its weight (unexpanded), the scores
+        and the rows. Call with the lock held."""
         n_candidates = max(k, EXPANSION_CANDIDATES) + len(hidden)
         _, candidates = scorer.top_k(n_candidates, mask)
         candidates = np.array([row for row in candidates.tolist() if int(self._image_ids[row]) not in hidden], np.int64)
@@ -268,7 +286,13 @@ class CodeMatrix:
             neighbours = candidates[np.lexsort((candidates, -rescored))[: query.expansion]]
             rescored = self._scorer(self._expanded(query, neighbours.tolist())).score(candidates)
         order = np.lexsort((candidates, -rescored))
-        return query, rescored[order], candidates[order]
+        scores, rows = rescored[order], candidates[order]
+        if query.rerank is not None:
+            best = rows[: query.rerank.depth]
+            scores[: len(best)] = query.rerank.rescored(scores[: len(best)], self._mutual(query, best))
+            reordered = np.lexsort((best, -scores[: len(best)]))
+            scores[: len(best)], rows[: len(best)] = scores[reordered], best[reordered]
+        return query, scores, rows
 
     def search(
         self,
@@ -298,7 +322,7 @@ class CodeMatrix:
             pinned_rows = np.array([self._row_of[i] for i in first or [] if i in self._row_of][:k], np.int64)
             pinned_ids = self._image_ids[pinned_rows]
             hidden = exclude | set(pinned_ids.tolist())
-            if query.expansion > 0 or query.adaptive is not None:
+            if query.expansion > 0 or query.adaptive is not None or query.rerank is not None:
                 query, scores, rows = self._reranked(query, scorer, k, mask, hidden)
                 scorer = self._scorer(query)
             else:

@@ -111,7 +111,9 @@ def eval_main(argv: list[str] | None = None) -> int:
         weight = model.info.fusion_weight if args.weight is None else args.weight
         adaptive = model.info.adaptive_weight if args.weight is None else None
         kind = (
-            search_kind(model.info.descriptor_dim, weight, model.info.query_expansion, adaptive)
+            search_kind(
+                model.info.descriptor_dim, weight, model.info.query_expansion, adaptive, model.info.neighbour_rerank
+            )
             if args.distance == "adc"
             else "codes only, SDC"
         )

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phpq.fusion import AdaptiveWeight
+from phpq.fusion import AdaptiveWeight, NeighbourRerank
 from phpq_train.backbone import EfficientNetLiteTaps
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
@@ -49,6 +49,9 @@ class ModelConfig:
     # The per-query weight (phpq.fusion.AdaptiveWeight's low, high, threshold and k; {} for none):
     # fusion_weight is then the first scan's weight only.
     adaptive_weight: dict[str, float]
+    # The best photos re-ranked by their neighbours among them (phpq.fusion.NeighbourRerank's depth and
+    # neighbours; {} for none).
+    neighbour_rerank: dict[str, int]
     query_expansion: int  # the app ranks by the mean similarity to the query and its this many best photos
     mirror_average: bool  # the exported model encodes each photo and its mirror image, pooled features averaged
     n_classes: int = 0  # derived by the run from its training photos, not a recipe value
@@ -70,6 +73,7 @@ class ModelConfig:
         if not 1 <= self.topk <= self.n_codewords:
             raise ValueError(f"topk must be in [1, {self.n_codewords}], got {self.topk}")
         AdaptiveWeight.from_json(json.dumps(self.adaptive_weight))  # raises ValueError when malformed
+        NeighbourRerank.from_json(json.dumps(self.neighbour_rerank))
 
     @property
     def bits(self) -> int:

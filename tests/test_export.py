@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from phpq.eval.datasets import load_photo_set
-from phpq.fusion import AdaptiveWeight
+from phpq.fusion import AdaptiveWeight, NeighbourRerank
 from phpq.model import CODEBOOKS_NAME, ModelError, PHPQModel
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from phpq_train.config import load_config
@@ -91,7 +91,7 @@ def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, expor
 
 def test_a_checkpoint_written_before_the_search_settings_existed_loads_them_from_the_recipe(tiny_checkpoint, tmp_path):
     payload = load_checkpoint(tiny_checkpoint)
-    for name in ("query_expansion", "adaptive_weight", "mirror_average"):
+    for name in ("query_expansion", "adaptive_weight", "neighbour_rerank", "mirror_average"):
         del payload["model_config"][name]
     torch.save(payload, tmp_path / "old.pt")
     old = model_from_checkpoint(load_checkpoint(tmp_path / "old.pt"))
@@ -99,6 +99,7 @@ def test_a_checkpoint_written_before_the_search_settings_existed_loads_them_from
     recipe = load_config().model
     assert old.config.query_expansion == recipe.query_expansion == 3
     assert old.config.adaptive_weight == recipe.adaptive_weight and old.config.adaptive_weight
+    assert old.config.neighbour_rerank == recipe.neighbour_rerank and old.config.neighbour_rerank
 
 
 def test_the_model_id_is_the_content_hash(tiny_checkpoint, tmp_path):
@@ -231,6 +232,7 @@ def test_the_shipped_default_model_loads_and_encodes():
     assert model.info.has_descriptor and model.info.descriptor_dim == 256 and model.info.fusion_weight == 0.5
     assert model.info.query_expansion == 3
     assert model.info.adaptive_weight == AdaptiveWeight(**load_config().model.adaptive_weight)
+    assert model.info.neighbour_rerank == NeighbourRerank(**load_config().model.neighbour_rerank)
     encoded = model.encode(np.zeros((2, 3, 256, 256), np.float32))
     assert encoded.subvectors.shape == (2, 8, 128) and encoded.codes.shape == (2, 8)
     assert encoded.descriptors.shape == (2, 256)

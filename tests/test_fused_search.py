@@ -12,7 +12,7 @@ from phpq import search
 from phpq.cli import main as phpq
 from phpq.db import IndexDatabase
 from phpq.descriptor import dequantize, from_blobs, quantize
-from phpq.fusion import AdaptiveWeight
+from phpq.fusion import AdaptiveWeight, NeighbourRerank
 from phpq.library import Library, LibraryError
 from phpq.model import ModelError, PHPQModel
 from phpq.pq import decode, lookup_tables
@@ -21,15 +21,11 @@ from tests.conftest import write_image_folder, write_photo
 
 
 def rewritten_model(
-    source: Path,
-    target: Path,
-    format_version: str,
-    keep_descriptor: bool,
-    query_expansion: int | None = None,
-    adaptive_weight: str | None = None,
+    source: Path, target: Path, format_version: str, keep_descriptor: bool, settings: dict[str, str] | None = None
 ) -> Path:
     """The tiny model with its descriptor output dropped (or kept), its metadata set to a format and,
-    when given, another query-expansion depth or per-query weight (JSON, "{}" for none)."""
+    when given, other search settings (``phpq.``-less metadata keys: "query_expansion": "0",
+    "adaptive_weight": "{}", ...)."""
     model = onnx.load(str(source))
     if not keep_descriptor:
         outputs = [output for output in model.graph.output if output.name != "descriptor"]
@@ -38,14 +34,11 @@ def rewritten_model(
     props = {entry.key: entry.value for entry in model.metadata_props}
     props["phpq.format_version"] = format_version
     props["phpq.model_id"] = f"{props['phpq.model_id'][:50]}-format{format_version}-{keep_descriptor}"
-    if query_expansion is not None:
-        props["phpq.query_expansion"] = str(query_expansion)
-        props["phpq.model_id"] += f"-expansion{query_expansion}"
-    if adaptive_weight is not None:
-        props["phpq.adaptive_weight"] = adaptive_weight
-        props["phpq.model_id"] += f"-adaptive{len(adaptive_weight)}"
+    for key, value in (settings or {}).items():
+        props[f"phpq.{key}"] = value
+        props["phpq.model_id"] += f"-{key}={value}"
     if format_version == "1":
-        for name in ("descriptor_dim", "fusion_weight", "query_expansion", "adaptive_weight"):
+        for name in ("descriptor_dim", "fusion_weight", "query_expansion", "adaptive_weight", "neighbour_rerank"):
             props.pop(f"phpq.{name}")
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(target))
@@ -139,7 +132,8 @@ def test_a_version_1_index_keeps_folders_and_codes_and_gains_descriptors(tmp_pat
 def test_the_weight_decides_between_codes_and_descriptor(tmp_path, tiny_model):
     photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=4)
     query = write_photo(tmp_path / "q.png", 1, index=60)
-    single_scan = rewritten_model(tiny_model, tmp_path / "single-scan.onnx", "2", True, 0, adaptive_weight="{}")
+    one_weight = {"query_expansion": "0", "adaptive_weight": "{}", "neighbour_rerank": "{}"}
+    single_scan = rewritten_model(tiny_model, tmp_path / "single-scan.onnx", "2", True, one_weight)
     with open_library(tmp_path, single_scan) as library:
         library.add_folder(photos)
         library.index()
@@ -205,32 +199,60 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         reconstructed = lookup_tables(decode(codes, model.codebooks), model.codebooks)
         best = np.argsort(-first)[:depth]
         expanded = (first + sum(similarity(reconstructed[i], descriptors[i]) for i in best)) / (1 + depth)
+        # then the best photos by their neighbours among them: (own + mean of the 3 nearest) / 2
+        rerank = model.info.neighbour_rerank
+        assert rerank is not None and rerank.depth >= len(ids)
+        rank = {photo: position for position, photo in enumerate(np.argsort(-expanded, kind="stable").tolist())}
+        mutual = w * np.array(
+            [
+                [
+                    sum(reconstructed[i, m, codes[j, m]] for m in range(n_subspaces)) / n_subspaces
+                    for j in range(len(ids))
+                ]
+                for i in range(len(ids))
+            ]
+        )
+        mutual += (1 - w) * descriptors @ descriptors.T
+        final = np.empty_like(expanded)
+        for i in range(len(ids)):
+            others = sorted((j for j in range(len(ids)) if j != i), key=lambda j: (-mutual[i, j], rank[j]))
+            final[i] = (expanded[i] + np.mean([expanded[j] for j in others[: rerank.neighbours]])) / 2
         result = library.search(query, top_k=len(ids))
         assert result.weight == w  # the weight the query was ranked with
         hits = result.hits
         assert len(hits) == len(ids) == 20
         for hit in hits:
-            assert hit.similarity == pytest.approx(expanded[ids.index(hit.image_id)], abs=1e-4)
+            assert hit.similarity == pytest.approx(final[ids.index(hit.image_id)], abs=1e-4)
         assert [hit.similarity for hit in hits] == sorted((hit.similarity for hit in hits), reverse=True)
         assert not np.allclose(expanded, first, atol=1e-3)  # the expansion changed the scores
-        # a short list re-ranks only the first scan's best candidates, and gets the same top photos
+        assert not np.allclose(final, expanded, atol=1e-3)  # and so did the neighbours
+        # a short list re-ranks only the first scan's best candidates (that scan is at the model's w)
         monkeypatch.setattr(search, "EXPANSION_CANDIDATES", 8)
-        assert library.search(query, top_k=3).hits == hits[:3]
+        w0 = model.info.fusion_weight
+        first_scan = np.argsort(-(w0 * code_part + (1 - w0) * descriptor_part))[:8]
+        assert {hit.image_id for hit in library.search(query, top_k=3).hits} <= {ids[i] for i in first_scan}
 
 
 def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
     with open_library(tmp_path, tiny_model) as library:
         info = library.model_for().info
-        fixed = library.import_model(rewritten_model(tiny_model, tmp_path / "fixed.onnx", "2", True, None, "{}"))
+        fixed_weight = rewritten_model(tiny_model, tmp_path / "fixed.onnx", "2", True, {"adaptive_weight": "{}"})
+        fixed = library.import_model(fixed_weight)
         assert library.model_for(fixed.id).info.adaptive_weight is None
         library.activate_model(fixed.id)
-        expected = f"codes + descriptor (fused, w={info.fusion_weight:g}, query expansion {info.query_expansion})"
+        expected = (
+            f"codes + descriptor (fused, w={info.fusion_weight:g}, query expansion {info.query_expansion},"
+            " neighbour re-ranking)"
+        )
         assert library.status().kind == expected
         library.activate_model(info.model_id)
     database = tmp_path / "data" / "index.sqlite3"
     assert phpq(["--db", str(database), "--cpu", "status", "--json"]) == 0
     low, high = info.adaptive_weight.low, info.adaptive_weight.high
-    expected = f"codes + descriptor (fused, w={low:g} or {high:g} by query, query expansion {info.query_expansion})"
+    expected = (
+        f"codes + descriptor (fused, w={low:g} or {high:g} by query, query expansion {info.query_expansion},"
+        " neighbour re-ranking)"
+    )
     assert json.loads(capsys.readouterr().out)["kind"] == expected
     assert phpq(["--db", str(database), "--cpu", "status"]) == 0
     assert "search     codes + descriptor (fused" in capsys.readouterr().out
@@ -297,8 +319,30 @@ def test_a_per_query_weight_follows_how_far_code_and_descriptor_agree():
     assert not excluded & set(found.tolist())
 
 
-def test_a_malformed_per_query_weight_is_refused_when_the_model_loads(tmp_path, tiny_model):
-    for text, reason in (('{"low": 0.4, "high": 1.5, "threshold": 0.3, "k": 10}', "high"), ("[1]", "object")):
-        bad = rewritten_model(tiny_model, tmp_path / "bad.onnx", "2", True, adaptive_weight=text)
+def test_malformed_search_settings_are_refused_when_the_model_loads(tmp_path, tiny_model):
+    cases = (
+        ("adaptive_weight", '{"low": 0.4, "high": 1.5, "threshold": 0.3, "k": 10}', "high"),
+        ("adaptive_weight", "[1]", "object"),
+        ("adaptive_weight", '{"low": 0.4}', "missing"),
+        ("neighbour_rerank", '{"depth": 5, "neighbours": 5}', "neighbours < depth"),
+        ("neighbour_rerank", "not json", "Expecting value"),
+    )
+    for key, text, reason in cases:
+        bad = rewritten_model(tiny_model, tmp_path / "bad.onnx", "2", True, {key: text})
         with pytest.raises(ModelError, match=f"malformed metadata.*{reason}"):
             PHPQModel(bad, prefer_cuda=False)
+
+
+def test_neighbour_reranking_averages_each_photo_with_its_nearest_among_the_best():
+    rerank = NeighbourRerank(depth=4, neighbours=2)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    mutual = np.array(
+        [[1.0, 0.1, 0.5, 0.9], [0.1, 1.0, 0.2, 0.3], [0.5, 0.2, 1.0, 0.4], [0.9, 0.3, 0.4, 1.0]], np.float32
+    )
+    # photo 0's two nearest are 3 and 2, photo 1's 3 and 2, photo 2's 0 and 3, photo 3's 0 and 2
+    expected = [(0.9 + 0.65) / 2, (0.8 + 0.65) / 2, (0.7 + 0.75) / 2, (0.6 + 0.8) / 2]
+    np.testing.assert_allclose(rerank.rescored(scores, mutual), expected, rtol=1e-6)
+    tied = np.ones((4, 4), np.float32)  # equally near: the better-ranked photos count
+    expected = [(0.9 + 0.75) / 2, (0.8 + 0.8) / 2, (0.7 + 0.85) / 2, (0.6 + 0.85) / 2]
+    np.testing.assert_allclose(rerank.rescored(scores, tied), expected, rtol=1e-6)
+    assert rerank.rescored(scores[:1], mutual[:1, :1]).tolist() == [pytest.approx(0.9)]  # a lone photo stays
