@@ -11,9 +11,24 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+
+Setting = TypeVar("Setting")
+
+
+def setting_from_json(cls: type[Setting], text: str, what: str) -> Setting | None:
+    """A search setting from its metadata form, a JSON object of its fields (``{}``: the model has none);
+    ValueError, naming ``what``, for anything else."""
+    values = json.loads(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"{what}: expected a JSON object, got {text!r}")
+    try:
+        return cls(**values) if values else None
+    except TypeError as error:
+        raise ValueError(f"{what}: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -36,16 +51,7 @@ class AdaptiveWeight:
     @classmethod
     def from_json(cls, text: str) -> AdaptiveWeight | None:
         """The metadata form (a JSON object; ``{}`` when the model has none)."""
-        values = json.loads(text)
-        if not isinstance(values, dict):
-            raise ValueError(f"adaptive weight: expected a JSON object, got {text!r}")
-        try:
-            return cls(**values) if values else None
-        except TypeError as error:
-            raise ValueError(f"adaptive weight: {error}") from error
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return setting_from_json(cls, text, "adaptive weight")
 
     def weight(self, agreement: float) -> float:
         return self.high if agreement >= self.threshold else self.low
@@ -84,13 +90,7 @@ class NeighbourRerank:
     @classmethod
     def from_json(cls, text: str) -> NeighbourRerank | None:
         """The metadata form (a JSON object; ``{}`` when the model has none)."""
-        values = json.loads(text)
-        if not isinstance(values, dict):
-            raise ValueError(f"neighbour re-ranking: expected a JSON object, got {text!r}")
-        try:
-            return cls(**values) if values else None
-        except TypeError as error:
-            raise ValueError(f"neighbour re-ranking: {error}") from error
+        return setting_from_json(cls, text, "neighbour re-ranking")
 
     def rescored(self, scores: np.ndarray, mutual: np.ndarray) -> np.ndarray:
         """New scores of the best photos, given their scores (best first) and their similarities to each
