@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from phpq.descriptor import to_blobs
 from phpq.imaging import is_image_path
 from phpq.library import Library
 from phpq.scan import DescriptorScan
+from phpq.search import CodeMatrix, model_query
 from phpq_train.evaluate import unit_rows
 
 
@@ -59,6 +61,23 @@ def pad_index(library: Library, size: int, rng: np.random.Generator) -> None:
             "INSERT INTO descriptors (model_id, image_id, vector) VALUES (?, ?, ?)",
             [(library.active_model_id, first + i, blob) for i, blob in enumerate(descriptors)],
         )
+
+
+def print_stage_costs(library: Library, matrix: CodeMatrix, photo: Path, repeats: int = 40) -> None:
+    """The scan stage alone (``CodeMatrix.search``, top 20) for one query as the model ranks it, then
+    without its neighbour re-ranking, then without its per-query weight either: what each costs."""
+    model = library.model_for()
+    encoding = model.encode_paths([photo])
+    descriptor = None if encoding.descriptors is None else encoding.descriptors[0]
+    query = model_query(model, encoding.subvectors[0], descriptor)
+    variants = {"as the model ranks": query}
+    if query.rerank is not None:
+        query = replace(query, rerank=None)
+        variants["without neighbour re-ranking"] = query
+    if query.adaptive is not None:
+        variants["without the per-query weight either"] = replace(query, adaptive=None)
+    costs = ", ".join(f"{name} {median_ms(partial(matrix.search, q, 20), repeats):.2f}" for name, q in variants.items())
+    print(f"  scan stage alone, median of {repeats} (ms): {costs}")
 
 
 def main() -> None:
@@ -109,6 +128,7 @@ def main() -> None:
                 )
             stored = library.db.load_encodings(library.active_model_id)
             matrix = library.matrix()
+            print_stage_costs(library, matrix, queries[0])
             table = np.random.default_rng(1).standard_normal((stored.codes.shape[1], 256)).astype(np.float32)
             naive = [median_ms(partial(naive_numpy, table, stored.codes, 20), 10)]
             if info.has_descriptor:

@@ -13,7 +13,7 @@ from phpq.db import IndexDatabase
 from phpq.descriptor import from_blobs
 from phpq.fusion import AdaptiveWeight, NeighbourRerank, agreement
 from phpq.model import PHPQModel
-from phpq.pq import decode, lookup_tables, sdc_scores
+from phpq.pq import decode, lookup_tables
 from phpq.scan import DescriptorScan, Scorer, pack_codes
 
 
@@ -251,7 +251,8 @@ class CodeMatrix:
         """The similarities of these rows to each other [n, n] at the query's weight (stored codes by SDC,
         int8 descriptors). Call with the lock held."""
         codes = self._words[rows].view(np.uint8)[:, : self.n_subspaces]
-        similarity = sdc_scores(codes, codes, query.codebooks) / self.n_subspaces
+        reconstructed = decode(codes, query.codebooks).reshape(len(rows), -1)  # SDC: their inner products
+        similarity = reconstructed @ reconstructed.T / self.n_subspaces
         if query.descriptor is None or not self.descriptor_dim or query.weight == 1.0:
             return similarity
         stored = self._descriptors[rows].astype(np.float32) * self._scales[rows, None]
