@@ -30,7 +30,9 @@ import numpy as np
 from bench.code_confidence import auroc
 from bench.fusion_forms import add_run_arguments, all_protocol_scores, top_k
 from phpq.eval.metrics import retrieval_report
-from phpq.fusion import agreement
+from phpq.fusion import AdaptiveWeight, agreement
+from phpq.search import EXPANSION_CANDIDATES
+from phpq_train.config import load_config
 
 
 def signals(s: dict) -> dict[str, np.ndarray]:
@@ -57,6 +59,15 @@ def signals(s: dict) -> dict[str, np.ndarray]:
         "code plateau": -plateau,
         "descriptor top-1": best_descriptor,
     }
+
+
+def candidate_agreement(s: dict, k: int, first_weight: float) -> np.ndarray:
+    """Each query's agreement as the app computes it: over the first scan's ``EXPANSION_CANDIDATES``
+    best photos (fused at ``first_weight``), not over the whole database."""
+    code, descriptor, loo = s["code"], s["descriptor"], s["leave_one_out"]
+    candidates = top_k(first_weight * code + (1 - first_weight) * descriptor, EXPANSION_CANDIDATES, loo)
+    pairs = zip(candidates, code, descriptor, strict=True)
+    return np.array([agreement(code_row[rows], descriptor_row[rows], k) for rows, code_row, descriptor_row in pairs])
 
 
 def adaptive_expanded(s: dict, weight: np.ndarray, k: int = 3) -> np.ndarray:
@@ -106,6 +117,18 @@ def main() -> None:
                 if row["val"][1] >= args.val_floor and (chosen is None or objective > chosen["objective"]):
                     chosen = line
     print(json.dumps({"chosen": chosen}))
+    recipe = load_config().model
+    adaptive = AdaptiveWeight(**recipe.adaptive_weight)
+    changed = {
+        protocol: int(
+            (
+                (candidate_agreement(s, adaptive.k, recipe.fusion_weight) >= adaptive.threshold)
+                != (per_query[protocol][f"agreement@{adaptive.k}"] >= adaptive.threshold)
+            ).sum()
+        )
+        for protocol, s in scores.items()
+    }
+    print(json.dumps({"queries whose recipe weight changes when the agreement comes from the candidates": changed}))
 
 
 if __name__ == "__main__":
