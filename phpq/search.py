@@ -288,7 +288,7 @@ class CodeMatrix:
             rescored = self._scorer(self._expanded(query, neighbours.tolist())).score(candidates)
         order = np.lexsort((candidates, -rescored))
         scores, rows = rescored[order], candidates[order]
-        if query.rerank is not None:
+        if query.rerank is not None and len(rows) > 1:
             best = rows[: query.rerank.depth]
             scores[: len(best)] = query.rerank.rescored(scores[: len(best)], self._mutual(query, best))
             reordered = np.lexsort((best, -scores[: len(best)]))

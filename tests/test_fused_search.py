@@ -346,3 +346,16 @@ def test_neighbour_reranking_averages_each_photo_with_its_nearest_among_the_best
     expected = [(0.9 + 0.75) / 2, (0.8 + 0.8) / 2, (0.7 + 0.85) / 2, (0.6 + 0.85) / 2]
     np.testing.assert_allclose(rerank.rescored(scores, tied), expected, rtol=1e-6)
     assert rerank.rescored(scores[:1], mutual[:1, :1]).tolist() == [pytest.approx(0.9)]  # a lone photo stays
+
+
+def test_neighbour_reranking_copes_with_an_empty_or_one_photo_index():
+    rng = np.random.default_rng(3)
+    codebooks = rng.standard_normal((4, 16, 3)).astype(np.float32)
+    table = rng.standard_normal((4, 16)).astype(np.float32)
+    descriptor = np.ones(8, np.float32) / np.sqrt(8)
+    query = search.Query(table, descriptor, 0.5, 3, codebooks, rerank=NeighbourRerank(depth=50, neighbours=5))
+    matrix = search.CodeMatrix("small", 4, 8)
+    assert matrix.search(query, 10).image_ids.tolist() == []
+    values, scales = quantize(descriptor[None])
+    matrix.upsert(np.array([7]), np.array([0]), np.zeros((1, 4), np.uint8), (values, scales))
+    assert matrix.search(query, 10).image_ids.tolist() == [7]
