@@ -94,9 +94,9 @@ def search_kind(
     return f"codes + descriptor (fused, {weight}{expansion}{neighbours})"
 
 
-# Query expansion and the per-query weight re-rank this many of the first scan's best photos (or k, when
-# more are asked for): a photo outside them would have to climb past a thousand others on the strength of
-# 3 neighbours or a weight 0.2 away.
+# The second stage (per-query weight, query expansion, neighbour re-ranking) re-ranks this many of the
+# first scan's best photos (or k, when more are asked for): a photo outside them would have to climb past
+# a thousand others on the strength of 3 neighbours or a weight 0.2 away.
 EXPANSION_CANDIDATES = 1000
 
 
@@ -307,10 +307,10 @@ class CodeMatrix:
 
         The photos in ``first`` (pinned copies of the query) lead the list, scored by the same scorer as
         the scan, against the query itself; ids no longer in the matrix are skipped. ``exclude`` never
-        appears. With a per-query weight or query expansion, a first scan picks the top candidates
-        (``EXPANSION_CANDIDATES``, or k when larger); they set the query's weight and give its best
-        photos, and are then ranked by the final query's similarity (with expansion, the mean over the
-        query and its best photos).
+        appears. With a per-query weight, query expansion or neighbour re-ranking, a first scan picks the
+        top candidates (``EXPANSION_CANDIDATES``, or k when larger); they set the query's weight and give
+        its best photos, are ranked by the final query's similarity (with expansion, the mean over the
+        query and its best photos), and the best of them re-ranked by their neighbours among them.
         """
         exclude = exclude or set()
         with self.lock:
