@@ -22,7 +22,7 @@ import json
 import numpy as np
 
 from bench.fusion_forms import add_run_arguments, all_protocol_scores, top_k
-from bench.query_adaptive import adaptive_expanded, signals
+from bench.query_adaptive import adaptive_expanded, agreement_at
 from phpq.eval.metrics import retrieval_report
 from phpq.fusion import AdaptiveWeight, NeighbourRerank
 from phpq_train.config import load_config
@@ -30,8 +30,7 @@ from phpq_train.config import load_config
 
 def app_ranking(s: dict, adaptive: AdaptiveWeight) -> tuple[np.ndarray, np.ndarray]:
     """The app's scores before re-ranking (per-query weight, query expansion 3) and each query's w."""
-    agreement = signals(s)[f"agreement@{adaptive.k}"]
-    weight = np.where(agreement >= adaptive.threshold, adaptive.high, adaptive.low)
+    weight = np.array([adaptive.weight(value) for value in agreement_at(s, adaptive.k)])
     return adaptive_expanded(s, weight), weight
 
 

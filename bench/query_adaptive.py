@@ -35,27 +35,27 @@ from phpq.search import EXPANSION_CANDIDATES
 from phpq_train.config import load_config
 
 
+def agreement_at(s: dict, k: int) -> np.ndarray:
+    """Each query's agreement over the database (without the query's own photo, leave-one-out)."""
+    values = []
+    for row, (code_row, descriptor_row) in enumerate(zip(s["code"], s["descriptor"], strict=True)):
+        others = np.arange(len(code_row)) != row if s["leave_one_out"] else slice(None)
+        values.append(agreement(code_row[others], descriptor_row[others], k))
+    return np.array(values)
+
+
 def signals(s: dict) -> dict[str, np.ndarray]:
     """Per-query signals of one protocol's scores."""
     code, descriptor, loo = s["code"], s["descriptor"], s["leave_one_out"]
     by_descriptor = top_k(descriptor, 1, loo)
-
-    def agreement_at(k: int) -> np.ndarray:
-        """Each query's agreement over the database (without the query's own photo, leave-one-out)."""
-        values = []
-        for row, (code_row, descriptor_row) in enumerate(zip(code, descriptor, strict=True)):
-            others = np.arange(len(code_row)) != row if loo else slice(None)
-            values.append(agreement(code_row[others], descriptor_row[others], k))
-        return np.array(values)
-
     masked = np.array(code, dtype=np.float64)
     if loo:
         np.fill_diagonal(masked, -np.inf)
     plateau = np.log((masked >= masked.max(axis=1, keepdims=True) - 1e-6).sum(axis=1))
     best_descriptor = np.take_along_axis(descriptor, by_descriptor, axis=1)[:, 0]
     return {
-        "agreement@10": agreement_at(10),
-        "agreement@20": agreement_at(20),
+        "agreement@10": agreement_at(s, 10),
+        "agreement@20": agreement_at(s, 20),
         "code plateau": -plateau,
         "descriptor top-1": best_descriptor,
     }
