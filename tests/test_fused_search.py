@@ -199,7 +199,7 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         reconstructed = lookup_tables(decode(codes, model.codebooks), model.codebooks)
         best = np.argsort(-first)[:depth]
         expanded = (first + sum(similarity(reconstructed[i], descriptors[i]) for i in best)) / (1 + depth)
-        # then the best photos by their neighbours among them: (own + mean of the 3 nearest) / 2
+        # then the best photos by their neighbours among them: (own + mean of the nearest) / 2
         rerank = model.info.neighbour_rerank
         assert rerank is not None and rerank.depth >= len(ids)
         rank = {photo: position for position, photo in enumerate(np.argsort(-expanded, kind="stable").tolist())}
