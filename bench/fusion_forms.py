@@ -18,7 +18,12 @@ mirror image, their pooled backbone features averaged (what a model exported wit
 stores; two backbone passes per photo). ``--flip queries``: only the queries are (the index keeps one
 pass per photo; the query costs two).
 
-Usage: python bench/fusion_forms.py --runs runs/r256 [--input-size 256] [--flip all|queries]
+``--centring PRIOR``: descriptors compared as the app's collection centring compares them (the query's
+less each database's mean, made a unit vector, against each stored one less that mean; the mean shrunk
+as if the database held PRIOR more photos at zero). The benches that read these scores
+(``bench.query_adaptive``, ``bench.neighbour_rerank``) take it too.
+
+Usage: python bench/fusion_forms.py --runs runs/r256 [--input-size 256] [--flip all|queries] [--centring PRIOR]
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ import torch
 
 from phpq.eval.datasets import load_photo_set, split_protocol
 from phpq.eval.metrics import retrieval_report
+from phpq.fusion import CollectionCentring
 from phpq.pq import adc_scores, decode, lookup_tables
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
+from phpq_train.evaluate import unit_rows
 from phpq_train.features import build_or_load_cache, mirror_averaged
 from phpq_train.train import encode_photos
 
@@ -75,6 +82,8 @@ def protocol_scores(run: Path, protocol: str, photo_set, cache, query_cache=None
         "database_code": adc_scores(lookup_tables(decode(database[1], codebooks), codebooks), database[1])
         / n_subspaces,
         "database_descriptor": database[2] @ database[2].T,
+        "query_descriptors": query[2],
+        "database_descriptors": database[2],
         "query_subvectors": query[0],
         "codebooks": codebooks,
         "query_labels": np.array([p.label for p in split.query]),
@@ -91,6 +100,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=256)
     parser.add_argument("--views", type=int, default=5)
     parser.add_argument("--backbone", default="efficientnet_lite0", help="the cache's backbone")
+    parser.add_argument(
+        "--centring",
+        type=int,
+        metavar="PRIOR",
+        help="descriptors centred on each database's mean, as the app's collection centring with this prior",
+    )
 
 
 def all_protocol_scores(args: argparse.Namespace, flip: str | None = None) -> dict[str, dict]:
@@ -102,7 +117,19 @@ def all_protocol_scores(args: argparse.Namespace, flip: str | None = None) -> di
     if flip == "all":
         cache = mirrored
     query_cache = mirrored if flip == "queries" else None
-    return {p: protocol_scores(args.runs, p, photo_set, cache, query_cache) for p in ("val", "fresh", "unseen")}
+    scores = {p: protocol_scores(args.runs, p, photo_set, cache, query_cache) for p in ("val", "fresh", "unseen")}
+    if args.centring is None:
+        return scores
+    return {p: collection_centred(s, CollectionCentring(args.centring)) for p, s in scores.items()}
+
+
+def collection_centred(s: dict, centring: CollectionCentring) -> dict:
+    """``protocol_scores`` with the descriptor terms as the app's collection centring makes them: the
+    query's descriptor less the database's mean, made a unit vector, against each stored one less the mean."""
+    database = s["database_descriptors"]
+    mean = centring.mean(database.sum(axis=0), len(database))
+    query, database = unit_rows(s["query_descriptors"] - mean), database - mean
+    return {**s, "descriptor": query @ database.T, "database_descriptor": database @ database.T}
 
 
 def standardised(scores: np.ndarray) -> np.ndarray:

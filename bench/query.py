@@ -65,12 +65,16 @@ def pad_index(library: Library, size: int, rng: np.random.Generator) -> None:
 
 def print_stage_costs(library: Library, matrix: CodeMatrix, photo: Path, repeats: int = 40) -> None:
     """The scan stage alone (``CodeMatrix.search``, top 20) for one query as the model ranks it, then
-    without its neighbour re-ranking, then without its per-query weight either: what each costs."""
+    without its collection centring, without its neighbour re-ranking too, then without its per-query
+    weight either: what each costs."""
     model = library.model_for()
     encoding = model.encode_paths([photo])
     descriptor = None if encoding.descriptors is None else encoding.descriptors[0]
     query = model_query(model, encoding.subvectors[0], descriptor)
     variants = {"as the model ranks": query}
+    if query.centring is not None:
+        query = replace(query, centring=None)
+        variants["without collection centring"] = query
     if query.rerank is not None:
         query = replace(query, rerank=None)
         variants["without neighbour re-ranking"] = query
@@ -112,8 +116,8 @@ def main() -> None:
             print(f"index: {args.size} photos ({args.indexed} real CUB photos, the rest random), top 20")
             kind = library.status().kind
             weights: dict[str, float | None] = {kind: None}
-            if info.adaptive_weight is not None:  # the per-query weight's cost: the same search at a fixed w
-                weights[f"fixed w={info.fusion_weight:g}"] = info.fusion_weight
+            if info.search.adaptive is not None:  # the per-query weight's cost: the same search at a fixed w
+                weights[f"fixed w={info.search.fusion_weight:g}"] = info.search.fusion_weight
             if info.has_descriptor:
                 weights["codes alone (weight 1)"] = 1.0
             for name, weight in weights.items():

@@ -6,12 +6,18 @@
   one. ``bench/query_adaptive.py`` measures the signal and chooses the values.
 - The neighbour re-ranking: each of the query's best photos also counts its nearest neighbours among
   them, so a photo whose look-alikes look like the query climbs, and a lone false match drops.
+- The collection centring: descriptors are compared after subtracting the mean descriptor of the
+  photos searched, so what all of a collection's birds share (the light, the kind of photo) stops
+  counting and what sets one species apart counts more.
+
+``SearchSettings`` holds them all, with the weight and the query expansion, as a model's metadata
+states them.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -105,3 +111,84 @@ class NeighbourRerank:
         positions = np.broadcast_to(np.arange(n), (n, n))
         nearest = np.lexsort((positions, -others), axis=1)[:, :k]  # ties: the better-ranked photo
         return ((scores + scores[nearest].mean(axis=1)) / 2).astype(scores.dtype)
+
+
+@dataclass(frozen=True)
+class CollectionCentring:
+    """The descriptor similarity of a query q to a photo d is unit(q - m) . (d - m), m the mean stored
+    descriptor of the collection shrunk toward 0 (the training photos' side of the model) as if the
+    collection held ``prior`` more photos there: m = sum(d) / (n + prior)."""
+
+    prior: int
+
+    def __post_init__(self) -> None:
+        if self.prior < 0:
+            raise ValueError(f"collection centring: prior must be at least 0, got {self.prior}")
+
+    @classmethod
+    def from_json(cls, text: str) -> CollectionCentring | None:
+        """The metadata form (a JSON object; ``{}`` when the model has none)."""
+        return setting_from_json(cls, text, "collection centring")
+
+    def mean(self, total: np.ndarray, count: int) -> np.ndarray:
+        """m from the sum of a collection's ``count`` stored descriptors."""
+        return (total / max(count + self.prior, 1)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a model ranks: similarity = w * ADC / M + (1 - w) * descriptor similarity, and the steps after
+    the first scan. ``descriptor_dim`` 0 is a codes-only (format 1) model: ADC / M alone."""
+
+    descriptor_dim: int
+    fusion_weight: float  # w (with ``adaptive``: the first scan's)
+    query_expansion: int = 0  # the query's this many best photos join it for a second scan
+    adaptive: AdaptiveWeight | None = None
+    rerank: NeighbourRerank | None = None
+    centring: CollectionCentring | None = None
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str]) -> SearchSettings:
+        """The settings a model's metadata states (ValueError when one is malformed)."""
+        if metadata["format_version"] == "1":
+            return cls(0, 1.0, rerank=NeighbourRerank.from_json(metadata.get("neighbour_rerank", "{}")))
+        weight = float(metadata["fusion_weight"])
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"fusion_weight {weight} must be in [0, 1]")
+        descriptor_dim = int(metadata["descriptor_dim"])
+        if descriptor_dim < 1:
+            raise ValueError(f"descriptor_dim {descriptor_dim} must be at least 1")
+        return cls(
+            descriptor_dim,
+            weight,
+            int(metadata.get("query_expansion", 0)),
+            AdaptiveWeight.from_json(metadata.get("adaptive_weight", "{}")),
+            NeighbourRerank.from_json(metadata.get("neighbour_rerank", "{}")),
+            CollectionCentring.from_json(metadata.get("collection_centring", "{}")),
+        )
+
+    @property
+    def fused(self) -> bool:
+        return self.descriptor_dim > 0
+
+    def at_weight(self, weight: float | None) -> SearchSettings:
+        """These settings with a fixed w for every query (None: unchanged)."""
+        if weight is not None and not 0.0 <= weight <= 1.0:
+            raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
+        if weight is None or not self.fused:
+            return self
+        return replace(self, fusion_weight=weight, adaptive=None)
+
+    def describe(self) -> str:
+        """ "codes + descriptor (fused, w=0.4 or 0.7 by query, query expansion 3, neighbour re-ranking,
+        centred on the collection)", "codes + descriptor (fused, w=0.5)" or "codes only (format 1)"."""
+        if not self.fused:
+            return "codes only (format 1)"
+        parts = [self.adaptive.describe() if self.adaptive is not None else f"w={self.fusion_weight:g}"]
+        if self.query_expansion:
+            parts.append(f"query expansion {self.query_expansion}")
+        if self.rerank is not None:
+            parts.append("neighbour re-ranking")
+        if self.centring is not None:
+            parts.append("centred on the collection")
+        return f"codes + descriptor (fused, {', '.join(parts)})"

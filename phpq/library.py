@@ -21,17 +21,17 @@ from PIL import Image
 from phpq import indexfiles
 from phpq.db import FolderRecord, IndexDatabase, ModelRecord, PhotoSize
 from phpq.errors import LibraryError, ReadOnlyError
-from phpq.fusion import AdaptiveWeight, NeighbourRerank
+from phpq.fusion import SearchSettings
 from phpq.index import CancelToken, IndexReport, ProgressCallback, index_folders
 from phpq.locations import default_database_path
 from phpq.model import PHPQModel
 from phpq.registry import ModelRegistry
 from phpq.scan import set_kernel_cache_root
-from phpq.search import CodeMatrix, SearchResult, search_kind
+from phpq.search import CodeMatrix, SearchResult
 from phpq.searcher import Searcher
 from phpq.threadguard import guarded
 
-__all__ = ["IndexReport", "Library", "LibraryError", "LibraryStatus", "ReadOnlyError", "search_kind"]
+__all__ = ["IndexReport", "Library", "LibraryError", "LibraryStatus", "ReadOnlyError", "SearchSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,12 @@ class LibraryStatus:
     indexed: int
     pending: int
     errors: int
-    descriptor_dim: int  # 0 for a codes-only (format 1) model
-    fusion_weight: float  # the model's weight w of the code similarity (1 for codes only)
-    query_expansion: int  # how many of a query's best photos join it for the second scan (0: none)
-    adaptive_weight: AdaptiveWeight | None  # the model's per-query weight (None: fusion_weight for all)
-    neighbour_rerank: NeighbourRerank | None  # how the best photos are re-ranked by their neighbours
+    search: SearchSettings  # how the active model ranks
 
     @property
     def kind(self) -> str:
         """Which kind of search the active model gives, in words."""
-        return search_kind(
-            self.descriptor_dim, self.fusion_weight, self.query_expansion, self.adaptive_weight, self.neighbour_rerank
-        )
+        return self.search.describe()
 
 
 @guarded
@@ -266,9 +260,5 @@ class Library:
             indexed=counts["indexed"],
             pending=counts["pending"],
             errors=counts["errors"],
-            descriptor_dim=model.info.descriptor_dim,
-            fusion_weight=model.info.fusion_weight,
-            query_expansion=model.info.query_expansion,
-            adaptive_weight=model.info.adaptive_weight,
-            neighbour_rerank=model.info.neighbour_rerank,
+            search=model.info.search,
         )

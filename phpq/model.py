@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from phpq.fusion import AdaptiveWeight, NeighbourRerank
+from phpq.fusion import SearchSettings
 from phpq.imaging import RESIZE_RATIO, Preprocessing, load_and_preprocess
 from phpq.locations import default_cache_dir
 
@@ -27,7 +27,8 @@ CODE_OUTPUT_NAMES = OUTPUT_NAMES[:2]  # format 1 has only these
 # Format 2 metadata: the descriptor's length and the weight w of the code similarity in the fused ranking
 # (similarity = w * ADC / M + (1 - w) * descriptor cosine), chosen on the dev protocols. Optional:
 # "adaptive_weight", the per-query weight (phpq.fusion.AdaptiveWeight as JSON), "fusion_weight" then
-# being the weight of the first scan only; "neighbour_rerank" (phpq.fusion.NeighbourRerank as JSON).
+# being the weight of the first scan only; "neighbour_rerank" (phpq.fusion.NeighbourRerank as JSON);
+# "collection_centring" (phpq.fusion.CollectionCentring as JSON); see phpq.fusion.SearchSettings.
 DESCRIPTOR_METADATA = ("descriptor_dim", "fusion_weight")
 CODEBOOKS_NAME = "phpq_codebooks"
 METADATA_PREFIX = "phpq."
@@ -62,6 +63,7 @@ class ModelInfo:
     dim: int
     metadata: dict[str, str]
     preprocessing: Preprocessing  # the pixels this model was trained on (from its metadata)
+    search: SearchSettings  # how its photos are ranked (from its metadata)
 
     @property
     def has_descriptor(self) -> bool:
@@ -70,29 +72,7 @@ class ModelInfo:
 
     @property
     def descriptor_dim(self) -> int:
-        return int(self.metadata.get("descriptor_dim", 0))
-
-    @property
-    def fusion_weight(self) -> float:
-        """Weight of the code similarity in the fused ranking (1 for codes-only models)."""
-        return float(self.metadata.get("fusion_weight", 1.0))
-
-    @property
-    def adaptive_weight(self) -> AdaptiveWeight | None:
-        """The per-query weight of the fused ranking (None: ``fusion_weight`` for every query)."""
-        if not self.has_descriptor:
-            return None
-        return AdaptiveWeight.from_json(self.metadata.get("adaptive_weight", "{}"))
-
-    @property
-    def neighbour_rerank(self) -> NeighbourRerank | None:
-        """How the query's best photos are re-ranked by their neighbours among them (None: not at all)."""
-        return NeighbourRerank.from_json(self.metadata.get("neighbour_rerank", "{}"))
-
-    @property
-    def query_expansion(self) -> int:
-        """How many of a query's best photos join it for a second, expanded scan (0: none)."""
-        return int(self.metadata.get("query_expansion", 0))
+        return self.search.descriptor_dim
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -124,12 +104,6 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
     if missing:
         raise ModelError(f"{source} is a format-2 model without {', '.join(missing)} in its metadata")
     try:
-        if props["format_version"] != "1":
-            descriptor_dim, fusion_weight = int(props["descriptor_dim"]), float(props["fusion_weight"])
-            if descriptor_dim < 1 or not 0.0 <= fusion_weight <= 1.0:
-                raise ValueError(f"descriptor_dim {descriptor_dim} (>= 1), fusion_weight {fusion_weight} (in [0, 1])")
-            AdaptiveWeight.from_json(props.get("adaptive_weight", "{}"))
-        NeighbourRerank.from_json(props.get("neighbour_rerank", "{}"))
         return ModelInfo(
             props["model_id"],
             props["backbone"],
@@ -145,6 +119,7 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
                 float(props["pixel_offset"]),
                 float(props["pixel_scale"]),
             ),
+            SearchSettings.from_metadata(props),
         )
     except ValueError as error:
         raise ModelError(f"{source} has malformed metadata: {error}") from error

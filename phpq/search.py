@@ -11,7 +11,7 @@ import numpy as np
 
 from phpq.db import IndexDatabase
 from phpq.descriptor import from_blobs
-from phpq.fusion import AdaptiveWeight, NeighbourRerank, agreement
+from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank, agreement
 from phpq.model import PHPQModel
 from phpq.pq import decode, lookup_tables
 from phpq.scan import DescriptorScan, Scorer, pack_codes
@@ -21,8 +21,8 @@ from phpq.scan import DescriptorScan, Scorer, pack_codes
 class SearchHit:
     image_id: int
     path: Path
-    similarity: float  # w * ADC / M + (1 - w) * descriptor cosine (ADC / M for codes only), in [-1, 1];
-    # with query expansion, its mean over the query and its best photos
+    similarity: float  # w * ADC / M + (1 - w) * descriptor similarity (ADC / M for codes only), about
+    # [-1, 1]; with query expansion, its mean over the query and its best photos
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,10 @@ class Ranking(NamedTuple):
 
 @dataclass(frozen=True)
 class Query:
-    """One query as the matrix scores it: similarity = w * ADC / M + (1 - w) * cosine(descriptor, stored).
+    """One query as the matrix scores it: similarity = w * ADC / M + (1 - w) * descriptor . (stored - mean).
 
     ``descriptor`` is None for a codes-only (format 1) model, whose similarity is ADC / M whatever w is.
+    Without collection centring ``mean`` is None and the descriptor term is the cosine of unit vectors.
     """
 
     table: np.ndarray  # [M, K] inner products of the query's sub-vectors with the codewords
@@ -60,38 +61,30 @@ class Query:
     # say how far the two agree on this query, and that sets the w every later step uses.
     adaptive: AdaptiveWeight | None = None
     rerank: NeighbourRerank | None = None  # the best photos re-ranked by their neighbours among them
+    # Collection centring: the search subtracts the collection's mean descriptor from the query (made a
+    # unit vector again) and from every stored one; ``mean`` is that mean once resolved.
+    centring: CollectionCentring | None = None
+    mean: np.ndarray | None = None
 
 
 def model_query(
     model: PHPQModel, subvectors: np.ndarray, descriptor: np.ndarray | None, weight: float | None = None
 ) -> Query:
-    """The query of a photo's sub-vectors [M, d] and descriptor [E] under a model, at the model's weight
-    (its per-query weight when it has one) or at the fixed ``weight``; the one place both ``phpq search``
-    and ``phpq-eval --model`` build their queries."""
-    adaptive = model.info.adaptive_weight if weight is None else None
-    weight = model.info.fusion_weight if weight is None else weight
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
+    """The query of a photo's sub-vectors [M, d] and descriptor [E] under a model's search settings, at a
+    fixed ``weight`` when given; the one place both ``phpq search`` and ``phpq-eval --model`` build their
+    queries."""
+    settings = model.info.search.at_weight(weight)
     table = lookup_tables(subvectors[None], model.codebooks)[0]
-    info = model.info
-    return Query(table, descriptor, weight, info.query_expansion, model.codebooks, adaptive, info.neighbour_rerank)
-
-
-def search_kind(
-    descriptor_dim: int,
-    fusion_weight: float,
-    query_expansion: int = 0,
-    adaptive: AdaptiveWeight | None = None,
-    rerank: NeighbourRerank | None = None,
-) -> str:
-    """ "codes + descriptor (fused, w=0.4 or 0.7 by query, query expansion 3, neighbour re-ranking)",
-    "codes + descriptor (fused, w=0.5)" or "codes only (format 1)"."""
-    if not descriptor_dim:
-        return "codes only (format 1)"
-    weight = adaptive.describe() if adaptive is not None else f"w={fusion_weight:g}"
-    expansion = f", query expansion {query_expansion}" if query_expansion else ""
-    neighbours = ", neighbour re-ranking" if rerank is not None else ""
-    return f"codes + descriptor (fused, {weight}{expansion}{neighbours})"
+    return Query(
+        table,
+        descriptor,
+        settings.fusion_weight,
+        settings.query_expansion,
+        model.codebooks,
+        settings.adaptive,
+        settings.rerank,
+        settings.centring,
+    )
 
 
 # The second stage (per-query weight, query expansion, neighbour re-ranking) re-ranks this many of the
@@ -121,6 +114,7 @@ class CodeMatrix:
         self._folder_ids = np.zeros(0, np.int64)
         self._row_of: dict[int, int] = {}
         self._size = 0
+        self._descriptor_total = np.zeros(descriptor_dim, np.float64)  # the sum of the stored unit descriptors
 
     @classmethod
     def load(cls, db: IndexDatabase, model_id: str, n_subspaces: int, descriptor_dim: int = 0) -> CodeMatrix:
@@ -180,8 +174,10 @@ class CodeMatrix:
         with self.lock:
             self._reserve(self._size + len(image_ids))
             rows = np.empty(len(image_ids), np.int64)
+            replaced = np.zeros(len(image_ids), bool)
             for n, image_id in enumerate(image_ids.tolist()):
                 row = self._row_of.get(image_id)
+                replaced[n] = row is not None
                 if row is None:
                     row = self._row_of[image_id] = self._size
                     self._size += 1
@@ -190,8 +186,10 @@ class CodeMatrix:
             self._folder_ids[rows] = folder_ids
             self._words[rows] = words
             if values is not None and self.descriptor_dim:
+                self._descriptor_total -= self._stored(rows[replaced]).sum(axis=0)
                 self._descriptors[rows] = values
                 self._scales[rows] = scales
+                self._descriptor_total += self._stored(rows).sum(axis=0)
 
     def remove(self, image_ids: list[int]) -> None:
         with self.lock:
@@ -199,6 +197,8 @@ class CodeMatrix:
                 row = self._row_of.pop(image_id, None)
                 if row is None:
                     continue
+                if self.descriptor_dim:
+                    self._descriptor_total -= self._stored(np.array([row]))[0]
                 last = self._size - 1
                 if row != last:
                     moved_id = int(self._image_ids[last])
@@ -219,43 +219,61 @@ class CodeMatrix:
             ids = self._image_ids[: self._size][self._folder_ids[: self._size] == folder_id].tolist()
         self.remove(ids)
 
+    def _stored(self, rows: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+        """The stored descriptors of these rows as float32 unit vectors [n, E], less ``mean`` when given.
+        Call with the lock held."""
+        stored = self._descriptors[rows].astype(np.float32) * self._scales[rows, None]
+        return stored if mean is None else stored - mean
+
+    def _centred(self, query: Query) -> Query:
+        """The query under collection centring: the collection's mean descriptor resolved, subtracted from
+        the query's, and the rest made a unit vector. Call with the lock held."""
+        if query.centring is None or query.descriptor is None or not self.descriptor_dim:
+            return query
+        mean = query.centring.mean(self._descriptor_total, self._size)
+        centred = query.descriptor.astype(np.float32) - mean
+        norm = float(np.linalg.norm(centred))
+        return replace(query, descriptor=centred / norm if norm > 0 else centred, centring=None, mean=mean)
+
     def _scorer(self, query: Query) -> Scorer:
         """The one definition of a query's similarity to the rows, for the scan and for listed rows alike:
-        w * ADC / M + (1 - w) * descriptor cosine, with the weights folded into the kernel's table and
-        descriptor query so that the kernel's sum is the similarity itself. Call with the lock held."""
+        w * ADC / M + (1 - w) * descriptor . (stored - mean), with the weights folded into the kernel's
+        table and descriptor query, and the constant -(1 - w) * descriptor . mean spread over the table's M
+        rows, so that the kernel's sum is the similarity itself. Call with the lock held."""
         size = self._size
         if query.descriptor is None or not self.descriptor_dim or query.weight == 1.0:  # codes alone
             return Scorer(query.table / self.n_subspaces, self._words[:size])
         if query.descriptor.shape != (self.descriptor_dim,):
             raise ValueError(f"query descriptor {query.descriptor.shape}, matrix holds {self.descriptor_dim} dims")
-        descriptors = DescriptorScan(
-            (1.0 - query.weight) * query.descriptor, self._descriptors[:size], self._scales[:size]
-        )
-        return Scorer(query.table * (query.weight / self.n_subspaces), self._words[:size], descriptors)
+        descriptor = (1.0 - query.weight) * query.descriptor
+        descriptors = DescriptorScan(descriptor, self._descriptors[:size], self._scales[:size])
+        offset = 0.0 if query.mean is None else -float(descriptor @ query.mean)
+        table = (query.table * query.weight + offset) / self.n_subspaces
+        return Scorer(table, self._words[:size], descriptors)
 
     def _expanded(self, query: Query, rows: list[int]) -> Query:
         """The query averaged with the stored forms of these rows (their reconstructed codes' lookup
-        tables and their int8 descriptors), so its similarity to a photo is the mean of the query's and
-        theirs. Call with the lock held."""
+        tables and their int8 descriptors, centred as the query is), so its similarity to a photo is the
+        mean of the query's and theirs. Call with the lock held."""
         codes = self._words[rows].view(np.uint8)[:, : self.n_subspaces]
         table = (query.table + lookup_tables(decode(codes, query.codebooks), query.codebooks).sum(axis=0)) / (
             1 + len(rows)
         )
         descriptor = query.descriptor
         if descriptor is not None and self.descriptor_dim:
-            stored = self._descriptors[rows].astype(np.float32) * self._scales[rows, None]
+            stored = self._stored(np.asarray(rows, np.int64), query.mean)
             descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
-        return Query(table, descriptor, query.weight)
+        return Query(table, descriptor, query.weight, mean=query.mean)
 
     def _mutual(self, query: Query, rows: np.ndarray) -> np.ndarray:
         """The similarities of these rows to each other [n, n] at the query's weight (stored codes by SDC,
-        int8 descriptors). Call with the lock held."""
+        int8 descriptors, centred as the query is). Call with the lock held."""
         codes = self._words[rows].view(np.uint8)[:, : self.n_subspaces]
         reconstructed = decode(codes, query.codebooks).reshape(len(rows), -1)  # SDC: their inner products
         similarity = reconstructed @ reconstructed.T / self.n_subspaces
         if query.descriptor is None or not self.descriptor_dim or query.weight == 1.0:
             return similarity
-        stored = self._descriptors[rows].astype(np.float32) * self._scales[rows, None]
+        stored = self._stored(rows, query.mean)
         return query.weight * similarity + (1 - query.weight) * (stored @ stored.T)
 
     def _adapted(self, query: Query, candidates: np.ndarray) -> Query:
@@ -265,8 +283,7 @@ class CodeMatrix:
             return query
         size = self._size
         code_scores = Scorer(query.table / self.n_subspaces, self._words[:size]).score(candidates)
-        stored = self._descriptors[candidates].astype(np.float32) * self._scales[candidates, None]
-        descriptor_scores = stored @ query.descriptor.astype(np.float32)
+        descriptor_scores = self._stored(candidates, query.mean) @ query.descriptor.astype(np.float32)
         weight = query.adaptive.weight(agreement(code_scores, descriptor_scores, query.adaptive.k))
         return replace(query, weight=weight, adaptive=None)
 
@@ -319,6 +336,7 @@ class CodeMatrix:
             if folder_ids is not None:
                 mask = np.isin(self._folder_ids[:size], np.asarray(folder_ids, np.int64))
             n_searched = size if mask is None else int(mask.sum())
+            query = self._centred(query)
             scorer = self._scorer(query)
             pinned_rows = np.array([self._row_of[i] for i in first or [] if i in self._row_of][:k], np.int64)
             pinned_ids = self._image_ids[pinned_rows]

@@ -96,7 +96,6 @@ def eval_main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.model:
         from phpq.model import ModelError, PHPQModel
-        from phpq.search import search_kind
         from phpq_train.evaluate import evaluate_exported_model
 
         if args.weight is not None and not 0.0 <= args.weight <= 1.0:
@@ -108,15 +107,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         metrics, _ = evaluate_exported_model(
             model, split.query, split.database, args.distance, args.workers or 1, split.leave_one_out, args.weight
         )
-        weight = model.info.fusion_weight if args.weight is None else args.weight
-        adaptive = model.info.adaptive_weight if args.weight is None else None
-        kind = (
-            search_kind(
-                model.info.descriptor_dim, weight, model.info.query_expansion, adaptive, model.info.neighbour_rerank
-            )
-            if args.distance == "adc"
-            else "codes only, SDC"
-        )
+        kind = model.info.search.at_weight(args.weight).describe() if args.distance == "adc" else "codes only, SDC"
         report = {
             "method": f"PHPQ {model.info.bits} bits, {kind} (ONNX Runtime {model.provider})",
             **metrics,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phpq.fusion import AdaptiveWeight, NeighbourRerank
+from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq_train.backbone import EfficientNetLiteTaps
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
@@ -52,6 +52,9 @@ class ModelConfig:
     # The best photos re-ranked by their neighbours among them (phpq.fusion.NeighbourRerank's depth and
     # neighbours; {} for none).
     neighbour_rerank: dict[str, int]
+    # Descriptors compared after subtracting the searched collection's mean (phpq.fusion.CollectionCentring's
+    # prior; {} for none).
+    collection_centring: dict[str, int]
     query_expansion: int  # the app ranks by the mean similarity to the query and its this many best photos
     mirror_average: bool  # the exported model encodes each photo and its mirror image, pooled features averaged
     n_classes: int = 0  # derived by the run from its training photos, not a recipe value
@@ -74,6 +77,7 @@ class ModelConfig:
             raise ValueError(f"topk must be in [1, {self.n_codewords}], got {self.topk}")
         AdaptiveWeight.from_json(json.dumps(self.adaptive_weight))  # raises ValueError when malformed
         NeighbourRerank.from_json(json.dumps(self.neighbour_rerank))
+        CollectionCentring.from_json(json.dumps(self.collection_centring))
 
     @property
     def bits(self) -> int:

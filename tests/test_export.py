@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from phpq.eval.datasets import load_photo_set
-from phpq.fusion import AdaptiveWeight, NeighbourRerank
+from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.model import CODEBOOKS_NAME, ModelError, PHPQModel
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from phpq_train.config import load_config
@@ -91,7 +91,7 @@ def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, expor
 
 def test_a_checkpoint_written_before_the_search_settings_existed_loads_them_from_the_recipe(tiny_checkpoint, tmp_path):
     payload = load_checkpoint(tiny_checkpoint)
-    for name in ("query_expansion", "adaptive_weight", "neighbour_rerank", "mirror_average"):
+    for name in ("query_expansion", "adaptive_weight", "neighbour_rerank", "collection_centring", "mirror_average"):
         del payload["model_config"][name]
     torch.save(payload, tmp_path / "old.pt")
     old = model_from_checkpoint(load_checkpoint(tmp_path / "old.pt"))
@@ -100,6 +100,7 @@ def test_a_checkpoint_written_before_the_search_settings_existed_loads_them_from
     assert old.config.query_expansion == recipe.query_expansion == 3
     assert old.config.adaptive_weight == recipe.adaptive_weight and old.config.adaptive_weight
     assert old.config.neighbour_rerank == recipe.neighbour_rerank and old.config.neighbour_rerank
+    assert old.config.collection_centring == recipe.collection_centring and old.config.collection_centring
 
 
 def test_the_model_id_is_the_content_hash(tiny_checkpoint, tmp_path):
@@ -148,19 +149,29 @@ def test_export_cli_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     assert "cannot read checkpoint" in capsys.readouterr().err
 
 
-def test_onnx_evaluation_matches_the_checkpoint_and_never_imports_torch(tiny_checkpoint, exported, synthetic_folder):
+def test_onnx_evaluation_matches_the_checkpoint_and_never_imports_torch(
+    tiny_checkpoint, exported, synthetic_folder, tmp_path
+):
     import json
     import subprocess
     import sys
 
+    import onnx
+
     root = Path(__file__).resolve().parents[1]
     common = ["--data", str(synthetic_folder), "--protocol", "val", "--workers", "0", "--json"]
-    # the checkpoint's report fuses at the model's fixed weight: the same fixed weight for --model
+    # the checkpoint's report fuses at the model's fixed weight, in one scan: the same for --model, whose
+    # search steps after the first scan are switched off in its metadata
     weight = str(load_checkpoint(tiny_checkpoint)["model_config"]["fusion_weight"])
+    single_scan = onnx.load(str(exported))
+    props = {entry.key: entry.value for entry in single_scan.metadata_props}
+    props.update({f"phpq.{key}": "{}" for key in ("neighbour_rerank", "collection_centring")})
+    onnx.helper.set_model_props(single_scan, {**props, "phpq.query_expansion": "0"})
+    onnx.save(single_scan, str(tmp_path / "single-scan.onnx"))
     script = (
         "import sys, json\n"
         "from phpq_train.cli import eval_main\n"
-        f"eval_main({['--model', str(exported), '--weight', weight, *common]!r})\n"
+        f"eval_main({['--model', str(tmp_path / 'single-scan.onnx'), '--weight', weight, *common]!r})\n"
         "assert 'torch' not in sys.modules, 'the ONNX evaluation path imported torch'\n"
     )
     onnx_run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300)
@@ -229,10 +240,11 @@ def test_the_shipped_default_model_loads_and_encodes():
     model = PHPQModel(path)
     assert (model.info.bits, model.info.n_subspaces, model.info.n_codewords, model.info.input_size) == (64, 8, 256, 256)
     assert len(model.info.class_names) == 200 and model.info.metadata["weights"] == "float16"
-    assert model.info.has_descriptor and model.info.descriptor_dim == 256 and model.info.fusion_weight == 0.5
-    assert model.info.query_expansion == 3
-    assert model.info.adaptive_weight == AdaptiveWeight(**load_config().model.adaptive_weight)
-    assert model.info.neighbour_rerank == NeighbourRerank(**load_config().model.neighbour_rerank)
+    assert model.info.has_descriptor and model.info.descriptor_dim == 256 and model.info.search.fusion_weight == 0.5
+    assert model.info.search.query_expansion == 3
+    assert model.info.search.adaptive == AdaptiveWeight(**load_config().model.adaptive_weight)
+    assert model.info.search.rerank == NeighbourRerank(**load_config().model.neighbour_rerank)
+    assert model.info.search.centring == CollectionCentring(**load_config().model.collection_centring)
     encoded = model.encode(np.zeros((2, 3, 256, 256), np.float32))
     assert encoded.subvectors.shape == (2, 8, 128) and encoded.codes.shape == (2, 8)
     assert encoded.descriptors.shape == (2, 256)

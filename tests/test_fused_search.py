@@ -2,6 +2,7 @@
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from phpq import search
 from phpq.cli import main as phpq
 from phpq.db import IndexDatabase
 from phpq.descriptor import dequantize, from_blobs, quantize
-from phpq.fusion import AdaptiveWeight, NeighbourRerank
+from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.library import Library, LibraryError
 from phpq.model import ModelError, PHPQModel
 from phpq.pq import decode, lookup_tables
@@ -38,11 +39,21 @@ def rewritten_model(
         props[f"phpq.{key}"] = value
         props["phpq.model_id"] += f"-{key}={value}"
     if format_version == "1":
-        for name in ("descriptor_dim", "fusion_weight", "query_expansion", "adaptive_weight", "neighbour_rerank"):
+        for name in SEARCH_METADATA:
             props.pop(f"phpq.{name}")
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(target))
     return target
+
+
+SEARCH_METADATA = (
+    "descriptor_dim",
+    "fusion_weight",
+    "query_expansion",
+    "adaptive_weight",
+    "neighbour_rerank",
+    "collection_centring",
+)
 
 
 def reference_agreement(code: np.ndarray, descriptor: np.ndarray, k: int) -> float:
@@ -74,7 +85,7 @@ def open_library(tmp_path: Path, model: Path) -> Library:
 
 def test_a_format_1_model_still_searches_with_codes_alone(tmp_path, tiny_model, format1_model):
     codes_only = PHPQModel(format1_model, prefer_cuda=False)
-    assert not codes_only.info.has_descriptor and codes_only.info.fusion_weight == 1.0
+    assert not codes_only.info.has_descriptor and codes_only.info.search.fusion_weight == 1.0
     assert codes_only.encode(np.zeros((2, 3, 64, 64), np.float32)).descriptors is None
     # a file whose outputs disagree with its format is refused, both ways
     for version, keep in (("2", False), ("1", True)):
@@ -132,7 +143,12 @@ def test_a_version_1_index_keeps_folders_and_codes_and_gains_descriptors(tmp_pat
 def test_the_weight_decides_between_codes_and_descriptor(tmp_path, tiny_model):
     photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=4)
     query = write_photo(tmp_path / "q.png", 1, index=60)
-    one_weight = {"query_expansion": "0", "adaptive_weight": "{}", "neighbour_rerank": "{}"}
+    one_weight = {
+        "query_expansion": "0",
+        "adaptive_weight": "{}",
+        "neighbour_rerank": "{}",
+        "collection_centring": "{}",
+    }
     single_scan = rewritten_model(tiny_model, tmp_path / "single-scan.onnx", "2", True, one_weight)
     with open_library(tmp_path, single_scan) as library:
         library.add_folder(photos)
@@ -147,7 +163,7 @@ def test_the_weight_decides_between_codes_and_descriptor(tmp_path, tiny_model):
             descriptor = dequantize(*from_blobs([blob], model.info.descriptor_dim))
             return table[np.arange(len(code)), code].sum() / len(code), float(descriptor[0] @ encoding.descriptors[0])
 
-        weight = model.info.fusion_weight
+        weight = model.info.search.fusion_weight
         for override in (None, 0.0, 1.0, 0.25):
             w = weight if override is None else override
             hits = library.search(query, top_k=16, weight=override).hits
@@ -173,8 +189,12 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         library.add_folder(photos)
         library.index()
         model = library.model_for()
-        depth, adaptive = model.info.query_expansion, model.info.adaptive_weight
-        assert depth == 3 and adaptive is not None
+        depth, adaptive, centring = (
+            model.info.search.query_expansion,
+            model.info.search.adaptive,
+            model.info.search.centring,
+        )
+        assert depth == 3 and adaptive is not None and centring is not None
         model_id = library.active_model_id
         ids = [hit.image_id for hit in library.search(query, top_k=100, weight=1.0).hits]
         forms = stored(library, model_id)
@@ -182,25 +202,27 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         descriptors = dequantize(*from_blobs([forms[i][1] for i in ids], 16))
         encoding = model.encode_paths([query])
         n_subspaces = codes.shape[1]
+        # collection centring: every descriptor less the collection's (shrunk) mean, the query's a unit vector
+        mean = descriptors.sum(axis=0) / (len(ids) + centring.prior)
+        descriptors = descriptors - mean
+        query_descriptor = (encoding.descriptors[0] - mean) / np.linalg.norm(encoding.descriptors[0] - mean)
 
         def parts(table: np.ndarray, descriptor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return sum(table[m, codes[:, m]] for m in range(n_subspaces)) / n_subspaces, descriptors @ descriptor
 
-        code_part, descriptor_part = parts(
-            lookup_tables(encoding.subvectors, model.codebooks)[0], encoding.descriptors[0]
-        )
+        code_part, descriptor_part = parts(lookup_tables(encoding.subvectors, model.codebooks)[0], query_descriptor)
         w = adaptive.weight(reference_agreement(code_part, descriptor_part, adaptive.k))
 
         def similarity(table: np.ndarray, descriptor: np.ndarray) -> np.ndarray:
             code_part, descriptor_part = parts(table, descriptor)
             return w * code_part + (1 - w) * descriptor_part
 
-        first = similarity(lookup_tables(encoding.subvectors, model.codebooks)[0], encoding.descriptors[0])
+        first = similarity(lookup_tables(encoding.subvectors, model.codebooks)[0], query_descriptor)
         reconstructed = lookup_tables(decode(codes, model.codebooks), model.codebooks)
         best = np.argsort(-first)[:depth]
         expanded = (first + sum(similarity(reconstructed[i], descriptors[i]) for i in best)) / (1 + depth)
         # then the best photos by their neighbours among them: (own + mean of the nearest) / 2
-        rerank = model.info.neighbour_rerank
+        rerank = model.info.search.rerank
         assert rerank is not None and rerank.depth >= len(ids)
         rank = {photo: position for position, photo in enumerate(np.argsort(-expanded, kind="stable").tolist())}
         mutual = w * np.array(
@@ -228,7 +250,7 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         assert not np.allclose(final, expanded, atol=1e-3)  # and so did the neighbours
         # a short list re-ranks only the first scan's best candidates (that scan is at the model's w)
         monkeypatch.setattr(search, "EXPANSION_CANDIDATES", 8)
-        w0 = model.info.fusion_weight
+        w0 = model.info.search.fusion_weight
         first_scan = np.argsort(-(w0 * code_part + (1 - w0) * descriptor_part))[:8]
         assert {hit.image_id for hit in library.search(query, top_k=3).hits} <= {ids[i] for i in first_scan}
 
@@ -238,20 +260,20 @@ def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
         info = library.model_for().info
         fixed_weight = rewritten_model(tiny_model, tmp_path / "fixed.onnx", "2", True, {"adaptive_weight": "{}"})
         fixed = library.import_model(fixed_weight)
-        assert library.model_for(fixed.id).info.adaptive_weight is None
+        assert library.model_for(fixed.id).info.search.adaptive is None
         library.activate_model(fixed.id)
         expected = (
-            f"codes + descriptor (fused, w={info.fusion_weight:g}, query expansion {info.query_expansion},"
-            " neighbour re-ranking)"
+            f"codes + descriptor (fused, w={info.search.fusion_weight:g},"
+            f" query expansion {info.search.query_expansion}, neighbour re-ranking, centred on the collection)"
         )
         assert library.status().kind == expected
         library.activate_model(info.model_id)
     database = tmp_path / "data" / "index.sqlite3"
     assert phpq(["--db", str(database), "--cpu", "status", "--json"]) == 0
-    low, high = info.adaptive_weight.low, info.adaptive_weight.high
+    low, high = info.search.adaptive.low, info.search.adaptive.high
     expected = (
-        f"codes + descriptor (fused, w={low:g} or {high:g} by query, query expansion {info.query_expansion},"
-        " neighbour re-ranking)"
+        f"codes + descriptor (fused, w={low:g} or {high:g} by query, query expansion {info.search.query_expansion},"
+        " neighbour re-ranking, centred on the collection)"
     )
     assert json.loads(capsys.readouterr().out)["kind"] == expected
     assert phpq(["--db", str(database), "--cpu", "status"]) == 0
@@ -359,3 +381,49 @@ def test_neighbour_reranking_copes_with_an_empty_or_one_photo_index():
     values, scales = quantize(descriptor[None])
     matrix.upsert(np.array([7]), np.array([0]), np.zeros((1, 4), np.uint8), (values, scales))
     assert matrix.search(query, 10).image_ids.tolist() == [7]
+
+
+def test_collection_centring_follows_the_collection_as_photos_come_and_go():
+    rng = np.random.default_rng(5)
+    n_subspaces, n_codewords, dim = 4, 16, 8
+    table = rng.standard_normal((n_subspaces, n_codewords)).astype(np.float32)
+    descriptor = rng.standard_normal(dim).astype(np.float32)
+    descriptor /= np.linalg.norm(descriptor)
+    centring = CollectionCentring(prior=10)
+    query = search.Query(table, descriptor, 0.3, centring=centring)
+    matrix = search.CodeMatrix("centred", n_subspaces, dim)
+    stored: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def put(ids: list[int]) -> None:
+        codes = rng.integers(0, n_codewords, (len(ids), n_subspaces)).astype(np.uint8)
+        values, scales = quantize(rng.standard_normal((len(ids), dim)) + 0.5)  # a shared direction to remove
+        matrix.upsert(np.array(ids), np.zeros(len(ids), np.int64), codes, (values, scales))
+        stored.update({i: (codes[n], dequantize(values[n : n + 1], scales[n : n + 1])[0]) for n, i in enumerate(ids)})
+
+    def assert_matches_reference() -> None:
+        ids = sorted(stored)
+        mean = sum(stored[i][1] for i in ids) / (len(ids) + centring.prior)
+        unit = (descriptor - mean) / np.linalg.norm(descriptor - mean)
+        expected = {
+            i: 0.3 * table[np.arange(n_subspaces), stored[i][0]].sum() / n_subspaces
+            + 0.7 * unit @ (stored[i][1] - mean)
+            for i in ids
+        }
+        ranking = matrix.search(query, len(ids))
+        assert sorted(ranking.image_ids.tolist()) == ids
+        for image_id, score in zip(ranking.image_ids.tolist(), ranking.scores.tolist(), strict=True):
+            assert score == pytest.approx(expected[image_id], abs=1e-5)
+        plain = matrix.search(replace(query, centring=None), len(ids))
+        assert not np.allclose(np.sort(plain.scores), np.sort(ranking.scores), atol=1e-3)  # centring changed them
+
+    assert matrix.search(query, 5).image_ids.tolist() == []  # an empty collection: nothing to centre on
+    put(list(range(30)))
+    assert_matches_reference()
+    put([3, 4, 5])  # photos re-encoded: their old descriptors leave the mean
+    matrix.remove([0, 29, 7])
+    for image_id in (0, 29, 7):
+        del stored[image_id]
+    put([40, 41])  # rows reused after removals
+    assert_matches_reference()
+    with pytest.raises(ValueError, match="prior"):
+        CollectionCentring(prior=-1)

@@ -323,7 +323,7 @@ def test_the_code_weight_setting_reranks_and_is_kept_per_model(qtbot, window, tm
     assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected]
     assert settings.value(f"code_weight/{status.model.id}") == "auto"
     used = shown.args[0].weight  # the weight the model chose for this query, shown and explained
-    assert used in (status.adaptive_weight.low, status.adaptive_weight.high)
+    assert used in (status.search.adaptive.low, status.search.adaptive.high)
     assert window.ui.query_info.text().endswith(f"code weight {used:g}") and window.ui.query_info.toolTip()
 
 

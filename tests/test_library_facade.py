@@ -55,6 +55,6 @@ def test_every_public_member_of_the_facade_is_guarded():
 
 
 def test_the_names_front_ends_import_stay_in_phpq_library():
-    for name in ("IndexReport", "Library", "LibraryError", "LibraryStatus", "ReadOnlyError", "search_kind"):
+    for name in ("IndexReport", "Library", "LibraryError", "LibraryStatus", "ReadOnlyError", "SearchSettings"):
         assert hasattr(phpq.library, name), name
     assert issubclass(phpq.library.ReadOnlyError, phpq.library.LibraryError)

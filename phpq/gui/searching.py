@@ -181,9 +181,9 @@ class SearchController(Controller):
 
     def show_weight(self, status: LibraryStatus) -> None:
         """The weight control for the active model: its saved value, else "auto" (the model's own)."""
-        fused = status.descriptor_dim > 0
+        fused = status.search.fused
         self.weight_key = f"code_weight/{status.model.id}" if fused else None
-        self.adaptive_weight = status.adaptive_weight
+        adaptive = self.adaptive_weight = status.search.adaptive
         weight = self.ui.weight
         saved = self.settings.value(self.weight_key, AUTO) if fused else AUTO
         weight.blockSignals(True)
@@ -191,10 +191,9 @@ class SearchController(Controller):
         weight.blockSignals(False)
         weight.setEnabled(fused)
         own = (
-            f"per query, {status.adaptive_weight.low:g} or {status.adaptive_weight.high:g} by how far the"
-            " code and the descriptor agree on it"
-            if status.adaptive_weight is not None
-            else f"{status.fusion_weight:g}"
+            f"per query, {adaptive.low:g} or {adaptive.high:g} by how far the code and the descriptor agree on it"
+            if adaptive is not None
+            else f"{status.search.fusion_weight:g}"
         )
         weight.setToolTip(
             f"Ranking = w × code similarity + (1 − w) × descriptor similarity; auto: this model's own w, {own}"

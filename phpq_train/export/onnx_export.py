@@ -41,6 +41,7 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
         "fusion_weight": str(config.fusion_weight),
         "adaptive_weight": json.dumps(config.adaptive_weight),
         "neighbour_rerank": json.dumps(config.neighbour_rerank),
+        "collection_centring": json.dumps(config.collection_centring),
         "query_expansion": str(config.query_expansion),
         "mirror_average": str(config.mirror_average).lower(),
         "model_config": json.dumps(config.to_dict()),
