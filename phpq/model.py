@@ -25,7 +25,7 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ("subvectors", "codes", "descriptor")  # format 2
 CODE_OUTPUT_NAMES = OUTPUT_NAMES[:2]  # format 1 has only these
 # Format 2 metadata: the descriptor's length and the weight w of the code similarity in the fused ranking
-# (similarity = w * ADC / M + (1 - w) * descriptor cosine), chosen on the dev protocols. Optional:
+# (similarity = w * ADC / M + (1 - w) * descriptor similarity), chosen on the dev protocols. Optional:
 # "adaptive_weight", the per-query weight (phpq.fusion.AdaptiveWeight as JSON), "fusion_weight" then
 # being the weight of the first scan only; "neighbour_rerank" (phpq.fusion.NeighbourRerank as JSON);
 # "collection_centring" (phpq.fusion.CollectionCentring as JSON); see phpq.fusion.SearchSettings.
