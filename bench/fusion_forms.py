@@ -18,12 +18,14 @@ mirror image, their pooled backbone features averaged (what a model exported wit
 stores; two backbone passes per photo). ``--flip queries``: only the queries are (the index keeps one
 pass per photo; the query costs two).
 
-``--centring PRIOR``: descriptors compared as the app's collection centring compares them (the query's
-less each database's mean, made a unit vector, against each stored one less that mean; the mean shrunk
-as if the database held PRIOR more photos at zero). The benches that read these scores
-(``bench.query_adaptive``, ``bench.neighbour_rerank``) take it too.
+``--centring PRIOR [--whitening S]``: descriptors compared as the app's collection centring compares
+them (the query's less each database's mean, made a unit vector, against each stored one less that
+mean; the mean shrunk as if the database held PRIOR more photos at zero; whitened by the database's
+covariance with shrinkage S, ``phpq.fusion.CollectionCentring``). The benches that read these scores
+(``bench.query_adaptive``, ``bench.neighbour_rerank``) take them too.
 
-Usage: python bench/fusion_forms.py --runs runs/r256 [--input-size 256] [--flip all|queries] [--centring PRIOR]
+Usage: python bench/fusion_forms.py --runs runs/r256 [--input-size 256] [--flip all|queries] [--centring PRIOR
+                                    [--whitening S]]
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from phpq.eval.metrics import retrieval_report
 from phpq.fusion import CollectionCentring
 from phpq.pq import adc_scores, decode, lookup_tables
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
-from phpq_train.evaluate import unit_rows
 from phpq_train.features import build_or_load_cache, mirror_averaged
 from phpq_train.train import encode_photos
 
@@ -106,6 +107,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PRIOR",
         help="descriptors centred on each database's mean, as the app's collection centring with this prior",
     )
+    parser.add_argument("--whitening", type=float, default=0.0, help="with --centring: the whitening's shrinkage")
 
 
 def all_protocol_scores(args: argparse.Namespace, flip: str | None = None) -> dict[str, dict]:
@@ -120,16 +122,20 @@ def all_protocol_scores(args: argparse.Namespace, flip: str | None = None) -> di
     scores = {p: protocol_scores(args.runs, p, photo_set, cache, query_cache) for p in ("val", "fresh", "unseen")}
     if args.centring is None:
         return scores
-    return {p: collection_centred(s, CollectionCentring(args.centring)) for p, s in scores.items()}
+    centring = CollectionCentring(args.centring, args.whitening)
+    return {p: collection_centred(s, centring) for p, s in scores.items()}
 
 
 def collection_centred(s: dict, centring: CollectionCentring) -> dict:
     """``protocol_scores`` with the descriptor terms as the app's collection centring makes them: the
-    query's descriptor less the database's mean, made a unit vector, against each stored one less the mean."""
+    query's descriptor less the database's mean (whitened, made a unit vector) against each stored one
+    less the mean, and the stored ones against each other through the same whitening."""
     database = s["database_descriptors"]
-    mean = centring.mean(database.sum(axis=0), len(database))
-    query, database = unit_rows(s["query_descriptors"] - mean), database - mean
-    return {**s, "descriptor": query @ database.T, "database_descriptor": database @ database.T}
+    mean = centring.mean(database.sum(axis=0, dtype=np.float64), len(database))
+    metric = centring.metric(database[centring.sample(len(database))], mean)
+    query, database = centring.query(s["query_descriptors"], mean, metric), database - mean
+    weighted = database if metric is None else database @ metric
+    return {**s, "descriptor": query @ database.T, "database_descriptor": weighted @ database.T}
 
 
 def standardised(scores: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.scan import median_ms, naive_fused, naive_numpy
-from phpq.descriptor import to_blobs
+from phpq.descriptor import quantize, to_blobs
 from phpq.imaging import is_image_path
 from phpq.library import Library
 from phpq.scan import DescriptorScan
@@ -65,13 +65,17 @@ def pad_index(library: Library, size: int, rng: np.random.Generator) -> None:
 
 def print_stage_costs(library: Library, matrix: CodeMatrix, photo: Path, repeats: int = 40) -> None:
     """The scan stage alone (``CodeMatrix.search``, top 20) for one query as the model ranks it, then
-    without its collection centring, without its neighbour re-ranking too, then without its per-query
-    weight either: what each costs."""
+    without its collection whitening, without its centring too, without its neighbour re-ranking too,
+    then without its per-query weight either: what each costs. With whitening, also the first search
+    after the collection changed, which measures the collection's spread again."""
     model = library.model_for()
     encoding = model.encode_paths([photo])
     descriptor = None if encoding.descriptors is None else encoding.descriptors[0]
     query = model_query(model, encoding.subvectors[0], descriptor)
     variants = {"as the model ranks": query}
+    if query.centring is not None and query.centring.whitening:
+        query = replace(query, centring=replace(query.centring, whitening=0.0))
+        variants["without collection whitening"] = query
     if query.centring is not None:
         query = replace(query, centring=None)
         variants["without collection centring"] = query
@@ -82,6 +86,16 @@ def print_stage_costs(library: Library, matrix: CodeMatrix, photo: Path, repeats
         variants["without the per-query weight either"] = replace(query, adaptive=None)
     costs = ", ".join(f"{name} {median_ms(partial(matrix.search, q, 20), repeats):.2f}" for name, q in variants.items())
     print(f"  scan stage alone, median of {repeats} (ms): {costs}")
+    whitened = variants["as the model ranks"]
+    if whitened.centring is not None and whitened.centring.whitening:
+        code, values, scales = np.zeros((1, matrix.n_subspaces), np.uint8), *quantize(descriptor[None])
+
+        def after_a_change() -> None:  # a photo comes and goes, and the next search measures the spread again
+            matrix.upsert(np.array([-1]), np.array([-1]), code, (values, scales))
+            matrix.search(whitened, 20)
+            matrix.remove([-1])
+
+        print(f"  the first search after the collection changed: {median_ms(after_a_change, repeats):.2f} ms")
 
 
 def main() -> None:

@@ -8,7 +8,8 @@
   them, so a photo whose look-alikes look like the query climbs, and a lone false match drops.
 - The collection centring: descriptors are compared after subtracting the mean descriptor of the
   photos searched, so what all of a collection's birds share (the light, the kind of photo) stops
-  counting and what sets one species apart counts more.
+  counting and what sets one species apart counts more; optionally whitened by the collection's
+  covariance, so that a few directions in which its photos differ most do not drown the others.
 
 ``SearchSettings`` holds them all, with the weight and the query expansion, as a model's metadata
 states them.
@@ -23,6 +24,8 @@ from typing import TypeVar
 import numpy as np
 
 Setting = TypeVar("Setting")
+
+WHITENING_SAMPLE = 4096  # collection whitening measures the spread of at most this many photos
 
 
 def setting_from_json(cls: type[Setting], text: str, what: str) -> Setting | None:
@@ -115,15 +118,21 @@ class NeighbourRerank:
 
 @dataclass(frozen=True)
 class CollectionCentring:
-    """The descriptor similarity of a query q to a photo d is unit(q - m) . (d - m), m the mean stored
-    descriptor of the collection shrunk toward 0 (the training photos' side of the model) as if the
-    collection held ``prior`` more photos there: m = sum(d) / (n + prior)."""
+    """The descriptor similarity of a query q to a photo d is unit(W (q - m)) . W (d - m), m the mean
+    stored descriptor of the collection shrunk toward 0 as if the collection held ``prior`` more photos
+    there: m = sum(d) / (n + prior). W whitens by the collection's covariance C about m (from ``sample``
+    rows) shrunk toward its mean variance c = trace(C) / E: W^2 = c (whitening * C + (1 - whitening) * c
+    * I)^-1, so ``whitening`` 0 is W = I (centring alone) and a larger one evens out the directions in
+    which the collection's photos differ most."""
 
     prior: int
+    whitening: float = 0.0
 
     def __post_init__(self) -> None:
         if self.prior < 0:
             raise ValueError(f"collection centring: prior must be at least 0, got {self.prior}")
+        if not 0.0 <= self.whitening < 1.0:
+            raise ValueError(f"collection centring: whitening must be in [0, 1), got {self.whitening}")
 
     @classmethod
     def from_json(cls, text: str) -> CollectionCentring | None:
@@ -133,6 +142,36 @@ class CollectionCentring:
     def mean(self, total: np.ndarray, count: int) -> np.ndarray:
         """m from the sum of a collection's ``count`` stored descriptors."""
         return (total / max(count + self.prior, 1)).astype(np.float32)
+
+    @staticmethod
+    def sample(count: int) -> np.ndarray:
+        """The rows of a collection of ``count`` photos whose spread the whitening measures: all of them up
+        to ``WHITENING_SAMPLE``, else evenly spaced ones (a 256 x 256 covariance needs no more)."""
+        return np.arange(0, count, -(-count // WHITENING_SAMPLE) if count else 1)
+
+    def metric(self, sample: np.ndarray, mean: np.ndarray) -> np.ndarray | None:
+        """W^2 [E, E] from the stored descriptors of ``sample`` rows and the collection's m (None for W = I:
+        no whitening, or no spread to measure)."""
+        if not self.whitening or len(sample) == 0:
+            return None
+        centred = np.asarray(sample, np.float64) - mean
+        covariance = centred.T @ centred / len(centred)
+        level = float(np.trace(covariance)) / len(mean)
+        if level <= 0.0:
+            return None
+        shrunk = self.whitening * covariance + (1.0 - self.whitening) * level * np.eye(len(mean))
+        return (level * np.linalg.inv(shrunk)).astype(np.float32)
+
+    @staticmethod
+    def query(descriptors: np.ndarray, mean: np.ndarray, metric: np.ndarray | None) -> np.ndarray:
+        """The vectors [..., E] whose inner product with (d - m) is the similarity: W^2 (q - m) / |W (q - m)|."""
+        centred = np.asarray(descriptors, np.float32) - mean
+        weighted = centred if metric is None else centred @ metric
+        norms = np.sqrt(np.maximum((centred * weighted).sum(axis=-1, keepdims=True), 0.0))
+        return np.where(norms > 0, weighted / np.where(norms > 0, norms, 1.0), weighted).astype(np.float32)
+
+    def describe(self) -> str:
+        return "centred and whitened on the collection" if self.whitening else "centred on the collection"
 
 
 @dataclass(frozen=True)
@@ -181,7 +220,8 @@ class SearchSettings:
 
     def describe(self) -> str:
         """ "codes + descriptor (fused, w=0.4 or 0.7 by query, query expansion 3, neighbour re-ranking,
-        centred on the collection)", "codes + descriptor (fused, w=0.5)" or "codes only (format 1)"."""
+        centred and whitened on the collection)", "codes + descriptor (fused, w=0.5)" or "codes only (format
+        1)"."""
         if not self.fused:
             return "codes only (format 1)"
         parts = [self.adaptive.describe() if self.adaptive is not None else f"w={self.fusion_weight:g}"]
@@ -190,5 +230,5 @@ class SearchSettings:
         if self.rerank is not None:
             parts.append("neighbour re-ranking")
         if self.centring is not None:
-            parts.append("centred on the collection")
+            parts.append(self.centring.describe())
         return f"codes + descriptor (fused, {', '.join(parts)})"

@@ -48,6 +48,7 @@ class Query:
 
     ``descriptor`` is None for a codes-only (format 1) model, whose similarity is ADC / M whatever w is.
     Without collection centring ``mean`` is None and the descriptor term is the cosine of unit vectors.
+    With whitening, stored forms compare with each other through ``metric`` (W^2 of CollectionCentring).
     """
 
     table: np.ndarray  # [M, K] inner products of the query's sub-vectors with the codewords
@@ -62,9 +63,11 @@ class Query:
     adaptive: AdaptiveWeight | None = None
     rerank: NeighbourRerank | None = None  # the best photos re-ranked by their neighbours among them
     # Collection centring: the search subtracts the collection's mean descriptor from the query (made a
-    # unit vector again) and from every stored one; ``mean`` is that mean once resolved.
+    # unit vector again) and from every stored one, and may whiten both; ``mean`` and ``metric`` are the
+    # collection's once resolved.
     centring: CollectionCentring | None = None
     mean: np.ndarray | None = None
+    metric: np.ndarray | None = None
 
 
 def model_query(
@@ -114,7 +117,10 @@ class CodeMatrix:
         self._folder_ids = np.zeros(0, np.int64)
         self._row_of: dict[int, int] = {}
         self._size = 0
-        self._descriptor_total = np.zeros(descriptor_dim, np.float64)  # the sum of the stored unit descriptors
+        # The sum of the stored unit descriptors, for collection centring; ``_metric`` caches its
+        # whitening (W^2) per setting until the rows next change.
+        self._descriptor_total = np.zeros(descriptor_dim, np.float64)
+        self._metric: dict[CollectionCentring, np.ndarray | None] = {}
 
     @classmethod
     def load(cls, db: IndexDatabase, model_id: str, n_subspaces: int, descriptor_dim: int = 0) -> CodeMatrix:
@@ -186,10 +192,10 @@ class CodeMatrix:
             self._folder_ids[rows] = folder_ids
             self._words[rows] = words
             if values is not None and self.descriptor_dim:
-                self._descriptor_total -= self._stored(rows[replaced]).sum(axis=0)
+                self._count(rows[replaced], -1.0)
                 self._descriptors[rows] = values
                 self._scales[rows] = scales
-                self._descriptor_total += self._stored(rows).sum(axis=0)
+                self._count(rows, 1.0)
 
     def remove(self, image_ids: list[int]) -> None:
         with self.lock:
@@ -198,7 +204,7 @@ class CodeMatrix:
                 if row is None:
                     continue
                 if self.descriptor_dim:
-                    self._descriptor_total -= self._stored(np.array([row]))[0]
+                    self._count(np.array([row]), -1.0)
                 last = self._size - 1
                 if row != last:
                     moved_id = int(self._image_ids[last])
@@ -219,6 +225,13 @@ class CodeMatrix:
             ids = self._image_ids[: self._size][self._folder_ids[: self._size] == folder_id].tolist()
         self.remove(ids)
 
+    def _count(self, rows: np.ndarray, sign: float) -> None:
+        """Add (sign 1) or take away (-1) these rows' descriptors in the collection's sum, a block at a
+        time. Call with the lock held."""
+        for start in range(0, len(rows), 65536):
+            self._descriptor_total += sign * self._stored(rows[start : start + 65536]).sum(axis=0, dtype=np.float64)
+        self._metric.clear()
+
     def _stored(self, rows: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
         """The stored descriptors of these rows as float32 unit vectors [n, E], less ``mean`` when given.
         Call with the lock held."""
@@ -227,13 +240,16 @@ class CodeMatrix:
 
     def _centred(self, query: Query) -> Query:
         """The query under collection centring: the collection's mean descriptor resolved, subtracted from
-        the query's, and the rest made a unit vector. Call with the lock held."""
-        if query.centring is None or query.descriptor is None or not self.descriptor_dim:
+        the query's, the rest made a unit vector, whitened when the setting says so. Call with the lock held."""
+        centring = query.centring
+        if centring is None or query.descriptor is None or not self.descriptor_dim:
             return query
-        mean = query.centring.mean(self._descriptor_total, self._size)
-        centred = query.descriptor.astype(np.float32) - mean
-        norm = float(np.linalg.norm(centred))
-        return replace(query, descriptor=centred / norm if norm > 0 else centred, centring=None, mean=mean)
+        mean = centring.mean(self._descriptor_total, self._size)
+        if centring not in self._metric:
+            self._metric[centring] = centring.metric(self._stored(centring.sample(self._size)), mean)
+        metric = self._metric[centring]
+        descriptor = centring.query(query.descriptor, mean, metric)
+        return replace(query, descriptor=descriptor, centring=None, mean=mean, metric=metric)
 
     def _scorer(self, query: Query) -> Scorer:
         """The one definition of a query's similarity to the rows, for the scan and for listed rows alike:
@@ -262,8 +278,10 @@ class CodeMatrix:
         descriptor = query.descriptor
         if descriptor is not None and self.descriptor_dim:
             stored = self._stored(np.asarray(rows, np.int64), query.mean)
+            if query.metric is not None:
+                stored = stored @ query.metric
             descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
-        return Query(table, descriptor, query.weight, mean=query.mean)
+        return Query(table, descriptor, query.weight, mean=query.mean, metric=query.metric)
 
     def _mutual(self, query: Query, rows: np.ndarray) -> np.ndarray:
         """The similarities of these rows to each other [n, n] at the query's weight (stored codes by SDC,
@@ -274,7 +292,8 @@ class CodeMatrix:
         if query.descriptor is None or not self.descriptor_dim or query.weight == 1.0:
             return similarity
         stored = self._stored(rows, query.mean)
-        return query.weight * similarity + (1 - query.weight) * (stored @ stored.T)
+        weighted = stored if query.metric is None else stored @ query.metric
+        return query.weight * similarity + (1 - query.weight) * (weighted @ stored.T)
 
     def _adapted(self, query: Query, candidates: np.ndarray) -> Query:
         """The query at its own weight: the agreement of the candidates' rankings by code alone and by

@@ -52,9 +52,9 @@ class ModelConfig:
     # The best photos re-ranked by their neighbours among them (phpq.fusion.NeighbourRerank's depth and
     # neighbours; {} for none).
     neighbour_rerank: dict[str, int]
-    # Descriptors compared after subtracting the searched collection's mean (phpq.fusion.CollectionCentring's
-    # prior; {} for none).
-    collection_centring: dict[str, int]
+    # Descriptors compared after subtracting the searched collection's mean, optionally whitened
+    # (phpq.fusion.CollectionCentring's prior and whitening; {} for none).
+    collection_centring: dict[str, float]
     query_expansion: int  # the app ranks by the mean similarity to the query and its this many best photos
     mirror_average: bool  # the exported model encodes each photo and its mirror image, pooled features averaged
     n_classes: int = 0  # derived by the run from its training photos, not a recipe value

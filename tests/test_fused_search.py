@@ -13,7 +13,7 @@ from phpq import search
 from phpq.cli import main as phpq
 from phpq.db import IndexDatabase
 from phpq.descriptor import dequantize, from_blobs, quantize
-from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
+from phpq.fusion import WHITENING_SAMPLE, AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.library import Library, LibraryError
 from phpq.model import ModelError, PHPQModel
 from phpq.pq import decode, lookup_tables
@@ -54,6 +54,17 @@ SEARCH_METADATA = (
     "neighbour_rerank",
     "collection_centring",
 )
+
+
+def reference_centring(collection: np.ndarray, centring: CollectionCentring) -> tuple[np.ndarray, np.ndarray]:
+    """The collection's shrunk mean m and whitening W (by eigendecomposition): a photo's descriptor term
+    is unit(W (q - m)) . W (d - m)."""
+    mean = collection.sum(axis=0) / (len(collection) + centring.prior)
+    covariance = (collection - mean).T @ (collection - mean) / len(collection)  # every photo of a small one
+    level = np.trace(covariance) / len(mean)
+    shrunk = centring.whitening * covariance + (1 - centring.whitening) * level * np.eye(len(mean))
+    values, vectors = np.linalg.eigh(shrunk)
+    return mean, vectors @ np.diag(np.sqrt(level / values)) @ vectors.T
 
 
 def reference_agreement(code: np.ndarray, descriptor: np.ndarray, k: int) -> float:
@@ -202,10 +213,12 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         descriptors = dequantize(*from_blobs([forms[i][1] for i in ids], 16))
         encoding = model.encode_paths([query])
         n_subspaces = codes.shape[1]
-        # collection centring: every descriptor less the collection's (shrunk) mean, the query's a unit vector
-        mean = descriptors.sum(axis=0) / (len(ids) + centring.prior)
-        descriptors = descriptors - mean
-        query_descriptor = (encoding.descriptors[0] - mean) / np.linalg.norm(encoding.descriptors[0] - mean)
+        # collection centring: every descriptor less the collection's (shrunk) mean and whitened, the
+        # query's a unit vector; from there on plain inner products
+        mean, whitening = reference_centring(descriptors, centring)
+        descriptors = (descriptors - mean) @ whitening
+        query_descriptor = whitening @ (encoding.descriptors[0] - mean)
+        query_descriptor /= np.linalg.norm(query_descriptor)
 
         def parts(table: np.ndarray, descriptor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return sum(table[m, codes[:, m]] for m in range(n_subspaces)) / n_subspaces, descriptors @ descriptor
@@ -264,7 +277,7 @@ def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
         library.activate_model(fixed.id)
         expected = (
             f"codes + descriptor (fused, w={info.search.fusion_weight:g},"
-            f" query expansion {info.search.query_expansion}, neighbour re-ranking, centred on the collection)"
+            f" query expansion {info.search.query_expansion}, neighbour re-ranking, {info.search.centring.describe()})"
         )
         assert library.status().kind == expected
         library.activate_model(info.model_id)
@@ -273,7 +286,7 @@ def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
     low, high = info.search.adaptive.low, info.search.adaptive.high
     expected = (
         f"codes + descriptor (fused, w={low:g} or {high:g} by query, query expansion {info.search.query_expansion},"
-        " neighbour re-ranking, centred on the collection)"
+        f" neighbour re-ranking, {info.search.centring.describe()})"
     )
     assert json.loads(capsys.readouterr().out)["kind"] == expected
     assert phpq(["--db", str(database), "--cpu", "status"]) == 0
@@ -383,38 +396,41 @@ def test_neighbour_reranking_copes_with_an_empty_or_one_photo_index():
     assert matrix.search(query, 10).image_ids.tolist() == [7]
 
 
-def test_collection_centring_follows_the_collection_as_photos_come_and_go():
+@pytest.mark.parametrize("whitening", [0.0, 0.3])
+def test_collection_centring_follows_the_collection_as_photos_come_and_go(whitening):
     rng = np.random.default_rng(5)
     n_subspaces, n_codewords, dim = 4, 16, 8
     table = rng.standard_normal((n_subspaces, n_codewords)).astype(np.float32)
     descriptor = rng.standard_normal(dim).astype(np.float32)
     descriptor /= np.linalg.norm(descriptor)
-    centring = CollectionCentring(prior=10)
+    centring = CollectionCentring(prior=10, whitening=whitening)
     query = search.Query(table, descriptor, 0.3, centring=centring)
     matrix = search.CodeMatrix("centred", n_subspaces, dim)
     stored: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def put(ids: list[int]) -> None:
         codes = rng.integers(0, n_codewords, (len(ids), n_subspaces)).astype(np.uint8)
-        values, scales = quantize(rng.standard_normal((len(ids), dim)) + 0.5)  # a shared direction to remove
+        spread = np.linspace(0.2, 3.0, dim)  # a shared direction to remove, unequal spread to even out
+        values, scales = quantize(rng.standard_normal((len(ids), dim)) * spread + 0.5)
         matrix.upsert(np.array(ids), np.zeros(len(ids), np.int64), codes, (values, scales))
         stored.update({i: (codes[n], dequantize(values[n : n + 1], scales[n : n + 1])[0]) for n, i in enumerate(ids)})
 
     def assert_matches_reference() -> None:
         ids = sorted(stored)
-        mean = sum(stored[i][1] for i in ids) / (len(ids) + centring.prior)
-        unit = (descriptor - mean) / np.linalg.norm(descriptor - mean)
+        mean, transform = reference_centring(np.stack([stored[i][1] for i in ids]), centring)
+        unit = transform @ (descriptor - mean) / np.linalg.norm(transform @ (descriptor - mean))
         expected = {
             i: 0.3 * table[np.arange(n_subspaces), stored[i][0]].sum() / n_subspaces
-            + 0.7 * unit @ (stored[i][1] - mean)
+            + 0.7 * unit @ transform @ (stored[i][1] - mean)
             for i in ids
         }
         ranking = matrix.search(query, len(ids))
         assert sorted(ranking.image_ids.tolist()) == ids
         for image_id, score in zip(ranking.image_ids.tolist(), ranking.scores.tolist(), strict=True):
             assert score == pytest.approx(expected[image_id], abs=1e-5)
-        plain = matrix.search(replace(query, centring=None), len(ids))
-        assert not np.allclose(np.sort(plain.scores), np.sort(ranking.scores), atol=1e-3)  # centring changed them
+        for other in (None, CollectionCentring(centring.prior, 0.0 if whitening else 0.3)):
+            changed = matrix.search(replace(query, centring=other), len(ids)).scores
+            assert not np.allclose(np.sort(changed), np.sort(ranking.scores), atol=1e-3)  # the setting counts
 
     assert matrix.search(query, 5).image_ids.tolist() == []  # an empty collection: nothing to centre on
     put(list(range(30)))
@@ -427,3 +443,20 @@ def test_collection_centring_follows_the_collection_as_photos_come_and_go():
     assert_matches_reference()
     with pytest.raises(ValueError, match="prior"):
         CollectionCentring(prior=-1)
+    with pytest.raises(ValueError, match="whitening"):
+        CollectionCentring(prior=10, whitening=1.0)
+
+
+def test_collection_whitening_measures_every_photo_of_a_small_collection_and_a_sample_of_a_large_one():
+    assert CollectionCentring(prior=1).describe() == "centred on the collection"
+    assert CollectionCentring(prior=1, whitening=0.1).describe() == "centred and whitened on the collection"
+    assert CollectionCentring.sample(0).tolist() == []
+    assert CollectionCentring.sample(7).tolist() == list(range(7))
+    assert CollectionCentring.sample(WHITENING_SAMPLE).tolist() == list(range(WHITENING_SAMPLE))
+    large = CollectionCentring.sample(10 * WHITENING_SAMPLE + 3)
+    assert len(large) <= WHITENING_SAMPLE and large[0] == 0 and large[-1] < 10 * WHITENING_SAMPLE + 3
+    assert len(set(np.diff(large).tolist())) == 1  # evenly spaced
+    centring = CollectionCentring(prior=0, whitening=0.5)
+    assert centring.metric(np.zeros((0, 4), np.float32), np.zeros(4, np.float32)) is None
+    assert centring.metric(np.ones((3, 4), np.float32), np.ones(4, np.float32)) is None  # no spread
+    assert CollectionCentring(prior=0).metric(np.eye(4, dtype=np.float32), np.zeros(4, np.float32)) is None

@@ -1,0 +1,58 @@
+"""Collection centring and whitening on top of the app's ranking (per-query weight, query expansion 3,
+neighbour re-ranking), measured on one recipe's val, fresh and unseen checkpoints: the descriptors
+compared as they are, centred on each database's mean, and centred and whitened by its covariance
+with a few shrinkages (``phpq.fusion.CollectionCentring``). The setting is chosen by the rule of
+``bench/fusion_forms.py``: val mAP@all at least 0.75, then the best mean of fresh mAP@all and unseen
+P@4. Each row prints [P@4, mAP@all] per protocol.
+
+Usage: python -m bench.collection_centring --runs runs/p256b8 [--prior 100] [--whitening 0.05 0.1 0.2 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bench.fusion_forms import add_run_arguments, all_protocol_scores, collection_centred
+from bench.neighbour_rerank import app_ranking, local
+from phpq.eval.metrics import retrieval_report
+from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
+from phpq_train.config import load_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_run_arguments(parser)
+    parser.add_argument("--prior", type=int, default=100)
+    parser.add_argument("--whitening", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3])
+    parser.add_argument("--val-floor", type=float, default=0.75)
+    args = parser.parse_args()
+    if args.centring is not None:
+        parser.error("--centring is what this bench varies; use --prior and --whitening")
+    recipe = load_config().model
+    adaptive = AdaptiveWeight(**recipe.adaptive_weight)
+    rerank = NeighbourRerank(**recipe.neighbour_rerank)
+    scores = all_protocol_scores(args)
+    settings: list[CollectionCentring | None] = [None, CollectionCentring(args.prior)]
+    settings += [CollectionCentring(args.prior, whitening) for whitening in args.whitening]
+    chosen = None
+    for centring in settings:
+        row = {}
+        for protocol, s in scores.items():
+            if centring is not None:
+                s = collection_centred(s, centring)
+            ranked, weight = app_ranking(s, adaptive)
+            reranked = local(s, ranked, weight, rerank)
+            labels = s["query_labels"], s["database_labels"]
+            report = retrieval_report(reranked, *labels, leave_one_out=s["leave_one_out"])
+            row[protocol] = [round(report["P@4"], 4), round(report["mAP@all"], 4)]
+        name = "none" if centring is None else f"prior {centring.prior}, whitening {centring.whitening:g}"
+        line = {"centring": name, **row, "objective": round((row["fresh"][1] + row["unseen"][0]) / 2, 4)}
+        print(json.dumps(line), flush=True)
+        if row["val"][1] >= args.val_floor and (chosen is None or line["objective"] > chosen["objective"]):
+            chosen = line
+    print(json.dumps({"chosen": chosen}))
+
+
+if __name__ == "__main__":
+    main()
