@@ -147,7 +147,7 @@ class CollectionCentring:
     def sample(count: int) -> np.ndarray:
         """The rows of a collection of ``count`` photos whose spread the whitening measures: all of them up
         to ``WHITENING_SAMPLE``, else evenly spaced ones (a 256 x 256 covariance needs no more)."""
-        return np.arange(0, count, -(-count // WHITENING_SAMPLE) if count else 1)
+        return np.arange(0, count, max(1, -(-count // WHITENING_SAMPLE)))
 
     def metric(self, sample: np.ndarray, mean: np.ndarray) -> np.ndarray | None:
         """W^2 [E, E] from the stored descriptors of ``sample`` rows and the collection's m (None for W = I:
@@ -167,8 +167,8 @@ class CollectionCentring:
         """The vectors [..., E] whose inner product with (d - m) is the similarity: W^2 (q - m) / |W (q - m)|."""
         centred = np.asarray(descriptors, np.float32) - mean
         weighted = centred if metric is None else centred @ metric
-        norms = np.sqrt(np.maximum((centred * weighted).sum(axis=-1, keepdims=True), 0.0))
-        return np.where(norms > 0, weighted / np.where(norms > 0, norms, 1.0), weighted).astype(np.float32)
+        norms = np.sqrt(np.maximum((centred * weighted).sum(axis=-1, keepdims=True), 1e-24))
+        return (weighted / norms).astype(np.float32)
 
     def describe(self) -> str:
         return "centred and whitened on the collection" if self.whitening else "centred on the collection"
