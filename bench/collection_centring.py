@@ -5,7 +5,7 @@ with a few shrinkages (``phpq.fusion.CollectionCentring``). The setting is chose
 ``bench/fusion_forms.py``: val mAP@all at least 0.75, then the best mean of fresh mAP@all and unseen
 P@4. Each row prints [P@4, mAP@all] per protocol.
 
-Usage: python -m bench.collection_centring --runs runs/p256b8 [--prior 100] [--whitening 0.05 0.1 0.2 0.3]
+Usage: python -m bench.collection_centring --runs runs/p256b8 [--prior 100] [--whitening-values 0.05 0.1 0.2 0.3]
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_run_arguments(parser)
     parser.add_argument("--prior", type=int, default=100)
-    parser.add_argument("--whitening", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3])
+    parser.add_argument("--whitening-values", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3])
     parser.add_argument("--val-floor", type=float, default=0.75)
     args = parser.parse_args()
-    if args.centring is not None:
-        parser.error("--centring is what this bench varies; use --prior and --whitening")
+    if args.centring is not None or args.whitening:
+        parser.error("--centring and --whitening are what this bench varies; use --prior and --whitening-values")
     recipe = load_config().model
     adaptive = AdaptiveWeight(**recipe.adaptive_weight)
     rerank = NeighbourRerank(**recipe.neighbour_rerank)
     scores = all_protocol_scores(args)
     settings: list[CollectionCentring | None] = [None, CollectionCentring(args.prior)]
-    settings += [CollectionCentring(args.prior, whitening) for whitening in args.whitening]
+    settings += [CollectionCentring(args.prior, whitening) for whitening in args.whitening_values]
     chosen = None
     for centring in settings:
         row = {}
