@@ -13,9 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.fusion_forms import add_run_arguments, all_protocol_scores, collection_centred
+from bench.fusion_forms import (
+    add_run_arguments,
+    all_protocol_scores,
+    collection_centred,
+    printed_choice,
+    protocol_report,
+)
 from bench.neighbour_rerank import app_ranking, local
-from phpq.eval.metrics import retrieval_report
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq_train.config import load_config
 
@@ -42,15 +47,9 @@ def main() -> None:
             if centring is not None:
                 s = collection_centred(s, centring)
             ranked, weight = app_ranking(s, adaptive)
-            reranked = local(s, ranked, weight, rerank)
-            labels = s["query_labels"], s["database_labels"]
-            report = retrieval_report(reranked, *labels, leave_one_out=s["leave_one_out"])
-            row[protocol] = [round(report["P@4"], 4), round(report["mAP@all"], 4)]
+            row[protocol] = protocol_report(s, local(s, ranked, weight, rerank))
         name = "none" if centring is None else f"prior {centring.prior}, whitening {centring.whitening:g}"
-        line = {"centring": name, **row, "objective": round((row["fresh"][1] + row["unseen"][0]) / 2, 4)}
-        print(json.dumps(line), flush=True)
-        if row["val"][1] >= args.val_floor and (chosen is None or line["objective"] > chosen["objective"]):
-            chosen = line
+        chosen = printed_choice({"centring": name}, row, chosen, args.val_floor)
     print(json.dumps({"chosen": chosen}))
 
 

@@ -138,6 +138,23 @@ def collection_centred(s: dict, centring: CollectionCentring) -> dict:
     return {**s, "descriptor": query @ database.T, "database_descriptor": weighted @ database.T}
 
 
+def protocol_report(s: dict, scores: np.ndarray) -> list[float]:
+    """[P@4, mAP@all] of one protocol's ranking scores."""
+    report = retrieval_report(scores, s["query_labels"], s["database_labels"], leave_one_out=s["leave_one_out"])
+    return [round(report["P@4"], 4), round(report["mAP@all"], 4)]
+
+
+def printed_choice(fields: dict, row: dict, chosen: dict | None, val_floor: float) -> dict | None:
+    """Print one setting's line (``fields``, [P@4, mAP@all] per protocol, the rule's objective) and return
+    the rule's choice so far: val mAP@all at least ``val_floor``, then the best mean of fresh mAP@all and
+    unseen P@4."""
+    line = {**fields, **row, "objective": round((row["fresh"][1] + row["unseen"][0]) / 2, 4)}
+    print(json.dumps(line), flush=True)
+    if row["val"][1] >= val_floor and (chosen is None or line["objective"] > chosen["objective"]):
+        return line
+    return chosen
+
+
 def standardised(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean(axis=1, keepdims=True)) / (scores.std(axis=1, keepdims=True) + 1e-9)
 
@@ -180,15 +197,9 @@ def main() -> None:
         rows: dict[str, dict] = {}
         for protocol, s in scores.items():
             for name, fused in forms(s, w).items():
-                report = retrieval_report(
-                    fused, s["query_labels"], s["database_labels"], leave_one_out=s["leave_one_out"]
-                )
-                rows.setdefault(name, {})[protocol] = [round(report["P@4"], 4), round(report["mAP@all"], 4)]
+                rows.setdefault(name, {})[protocol] = protocol_report(s, fused)
         for name, row in rows.items():
-            objective = round((row["fresh"][1] + row["unseen"][0]) / 2, 4)
-            print(json.dumps({"w": w, "form": name, **row, "objective": objective}), flush=True)
-            if row["val"][1] >= args.val_floor and (chosen is None or objective > chosen["objective"]):
-                chosen = {"w": w, "form": name, **row, "objective": objective}
+            chosen = printed_choice({"w": w, "form": name}, row, chosen, args.val_floor)
     print(json.dumps({"chosen": chosen}))
 
 

@@ -21,9 +21,8 @@ import json
 
 import numpy as np
 
-from bench.fusion_forms import add_run_arguments, all_protocol_scores, top_k
+from bench.fusion_forms import add_run_arguments, all_protocol_scores, printed_choice, protocol_report, top_k
 from bench.query_adaptive import adaptive_expanded, agreement_at
-from phpq.eval.metrics import retrieval_report
 from phpq.fusion import AdaptiveWeight, NeighbourRerank
 from phpq_train.config import load_config
 
@@ -82,16 +81,8 @@ def main() -> None:
         )
     chosen = None
     for name, variant in variants.items():
-        row = {}
-        for protocol, s in scores.items():
-            report = retrieval_report(
-                variant(s, *ranked[protocol]), s["query_labels"], s["database_labels"], leave_one_out=s["leave_one_out"]
-            )
-            row[protocol] = [round(report["P@4"], 4), round(report["mAP@all"], 4)]
-        line = {"re-ranking": name, **row, "objective": round((row["fresh"][1] + row["unseen"][0]) / 2, 4)}
-        print(json.dumps(line), flush=True)
-        if row["val"][1] >= args.val_floor and (chosen is None or line["objective"] > chosen["objective"]):
-            chosen = line
+        row = {protocol: protocol_report(s, variant(s, *ranked[protocol])) for protocol, s in scores.items()}
+        chosen = printed_choice({"re-ranking": name}, row, chosen, args.val_floor)
     print(json.dumps({"chosen": chosen}))
 
 

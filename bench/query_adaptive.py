@@ -28,8 +28,7 @@ import json
 import numpy as np
 
 from bench.code_confidence import auroc
-from bench.fusion_forms import add_run_arguments, all_protocol_scores, top_k
-from phpq.eval.metrics import retrieval_report
+from bench.fusion_forms import add_run_arguments, all_protocol_scores, printed_choice, protocol_report, top_k
 from phpq.fusion import AdaptiveWeight, agreement
 from phpq.search import EXPANSION_CANDIDATES
 from phpq_train.config import load_config
@@ -102,20 +101,10 @@ def main() -> None:
                     weight = (
                         low + (high - low) * signal if threshold is None else np.where(signal >= threshold, high, low)
                     )
-                    report = retrieval_report(
-                        adaptive_expanded(s, weight),
-                        s["query_labels"],
-                        s["database_labels"],
-                        leave_one_out=s["leave_one_out"],
-                    )
-                    row[protocol] = [round(report["P@4"], 4), round(report["mAP@all"], 4)]
-                objective = round((row["fresh"][1] + row["unseen"][0]) / 2, 4)
+                    row[protocol] = protocol_report(s, adaptive_expanded(s, weight))
                 setting = {"signal": name, "t": "linear" if threshold is None else round(float(threshold), 3)}
                 setting["w"] = [low, high]
-                line = {**setting, **row, "objective": objective}
-                print(json.dumps(line), flush=True)
-                if row["val"][1] >= args.val_floor and (chosen is None or objective > chosen["objective"]):
-                    chosen = line
+                chosen = printed_choice(setting, row, chosen, args.val_floor)
     print(json.dumps({"chosen": chosen}))
     recipe = load_config().model
     adaptive = AdaptiveWeight(**recipe.adaptive_weight)
