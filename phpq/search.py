@@ -199,12 +199,13 @@ class CodeMatrix:
 
     def remove(self, image_ids: list[int]) -> None:
         with self.lock:
+            if self.descriptor_dim:  # their descriptors leave the sum in one block, before rows move
+                leaving = {self._row_of[i] for i in image_ids if i in self._row_of}
+                self._count(np.fromiter(leaving, np.int64, len(leaving)), -1.0)
             for image_id in image_ids:
                 row = self._row_of.pop(image_id, None)
                 if row is None:
                     continue
-                if self.descriptor_dim:
-                    self._count(np.array([row]), -1.0)
                 last = self._size - 1
                 if row != last:
                     moved_id = int(self._image_ids[last])
