@@ -1,7 +1,7 @@
 """Other ways to combine the code and descriptor similarities than the app's ``w * ADC / M + (1 - w) *
 cosine``, measured on the checkpoints of one recipe trained on the val, fresh and unseen protocols
 (encoded from the feature cache, centre-crop view, float descriptors; a checkpoint whose backbone
-trained, partial or finetune mode, is encoded from the photos instead):
+trained, partial or finetune mode, is encoded from the photos instead, at its model's encode size):
 
 - ``linear``: the app's form, for reference;
 - ``z``: each query's code and descriptor scores standardised over the database before mixing;
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,15 @@ from phpq_train.features import build_or_load_cache, mirror_averaged
 from phpq_train.train import encode_photos
 
 
-def protocol_scores(run: Path, protocol: str, photo_set, cache, query_cache=None) -> dict:
+def protocol_scores(run: Path, protocol: str, photo_set, cache, query_cache=None, **config_changes) -> dict:
     """Code (ADC / M) and descriptor scores of one protocol's queries (encoded from ``query_cache``,
     default ``cache``) against its database, plus the database's scores against itself (what query
-    expansion adds)."""
+    expansion adds). ``config_changes`` replace fields of the checkpoint's model config (``encode_size``
+    and ``encode_resize_ratio`` take effect where photos are encoded, not from the cache)."""
     split = split_protocol(photo_set, protocol)
     payload = load_checkpoint(run / protocol / "last.pt")
     model = model_from_checkpoint(payload)
+    model.config = replace(model.config, **config_changes)
     gather = cache.layout.gather_index(model.layout).numpy()
     position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
     backbone_trained = payload["train_config"]["mode"] != "cached"
@@ -86,7 +89,9 @@ def protocol_scores(run: Path, protocol: str, photo_set, cache, query_cache=None
         "query_descriptors": query[2],
         "database_descriptors": database[2],
         "query_subvectors": query[0],
+        "database_codes": database[1],
         "codebooks": codebooks,
+        "prototypes": torch.nn.functional.normalize(model.head.classifier.prototypes.detach(), dim=1).numpy(),
         "query_labels": np.array([p.label for p in split.query]),
         "database_labels": np.array([p.label for p in split.database]),
         "leave_one_out": split.leave_one_out,

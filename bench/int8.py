@@ -43,7 +43,7 @@ def main() -> None:
         from phpq_train.export.quantize import quantize_int8
 
         step = max(1, len(split.train) // args.calibration)
-        quantize_int8(args.model, int8_path, [p.path for p in split.train[::step]], fp32.info.input_size)
+        quantize_int8(args.model, int8_path, [p.path for p in split.train[::step]], fp32.info.preprocessing)
     int8 = PHPQModel(int8_path, prefer_cuda=False)
     batch = np.stack([load_and_preprocess(p.path, fp32.info.preprocessing) for p in split.query[:32]])
     speeds = {"fp32": [], "int8": []}

@@ -53,19 +53,28 @@ class PhotoDataset(Dataset):
     Augmented views are seeded by (seed, index, view), so a cache of views is reproducible.
     """
 
-    def __init__(self, photos: list[Photo], size: int, train: bool = False, seed: int = 0, view: int = 0):
+    def __init__(
+        self,
+        photos: list[Photo],
+        size: int,
+        train: bool = False,
+        seed: int = 0,
+        view: int = 0,
+        resize_ratio: float = RESIZE_RATIO,
+    ):
         self.photos = photos
         self.size = size
         self.train = train
         self.seed = seed
         self.view = view
+        self.resize_ratio = resize_ratio  # the test-time view's short side, as a multiple of size
 
     def __len__(self) -> int:
         return len(self.photos)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         photo = self.photos[index]
-        image = load_image(photo.path, min_side=round(self.size * RESIZE_RATIO))
+        image = load_image(photo.path, min_side=round(self.size * self.resize_ratio))
         if self.train or self.view > 0:
             # Cached views are reproducible per (seed, index, view); live training draws from torch's
             # generator, which DataLoader seeds per worker.
@@ -73,5 +82,5 @@ class PhotoDataset(Dataset):
             rng = random.Random(key)
             array = augment(image, self.size, rng)
         else:
-            array = preprocess(image, Preprocessing(self.size))
+            array = preprocess(image, Preprocessing(self.size, self.resize_ratio))
         return torch.from_numpy(array), photo.label

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from phpq.eval.datasets import Photo
+from phpq.imaging import RESIZE_RATIO
 from phpq.index import content_hash
 from phpq_train.data import PhotoDataset
 
@@ -103,12 +104,14 @@ def run_over_photos(
     workers: int = 2,
     desc: str = "encoding",
     sink: Callable[[int, list[np.ndarray]], None] | None = None,
+    resize_ratio: float = RESIZE_RATIO,
 ) -> list[np.ndarray] | None:
-    """Decode/preprocess ``photos`` in worker processes, run them in batches.
+    """Decode/preprocess ``photos`` in worker processes, run them in batches (view 0: short side resized to
+    ``resize_ratio * size``, centre crop ``size``).
 
     Returns the concatenated outputs, or streams each batch to ``sink(start_index, outputs)``.
     """
-    dataset = PhotoDataset(photos, size, train=False, seed=seed, view=view)
+    dataset = PhotoDataset(photos, size, train=False, seed=seed, view=view, resize_ratio=resize_ratio)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=False)
     collected: list[list[np.ndarray]] = []
     start = 0

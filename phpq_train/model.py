@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
+from phpq.imaging import Preprocessing
 from phpq_train.backbone import EfficientNetLiteTaps
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
@@ -30,7 +31,13 @@ class ModelConfig:
     """
 
     backbone: str  # efficientnet_lite0/1/2
-    input_size: int
+    input_size: int  # training crops; the pyramid's bins are laid out for maps of this input
+    # Photos are encoded (index, queries, evaluation of photos, the exported model) at this input size,
+    # short side resized to encode_resize_ratio times it, then centre-cropped: a network trained on random
+    # resized crops sees birds larger than a centre crop of the same size shows them, so it ranks better
+    # from a larger input (python -m bench.encode_geometry). The bins stay those of input_size.
+    encode_size: int
+    encode_resize_ratio: float
     taps: tuple[str, ...]  # DECISION: a subset of backbone.TAP_NAMES (strides 8, 16, 32 and the head)
     grids: tuple[int, ...]  # DECISION: pyramid bins per side; 4 is dropped on maps of 8 px or less
     hybrid: str  # DECISION: learned per-channel mix of max and avg ("sum"), or "concat", "avg", "max"
@@ -71,6 +78,7 @@ class ModelConfig:
             raise ValueError(f"descriptor_taps {self.descriptor_taps} must be among the taps {self.taps}")
         if self.hybrid not in HYBRID_MODES:
             raise ValueError(f"hybrid must be one of {HYBRID_MODES}, got {self.hybrid!r}")
+        Preprocessing(self.encode_size, self.encode_resize_ratio)  # raises ValueError when out of range
         if self.dim % self.n_subspaces:
             raise ValueError(f"dim {self.dim} is not divisible by n_subspaces {self.n_subspaces}")
         if not 1 <= self.topk <= self.n_codewords:
@@ -78,6 +86,11 @@ class ModelConfig:
         AdaptiveWeight.from_json(json.dumps(self.adaptive_weight))  # raises ValueError when malformed
         NeighbourRerank.from_json(json.dumps(self.neighbour_rerank))
         CollectionCentring.from_json(json.dumps(self.collection_centring))
+
+    @property
+    def encode_preprocessing(self) -> Preprocessing:
+        """The test-time geometry photos are encoded at (the exported model's metadata says the same)."""
+        return Preprocessing(self.encode_size, self.encode_resize_ratio)
 
     @property
     def bits(self) -> int:

@@ -127,10 +127,18 @@ def plot_history(history: list[dict], path: Path) -> None:
 def encode_photos(
     model: PHPQ, photos: list[Photo], device: torch.device, engine: str = "auto", batch_size: int = 32, workers: int = 2
 ) -> Encoding:
-    """Encode photos with the test-time preprocessing (through ONNX Runtime on CPU when present)."""
-    runner = BatchRunner(RetrievalEncoder(model.eval()), model.config.input_size, 3, engine=engine, device=device)
+    """Encode photos as the exported model does, at the model's encode size and resize ratio (through ONNX
+    Runtime on CPU when present)."""
+    geometry = model.config.encode_preprocessing
+    runner = BatchRunner(RetrievalEncoder(model.eval()), geometry.input_size, 3, engine=engine, device=device)
     subvectors, codes, descriptors = run_over_photos(
-        runner, photos, model.config.input_size, batch_size=batch_size, workers=workers, desc="encoding"
+        runner,
+        photos,
+        geometry.input_size,
+        batch_size=batch_size,
+        workers=workers,
+        desc="encoding",
+        resize_ratio=geometry.resize_ratio,
     )
     return Encoding(
         subvectors.astype(np.float32),

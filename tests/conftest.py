@@ -56,6 +56,7 @@ def tiny_overrides(data: Path, output: Path, cache: Path) -> list[str]:
         f'output="{output}"',
         f'cache_dir="{cache}"',
         "model.input_size=64",
+        "model.encode_size=64",
         "model.dim=32",
         "model.n_subspaces=4",
         "model.n_codewords=16",

@@ -22,6 +22,7 @@ RECIPE = load_config()
 TINY = replace(
     RECIPE.model,
     input_size=64,
+    encode_size=80,  # photos are encoded larger than the training crops, the bins laid out for 64
     dim=32,
     n_subspaces=4,
     n_codewords=16,
@@ -69,7 +70,7 @@ def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, expor
     info = runtime.info
     assert (info.backbone, info.input_size, info.n_subspaces, info.n_codewords, info.bits, info.dim) == (
         "efficientnet_lite0",
-        64,
+        80,
         4,
         16,
         16,
@@ -83,10 +84,27 @@ def test_export_round_trips_metadata_codebooks_and_parity(tiny_checkpoint, expor
     photos = [p.path for p in load_photo_set(synthetic_folder).photos]
     report = check_parity(model, exported, photos)
     assert report.ok and report.max_abs_diff <= 1e-4 and report.code_agreement >= 0.995, str(report)
-    encoded = runtime.encode(np.zeros((3, 3, 64, 64), np.float32))
+    assert info.preprocessing == TINY.encode_preprocessing  # the geometry the graph was exported for
+    assert [d.dim_value for d in onnx.load(exported).graph.input[0].type.tensor_type.shape.dim][1:] == [3, 80, 80]
+    encoded = runtime.encode(np.zeros((3, 3, 80, 80), np.float32))
     assert encoded.subvectors.shape == (3, 4, 8) and encoded.codes.shape == (3, 4) and encoded.codes.dtype == np.uint8
     assert encoded.descriptors.shape == (3, 16) and runtime.info.has_descriptor
     np.testing.assert_allclose(np.linalg.norm(encoded.descriptors, axis=1), 1.0, atol=1e-5)
+
+
+def test_training_code_encodes_photos_as_the_exported_model_does(tiny_checkpoint, exported, synthetic_folder):
+    """Evaluation and the benches (``encode_photos``) see the photos at the app's encode size and ratio."""
+    from phpq_train.train import encode_photos
+
+    photos = load_photo_set(synthetic_folder).photos[:6]
+    model = model_from_checkpoint(load_checkpoint(tiny_checkpoint))
+    ours = encode_photos(model, photos, torch.device("cpu"), engine="torch", workers=0)
+    app = PHPQModel(exported, prefer_cuda=False).encode_paths([p.path for p in photos])
+    np.testing.assert_allclose(ours.subvectors, app.subvectors, atol=1e-4)
+    np.testing.assert_allclose(ours.descriptors, app.descriptors, atol=1e-4)
+    model.config = replace(model.config, encode_size=TINY.input_size)  # what it did before: the training size
+    at_training_size = encode_photos(model, photos, torch.device("cpu"), engine="torch", workers=0)
+    assert not np.allclose(at_training_size.descriptors, app.descriptors, atol=1e-3)
 
 
 def test_a_checkpoint_written_before_the_search_settings_existed_loads_them_from_the_recipe(tiny_checkpoint, tmp_path):
@@ -101,6 +119,11 @@ def test_a_checkpoint_written_before_the_search_settings_existed_loads_them_from
     assert old.config.adaptive_weight == recipe.adaptive_weight and old.config.adaptive_weight
     assert old.config.neighbour_rerank == recipe.neighbour_rerank and old.config.neighbour_rerank
     assert old.config.collection_centring == recipe.collection_centring and old.config.collection_centring
+    for name in ("encode_size", "encode_resize_ratio"):  # written before photos were encoded larger
+        del payload["model_config"][name]
+    torch.save(payload, tmp_path / "older.pt")
+    older = model_from_checkpoint(load_checkpoint(tmp_path / "older.pt")).config
+    assert older.encode_preprocessing == recipe.encode_preprocessing and older.input_size == 64
 
 
 def test_the_model_id_is_the_content_hash(tiny_checkpoint, tmp_path):
@@ -201,7 +224,7 @@ def test_int8_variant_runs_and_keeps_float_codebooks(exported, synthetic_folder,
 
     photos = [p.path for p in load_photo_set(synthetic_folder).photos]
     output = tmp_path / "tiny.int8.onnx"
-    model_id = quantize_int8(exported, output, photos[:16], 64)
+    model_id = quantize_int8(exported, output, photos[:16], PHPQModel(exported).info.preprocessing)
     fp32, int8 = PHPQModel(exported), PHPQModel(output)
     assert int8.info.metadata["precision"] == "int8" and int8.info.model_id == model_id != fp32.info.model_id
     np.testing.assert_array_equal(int8.codebooks, fp32.codebooks)
@@ -257,7 +280,7 @@ def test_a_mirror_averaged_model_encodes_a_photo_and_its_mirror_image_alike(tiny
     assert export_main([str(tiny_checkpoint), "-o", str(output), "--parity-photos", "8", "--mirror-average"]) == 0
     mirrored, plain = PHPQModel(output, prefer_cuda=False), PHPQModel(exported, prefer_cuda=False)
     assert mirrored.info.metadata["mirror_average"] == "true" and plain.info.metadata["mirror_average"] == "false"
-    images = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    images = np.random.default_rng(0).normal(size=(3, 3, 80, 80)).astype(np.float32)
     flipped = np.ascontiguousarray(images[..., ::-1])
     both = mirrored.encode(images), mirrored.encode(flipped)
     np.testing.assert_allclose(both[0].subvectors, both[1].subvectors, atol=1e-5)
@@ -269,3 +292,12 @@ def test_a_mirror_averaged_model_encodes_a_photo_and_its_mirror_image_alike(tiny
     np.testing.assert_allclose(
         mirrored.encode(images[:1]).subvectors, mirrored.encode(images).subvectors[:1], atol=1e-5
     )  # each photo of a batch is averaged with its own mirror image
+
+
+def test_export_can_encode_at_another_size(tiny_checkpoint, synthetic_folder, tmp_path):
+    output = tmp_path / "tiny.96.onnx"
+    assert export_main([str(tiny_checkpoint), "-o", str(output), "--parity-photos", "8", "--encode-size", "96"]) == 0
+    model = PHPQModel(output, prefer_cuda=False)
+    assert model.info.preprocessing == replace(TINY.encode_preprocessing, input_size=96)
+    photo = load_photo_set(synthetic_folder).photos[0].path
+    assert model.encode_paths([photo]).codes.shape == (1, 4)

@@ -28,6 +28,12 @@ def export_main(argv: list[str] | None = None) -> int:
         help="encode each photo and its mirror image, pooled features averaged (twice the backbone work;"
         " the recipe's models do it already, this turns it on for checkpoints trained before it had it)",
     )
+    parser.add_argument(
+        "--encode-size",
+        type=int,
+        help="encode photos at this input size instead of the model's encode_size (the recipe's 288 for a"
+        " model trained at 256; larger costs more backbone work per photo: python -m bench.encode_geometry)",
+    )
     parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ quantization)")
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
     args = parser.parse_args(argv)
@@ -50,6 +56,8 @@ def export_main(argv: list[str] | None = None) -> int:
     step = max(1, len(photos) // args.parity_photos)
     if args.mirror_average:
         model.config = replace(model.config, mirror_average=True)
+    if args.encode_size:
+        model.config = replace(model.config, encode_size=args.encode_size)
     model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights)
     report = check_parity(model, args.output, photos[::step][: args.parity_photos])
     print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB), model id {model_id[:16]}")
@@ -72,7 +80,7 @@ def export_main(argv: list[str] | None = None) -> int:
             if args.fp16_weights:
                 source = Path(tmp) / "fp32.onnx"
                 export_checkpoint(model, payload, source)
-            quantize_int8(source, int8_path, calibration, model.config.input_size)
+            quantize_int8(source, int8_path, calibration, model.config.encode_preprocessing)
         checked = photos[::step][: args.parity_photos]
         fp32_codes = PHPQModel(args.output, prefer_cuda=False).encode_paths(checked).codes
         int8_codes = PHPQModel(int8_path, prefer_cuda=False).encode_paths(checked).codes

@@ -14,7 +14,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from phpq.imaging import PIXEL_OFFSET, PIXEL_SCALE, RESIZE_RATIO
+from phpq.imaging import PIXEL_OFFSET, PIXEL_SCALE
 from phpq.model import CODEBOOKS_NAME, FORMAT_VERSION, INPUT_NAME, METADATA_PREFIX, OUTPUT_NAMES
 from phpq_train.inference import export_onnx
 from phpq_train.model import PHPQ, RetrievalEncoder
@@ -29,10 +29,10 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
         "format_version": FORMAT_VERSION,
         "model_id": model_id,
         "backbone": config.backbone,
-        "input_size": str(config.input_size),
+        "input_size": str(config.encode_size),
         "pixel_offset": str(PIXEL_OFFSET),
         "pixel_scale": str(PIXEL_SCALE),
-        "resize_ratio": str(RESIZE_RATIO),
+        "resize_ratio": str(config.encode_resize_ratio),
         "n_subspaces": str(config.n_subspaces),
         "n_codewords": str(config.n_codewords),
         "bits": str(config.bits),
@@ -93,15 +93,16 @@ def export_checkpoint(model: PHPQ, checkpoint: dict[str, Any], output: Path, fp1
     """Write ``output`` and return its model id (SHA-256 of the graph, weights included).
 
     With ``fp16_weights`` the model's weights are first rounded to float16 in place and the file stores
-    them as float16 (about half the size). With the model's ``mirror_average`` the graph encodes each
-    photo and its mirror image and averages their pooled features (``RetrievalEncoder``).
+    them as float16 (about half the size). The graph takes photos at the model's encode size. With the
+    model's ``mirror_average`` the graph encodes each photo and its mirror image and averages their
+    pooled features (``RetrievalEncoder``).
     """
     if fp16_weights:
         round_weights_to_fp16(model)
     encoder = RetrievalEncoder(model.eval().cpu())
     with tempfile.TemporaryDirectory(prefix="phpq-export-") as tmp:
         path = Path(tmp) / "model.onnx"
-        export_onnx(encoder, model.config.input_size, path, list(OUTPUT_NAMES), constant_folding=False)
+        export_onnx(encoder, model.config.encode_size, path, list(OUTPUT_NAMES), constant_folding=False)
         graph_model = onnx.load(path)
     if graph_model.graph.input[0].name != INPUT_NAME:
         raise RuntimeError(f"exported input is named {graph_model.graph.input[0].name!r}, expected {INPUT_NAME!r}")

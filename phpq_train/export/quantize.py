@@ -22,8 +22,7 @@ from phpq.model import CODEBOOKS_NAME, INPUT_NAME, METADATA_PREFIX
 class PhotoCalibrationReader:
     """Feeds preprocessed photos to the ONNX Runtime calibrator in small batches."""
 
-    def __init__(self, photos: list[Path], input_size: int, batch_size: int = 8):
-        spec = Preprocessing(input_size)
+    def __init__(self, photos: list[Path], spec: Preprocessing, batch_size: int = 8):
         self._batches: Iterator[dict[str, np.ndarray]] = (
             {INPUT_NAME: np.stack([load_and_preprocess(p, spec) for p in photos[i : i + batch_size]])}
             for i in range(0, len(photos), batch_size)
@@ -36,7 +35,7 @@ class PhotoCalibrationReader:
         pass
 
 
-def quantize_int8(fp32_path: Path, output: Path, calibration_photos: list[Path], input_size: int) -> str:
+def quantize_int8(fp32_path: Path, output: Path, calibration_photos: list[Path], preprocessing: Preprocessing) -> str:
     """Write the int8 QDQ model to ``output`` with the fp32 model's metadata and a new model id."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -49,7 +48,7 @@ def quantize_int8(fp32_path: Path, output: Path, calibration_photos: list[Path],
         quantize_static(
             str(prepared),
             str(output),
-            PhotoCalibrationReader(calibration_photos, input_size),
+            PhotoCalibrationReader(calibration_photos, preprocessing),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["Conv", "Gemm", "MatMul"],
             nodes_to_exclude=excluded,
