@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, metavar="SIZE:RATIO")
     parser.add_argument("--val-floor", type=float, default=0.75)
     args = parser.parse_args()
+    if args.encode_size or args.centring is not None:
+        parser.error("--settings gives the sizes this bench measures; it ranks with the recipe's centring")
     recipe = load_config().model
     adaptive = AdaptiveWeight(**recipe.adaptive_weight)
     rerank = NeighbourRerank(**recipe.neighbour_rerank)

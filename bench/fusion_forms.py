@@ -113,6 +113,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="descriptors centred on each database's mean, as the app's collection centring with this prior",
     )
     parser.add_argument("--whitening", type=float, default=0.0, help="with --centring: the whitening's shrinkage")
+    parser.add_argument(
+        "--encode-size",
+        type=int,
+        help="encode the photos at this size (default: the model's encode_size; 256 reproduces the numbers"
+        " measured before photos were encoded at 288)",
+    )
 
 
 def all_protocol_scores(args: argparse.Namespace, flip: str | None = None) -> dict[str, dict]:
@@ -124,7 +130,10 @@ def all_protocol_scores(args: argparse.Namespace, flip: str | None = None) -> di
     if flip == "all":
         cache = mirrored
     query_cache = mirrored if flip == "queries" else None
-    scores = {p: protocol_scores(args.runs, p, photo_set, cache, query_cache) for p in ("val", "fresh", "unseen")}
+    changes = {"encode_size": args.encode_size} if args.encode_size else {}
+    scores = {
+        p: protocol_scores(args.runs, p, photo_set, cache, query_cache, **changes) for p in ("val", "fresh", "unseen")
+    }
     if args.centring is None:
         return scores
     centring = CollectionCentring(args.centring, args.whitening)
