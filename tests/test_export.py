@@ -261,14 +261,15 @@ def test_int8_next_to_fp16_weights_is_quantized_from_float32(tiny_checkpoint, ex
 def test_the_shipped_default_model_loads_and_encodes():
     path = Path(__file__).resolve().parents[1] / "assets" / "models" / "phpq-cub200-lite0-64bit.onnx"
     model = PHPQModel(path)
-    assert (model.info.bits, model.info.n_subspaces, model.info.n_codewords, model.info.input_size) == (64, 8, 256, 256)
+    assert (model.info.bits, model.info.n_subspaces, model.info.n_codewords, model.info.input_size) == (64, 8, 256, 288)
     assert len(model.info.class_names) == 200 and model.info.metadata["weights"] == "float16"
     assert model.info.has_descriptor and model.info.descriptor_dim == 256 and model.info.search.fusion_weight == 0.5
     assert model.info.search.query_expansion == 3
     assert model.info.search.adaptive == AdaptiveWeight(**load_config().model.adaptive_weight)
     assert model.info.search.rerank == NeighbourRerank(**load_config().model.neighbour_rerank)
     assert model.info.search.centring == CollectionCentring(**load_config().model.collection_centring)
-    encoded = model.encode(np.zeros((2, 3, 256, 256), np.float32))
+    assert model.info.preprocessing == load_config().model.encode_preprocessing
+    encoded = model.encode(np.zeros((2, 3, 288, 288), np.float32))
     assert encoded.subvectors.shape == (2, 8, 128) and encoded.codes.shape == (2, 8)
     assert encoded.descriptors.shape == (2, 256)
     np.testing.assert_allclose(np.linalg.norm(encoded.descriptors, axis=1), 1.0, atol=1e-5)
