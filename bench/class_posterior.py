@@ -25,7 +25,7 @@ from bench.fusion_forms import (
     printed_choice,
     protocol_report,
 )
-from bench.neighbour_rerank import app_ranking, local
+from bench.neighbour_rerank import app_scores
 from bench.query_adaptive import agreement_at
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.pq import decode
@@ -62,8 +62,7 @@ def main() -> None:
     scores = {p: collection_centred(s, centring) for p, s in all_protocol_scores(args).items()}
     app, agreement, cosines = {}, {}, {}
     for protocol, s in scores.items():
-        ranked, weight = app_ranking(s, adaptive)
-        app[protocol] = local(s, ranked, weight, rerank)
+        app[protocol] = app_scores(s, adaptive, rerank)
         agreement[protocol] = agreement_at(s, adaptive.k)
         cosines[protocol] = species_cosines(s)
     chosen = printed_choice(

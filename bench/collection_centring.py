@@ -20,7 +20,7 @@ from bench.fusion_forms import (
     printed_choice,
     protocol_report,
 )
-from bench.neighbour_rerank import app_ranking, local
+from bench.neighbour_rerank import app_scores
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq_train.config import load_config
 
@@ -46,8 +46,7 @@ def main() -> None:
         for protocol, s in scores.items():
             if centring is not None:
                 s = collection_centred(s, centring)
-            ranked, weight = app_ranking(s, adaptive)
-            row[protocol] = protocol_report(s, local(s, ranked, weight, rerank))
+            row[protocol] = protocol_report(s, app_scores(s, adaptive, rerank))
         name = "none" if centring is None else f"prior {centring.prior}, whitening {centring.whitening:g}"
         chosen = printed_choice({"centring": name}, row, chosen, args.val_floor)
     print(json.dumps({"chosen": chosen}))

@@ -18,17 +18,15 @@ import json
 
 from bench.fusion_forms import (
     add_run_arguments,
+    all_protocol_scores,
     collection_centred,
     printed_choice,
     protocol_report,
-    protocol_scores,
 )
-from bench.neighbour_rerank import app_ranking, local
-from phpq.eval.datasets import load_photo_set
+from bench.neighbour_rerank import app_scores
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.imaging import RESIZE_RATIO
 from phpq_train.config import load_config
-from phpq_train.features import build_or_load_cache
 
 DEFAULT_SETTINGS = [
     f"256:{RESIZE_RATIO}",
@@ -52,24 +50,21 @@ def main() -> None:
     adaptive = AdaptiveWeight(**recipe.adaptive_weight)
     rerank = NeighbourRerank(**recipe.neighbour_rerank)
     centring = CollectionCentring(**recipe.collection_centring)
-    photo_set = load_photo_set(args.data)
-    cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
     chosen = None
     for setting in args.settings:
         size, ratio = setting.split(":")
-        geometry = {"encode_size": int(size), "encode_resize_ratio": float(ratio)}
-        row, parts = {}, {}
-        for protocol in ("val", "fresh", "unseen"):
-            s = protocol_scores(args.runs, protocol, photo_set, cache, **geometry)
-            parts[protocol] = {
-                "codes": protocol_report(s, s["code"]),
-                "descriptor": protocol_report(s, s["descriptor"]),
-            }
-            s = collection_centred(s, centring)
-            ranked, weight = app_ranking(s, adaptive)
-            row[protocol] = protocol_report(s, local(s, ranked, weight, rerank))
-        print(json.dumps({"size": int(size), "ratio": round(float(ratio), 4), "alone": parts}), flush=True)
-        chosen = printed_choice({"size": int(size), "ratio": round(float(ratio), 4)}, row, chosen, args.val_floor)
+        scores = all_protocol_scores(args, encode_size=int(size), encode_resize_ratio=float(ratio))
+        alone = {
+            p: {"codes": protocol_report(s, s["code"]), "descriptor": protocol_report(s, s["descriptor"])}
+            for p, s in scores.items()
+        }
+        row = {
+            p: protocol_report(s, app_scores(collection_centred(s, centring), adaptive, rerank))
+            for p, s in scores.items()
+        }
+        fields = {"size": int(size), "ratio": round(float(ratio), 4)}
+        print(json.dumps({**fields, "alone": alone}), flush=True)
+        chosen = printed_choice(fields, row, chosen, args.val_floor)
     print(json.dumps({"chosen": chosen}))
 
 

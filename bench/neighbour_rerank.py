@@ -43,6 +43,13 @@ def local(s: dict, scores: np.ndarray, weight: np.ndarray, rerank: NeighbourRera
     return result
 
 
+def app_scores(s: dict, adaptive: AdaptiveWeight, rerank: NeighbourRerank) -> np.ndarray:
+    """The app's final scores (per-query weight, query expansion 3, neighbour re-ranking) of scores
+    already centred as the app centres them, where it does."""
+    ranked, weight = app_ranking(s, adaptive)
+    return local(s, ranked, weight, rerank)
+
+
 def database_side(s: dict, scores: np.ndarray, weight: float, neighbours: int) -> np.ndarray:
     """(own + mean over the photo's nearest database neighbours, the query's photo left out) / 2."""
     database = weight * s["database_code"] + (1 - weight) * s["database_descriptor"]
