@@ -27,10 +27,14 @@ from phpq.fusion import AdaptiveWeight, NeighbourRerank
 from phpq_train.config import load_config
 
 
-def app_ranking(s: dict, adaptive: AdaptiveWeight) -> tuple[np.ndarray, np.ndarray]:
-    """The app's scores before re-ranking (per-query weight, query expansion 3) and each query's w."""
-    weight = np.array([adaptive.weight(value) for value in agreement_at(s, adaptive.k)])
-    return adaptive_expanded(s, weight), weight
+def app_ranking(
+    s: dict, adaptive: AdaptiveWeight, expansion: int = 3, agreement: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The app's scores before re-ranking (per-query weight, query expansion) and each query's w
+    (``agreement``: each query's ``agreement_at(s, adaptive.k)``, when already computed)."""
+    agreement = agreement_at(s, adaptive.k) if agreement is None else agreement
+    weight = np.array([adaptive.weight(value) for value in agreement])
+    return adaptive_expanded(s, weight, expansion), weight
 
 
 def local(s: dict, scores: np.ndarray, weight: np.ndarray, rerank: NeighbourRerank) -> np.ndarray:
@@ -43,11 +47,17 @@ def local(s: dict, scores: np.ndarray, weight: np.ndarray, rerank: NeighbourRera
     return result
 
 
-def app_scores(s: dict, adaptive: AdaptiveWeight, rerank: NeighbourRerank) -> np.ndarray:
-    """The app's final scores (per-query weight, query expansion 3, neighbour re-ranking) of scores
-    already centred as the app centres them, where it does."""
-    ranked, weight = app_ranking(s, adaptive)
-    return local(s, ranked, weight, rerank)
+def app_scores(
+    s: dict,
+    adaptive: AdaptiveWeight,
+    rerank: NeighbourRerank | None,
+    expansion: int = 3,
+    agreement: np.ndarray | None = None,
+) -> np.ndarray:
+    """The app's final scores (per-query weight, query expansion, neighbour re-ranking where ``rerank``
+    is given) of scores already centred as the app centres them, where it does."""
+    ranked, weight = app_ranking(s, adaptive, expansion, agreement)
+    return ranked if rerank is None else local(s, ranked, weight, rerank)
 
 
 def database_side(s: dict, scores: np.ndarray, weight: float, neighbours: int) -> np.ndarray:

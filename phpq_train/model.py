@@ -20,6 +20,8 @@ from phpq_train.backbone import EfficientNetLiteTaps
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
 DESCRIPTOR_POOLINGS = ("max", "avg", "both")
+# The fields of ModelConfig that only say how the app ranks (nothing trains them).
+SEARCH_FIELDS = ("fusion_weight", "adaptive_weight", "neighbour_rerank", "collection_centring", "query_expansion")
 
 
 @dataclass(kw_only=True)

@@ -302,3 +302,28 @@ def test_export_can_encode_at_another_size(tiny_checkpoint, synthetic_folder, tm
     assert model.info.preprocessing == replace(TINY.encode_preprocessing, input_size=96)
     photo = load_photo_set(synthetic_folder).photos[0].path
     assert model.encode_paths([photo]).codes.shape == (1, 4)
+
+
+def test_export_can_take_the_recipes_search_settings(synthetic_folder, tmp_path):
+    """A checkpoint trained before the search was chosen again exports with the recipe's search settings
+    when asked, and with its own otherwise; nothing trained changes."""
+    older = replace(TINY, fusion_weight=0.9, adaptive_weight={}, neighbour_rerank={}, query_expansion=1)
+    torch.manual_seed(0)
+    model = PHPQ(older)
+    model.head.quantizer.init_from_kmeans(model.head.fusion(torch.randn(64, model.layout.size)))
+    checkpoint = tmp_path / "older.pt"
+    save_checkpoint(
+        checkpoint, model, replace(RECIPE, data=str(synthetic_folder), model=older), ["a", "b", "c", "d"], 1
+    )
+    own, recipe = tmp_path / "own.onnx", tmp_path / "recipe.onnx"
+    assert export_main([str(checkpoint), "-o", str(own), "--parity-photos", "4"]) == 0
+    assert export_main([str(checkpoint), "-o", str(recipe), "--parity-photos", "4", "--search-from-recipe"]) == 0
+    own_info, recipe_info = PHPQModel(own, prefer_cuda=False).info, PHPQModel(recipe, prefer_cuda=False).info
+    assert own_info.search.fusion_weight == 0.9 and own_info.search.adaptive is None
+    assert own_info.search.rerank is None and own_info.search.query_expansion == 1
+    assert recipe_info.search.fusion_weight == RECIPE.model.fusion_weight
+    assert recipe_info.search.adaptive == AdaptiveWeight(**RECIPE.model.adaptive_weight)
+    assert recipe_info.search.rerank == NeighbourRerank(**RECIPE.model.neighbour_rerank)
+    assert recipe_info.search.centring == CollectionCentring(**RECIPE.model.collection_centring)
+    assert recipe_info.search.query_expansion == RECIPE.model.query_expansion
+    assert recipe_info.model_id == own_info.model_id  # the same graph: an index keeps its codes

@@ -50,11 +50,19 @@ def retrieval_report(
     ``leave_one_out``: queries and database are one gallery (row i is photo i), and each query's own
     entry is left out of its ranking.
     """
+    return relevance_report(gallery_relevance(scores, query_labels, database_labels, leave_one_out), ks)
+
+
+def gallery_relevance(
+    scores: np.ndarray, query_labels: np.ndarray, database_labels: np.ndarray, leave_one_out: bool = False
+) -> np.ndarray:
+    """``ranked_relevance`` of a [Q, N] score matrix; ``leave_one_out`` as in ``retrieval_report`` (each
+    query's own entry left out, so the result is [Q, N - 1])."""
     if leave_one_out:
         scores = np.array(scores, dtype=np.float64)
         np.fill_diagonal(scores, -np.inf)
     relevance = ranked_relevance(scores, np.asarray(query_labels), np.asarray(database_labels))
-    return relevance_report(relevance[:, :-1] if leave_one_out else relevance, ks)
+    return relevance[:, :-1] if leave_one_out else relevance
 
 
 def relevance_report(relevance: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, float]:

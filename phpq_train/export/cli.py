@@ -34,13 +34,21 @@ def export_main(argv: list[str] | None = None) -> int:
         help="encode photos at this input size instead of the model's encode_size (the recipe's 288 for a"
         " model trained at 256; larger costs more backbone work per photo: python -m bench.encode_geometry)",
     )
+    parser.add_argument(
+        "--search-from-recipe",
+        action="store_true",
+        help="write the recipe's search settings (weights, query expansion, neighbour re-ranking, collection"
+        " centring) instead of the checkpoint's, for a checkpoint trained before they were chosen again",
+    )
     parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ quantization)")
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
+    from phpq_train.config import recipe_values
     from phpq_train.export.onnx_export import export_checkpoint
     from phpq_train.export.parity import check_parity
+    from phpq_train.model import SEARCH_FIELDS
 
     try:
         payload = load_checkpoint(args.checkpoint)
@@ -58,6 +66,9 @@ def export_main(argv: list[str] | None = None) -> int:
         model.config = replace(model.config, mirror_average=True)
     if args.encode_size:
         model.config = replace(model.config, encode_size=args.encode_size)
+    if args.search_from_recipe:
+        recipe = recipe_values()["model"]
+        model.config = replace(model.config, **{field: recipe[field] for field in SEARCH_FIELDS})
     model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights)
     report = check_parity(model, args.output, photos[::step][: args.parity_photos])
     print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB), model id {model_id[:16]}")

@@ -1,0 +1,165 @@
+"""The app's search settings chosen again together, at the model's encode size: the per-query weight
+(``low``, ``high``, ``threshold`` of ``phpq.fusion.AdaptiveWeight``), the query expansion depth, the
+neighbour re-ranking (``depth`` 0: off) and the collection whitening (0: centred alone). Each was
+chosen by its own bench, one at a time, with photos encoded at 256 px and the steps after it not yet
+built; this bench measures them together on one recipe's val, fresh and unseen checkpoints, ranked
+as the app ranks (float descriptors).
+
+The choice is made on half of the queries and checked on the other half, so the gain it reports is
+not only the sweep's luck: coordinate ascent from the recipe's settings, each pass trying every value
+of one setting with the others held, and keeping the best by the rule of ``bench/fusion_forms.py``
+(val mAP@all at least 0.75, then the best mean of fresh mAP@all and unseen P@4), computed on the
+even-numbered queries of each protocol; it stops when a pass changes nothing. Every line prints the
+setting, [P@4, mAP@all] per protocol over all queries, and the rule's objective over all, the even
+and the odd queries; the last lines set the choice beside the recipe's.
+
+Usage: python -m bench.search_settings --runs runs/p256b8 [--passes 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from bench.fusion_forms import add_run_arguments, all_protocol_scores, collection_centred
+from bench.neighbour_rerank import app_scores
+from bench.query_adaptive import agreement_at
+from phpq.eval.metrics import average_precision, gallery_relevance, precision_at_k
+from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
+from phpq_train.config import load_config
+
+GRID = {
+    "low": (0.2, 0.3, 0.4, 0.5),
+    "high": (0.6, 0.7, 0.8, 0.9),
+    "threshold": (0.2, 0.3, 0.4, 0.5),
+    "expansion": (0, 1, 2, 3, 4, 5),
+    "depth": (0, 20, 50, 100),
+    "neighbours": (3, 5, 8, 10),
+    "whitening": (0.0, 0.02, 0.05, 0.1, 0.2),
+}
+HALVES = {"all": slice(None), "even": slice(0, None, 2), "odd": slice(1, None, 2)}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One combination of the search settings this bench varies."""
+
+    low: float
+    high: float
+    threshold: float
+    expansion: int
+    depth: int
+    neighbours: int
+    whitening: float
+
+    @classmethod
+    def of_recipe(cls) -> Setting:
+        recipe = load_config().model
+        weight, rerank = recipe.adaptive_weight, recipe.neighbour_rerank
+        return cls(
+            weight["low"],
+            weight["high"],
+            weight["threshold"],
+            recipe.query_expansion,
+            rerank["depth"],
+            rerank["neighbours"],
+            recipe.collection_centring["whitening"],
+        )
+
+    @property
+    def valid(self) -> bool:
+        return self.low <= self.high and (self.depth == 0 or self.neighbours < self.depth)
+
+
+class Sweep:
+    """Per-query [P@4, AP] of each setting on each protocol, computed once."""
+
+    def __init__(self, scores: dict[str, dict], prior: int, k: int, val_floor: float):
+        self.scores, self.prior, self.k, self.val_floor = scores, prior, k, val_floor
+        self._centred: dict[tuple[str, float], tuple[dict, np.ndarray]] = {}
+        self._per_query: dict[Setting, dict[str, np.ndarray]] = {}
+
+    def centred(self, protocol: str, whitening: float) -> tuple[dict, np.ndarray]:
+        """The protocol's scores centred (and whitened) as the app does, and each query's agreement."""
+        key = (protocol, whitening)
+        if key not in self._centred:
+            s = collection_centred(self.scores[protocol], CollectionCentring(self.prior, whitening))
+            self._centred[key] = s, agreement_at(s, self.k)
+        return self._centred[key]
+
+    def per_query(self, setting: Setting) -> dict[str, np.ndarray]:
+        if setting not in self._per_query:
+            adaptive = AdaptiveWeight(setting.low, setting.high, setting.threshold, self.k)
+            rerank = NeighbourRerank(setting.depth, setting.neighbours) if setting.depth else None
+            result = {}
+            for protocol in self.scores:
+                s, agreement = self.centred(protocol, setting.whitening)
+                ranked = app_scores(s, adaptive, rerank, setting.expansion, agreement)
+                relevance = gallery_relevance(ranked, s["query_labels"], s["database_labels"], s["leave_one_out"])
+                result[protocol] = np.stack([precision_at_k(relevance, 4), average_precision(relevance)], axis=1)
+            self._per_query[setting] = result
+        return self._per_query[setting]
+
+    def row(self, setting: Setting, half: str) -> dict[str, list[float]]:
+        """[P@4, mAP@all] per protocol over one half of the queries."""
+        return {p: values[HALVES[half]].mean(axis=0).round(4).tolist() for p, values in self.per_query(setting).items()}
+
+    def objective(self, setting: Setting, half: str) -> float | None:
+        """The rule's objective over one half of the queries (None below the val floor)."""
+        row = self.row(setting, half)
+        if row["val"][1] < self.val_floor:
+            return None
+        return round((row["fresh"][1] + row["unseen"][0]) / 2, 4)
+
+    def report(self, setting: Setting, **fields) -> None:
+        line = {**fields, **asdict(setting), **self.row(setting, "all")}
+        line |= {f"objective {half}": self.objective(setting, half) for half in HALVES}
+        print(json.dumps(line), flush=True)
+
+
+def ascend(sweep: Sweep, start: Setting, passes: int) -> Setting:
+    """Coordinate ascent on the even queries' objective, from ``start``."""
+
+    def even(setting: Setting) -> float:
+        objective = sweep.objective(setting, "even")
+        return -1.0 if objective is None else objective
+
+    current = start
+    for number in range(1, passes + 1):
+        before = current
+        for field, values in GRID.items():
+            candidates = [c for c in (replace(current, **{field: v}) for v in values) if c.valid]
+            for candidate in candidates:
+                sweep.report(candidate, step=f"pass {number}, {field}")
+            best = max(candidates, key=lambda c: even(c))
+            if even(best) > even(current):
+                current = best
+        if current == before:
+            break
+    return current
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_run_arguments(parser)
+    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--val-floor", type=float, default=0.75)
+    args = parser.parse_args()
+    if args.centring is not None or args.whitening:
+        parser.error("this bench varies the whitening itself (the recipe's prior)")
+    recipe = load_config().model
+    sweep = Sweep(
+        all_protocol_scores(args), recipe.collection_centring["prior"], recipe.adaptive_weight["k"], args.val_floor
+    )
+    start = Setting.of_recipe()
+    sweep.report(start, step="the recipe")
+    chosen = ascend(sweep, start, args.passes)
+    sweep.report(start, step="the recipe")
+    sweep.report(chosen, step="chosen on the even queries")
+
+
+if __name__ == "__main__":
+    main()
