@@ -121,9 +121,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def all_protocol_scores(args: argparse.Namespace, flip: str | None = None, **config_changes) -> dict[str, dict]:
-    """``protocol_scores`` of val, fresh and unseen, from the centre-crop view of the feature cache
-    (``flip``: "all" or "queries" encode those from the crop and its mirror image, averaged;
+def all_protocol_scores(
+    args: argparse.Namespace,
+    flip: str | None = None,
+    protocols: tuple[str, ...] = ("val", "fresh", "unseen"),
+    **config_changes,
+) -> dict[str, dict]:
+    """``protocol_scores`` of val, fresh and unseen (or ``protocols``), from the centre-crop view of the
+    feature cache (``flip``: "all" or "queries" encode those from the crop and its mirror image, averaged;
     ``config_changes`` and ``--encode-size`` replace fields of the checkpoints' model configs)."""
     photo_set = load_photo_set(args.data)
     cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
@@ -132,9 +137,7 @@ def all_protocol_scores(args: argparse.Namespace, flip: str | None = None, **con
         cache = mirrored
     query_cache = mirrored if flip == "queries" else None
     changes = ({"encode_size": args.encode_size} if args.encode_size else {}) | config_changes
-    scores = {
-        p: protocol_scores(args.runs, p, photo_set, cache, query_cache, **changes) for p in ("val", "fresh", "unseen")
-    }
+    scores = {p: protocol_scores(args.runs, p, photo_set, cache, query_cache, **changes) for p in protocols}
     if args.centring is None:
         return scores
     centring = CollectionCentring(args.centring, args.whitening)

@@ -13,7 +13,7 @@ even-numbered queries of each protocol; it stops when a pass changes nothing. Ev
 setting, [P@4, mAP@all] per protocol over all queries, and the rule's objective over all, the even
 and the odd queries; the last lines set the choice beside the recipe's.
 
-Usage: python -m bench.search_settings --runs runs/p256b8 [--passes 3]
+Usage: python -m bench.search_settings --runs runs/p256b8 [--passes 3] [--protocols fresh unseen]
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class Sweep:
     def objective(self, setting: Setting, half: str) -> float | None:
         """The rule's objective over one half of the queries (None below the val floor)."""
         row = self.row(setting, half)
-        if row["val"][1] < self.val_floor:
+        if "val" in row and row["val"][1] < self.val_floor:
             return None
         return round((row["fresh"][1] + row["unseen"][0]) / 2, 4)
 
@@ -147,13 +147,21 @@ def main() -> None:
     add_run_arguments(parser)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--val-floor", type=float, default=0.75)
+    parser.add_argument(
+        "--protocols",
+        nargs="+",
+        default=["val", "fresh", "unseen"],
+        choices=["val", "fresh", "unseen"],
+        help="a first look without val (fresh and unseen must be there) applies no val floor",
+    )
     args = parser.parse_args()
+    if not {"fresh", "unseen"} <= set(args.protocols):
+        parser.error("the rule's objective needs fresh and unseen")
     if args.centring is not None or args.whitening:
         parser.error("this bench varies the whitening itself (the recipe's prior)")
     recipe = load_config().model
-    sweep = Sweep(
-        all_protocol_scores(args), recipe.collection_centring["prior"], recipe.adaptive_weight["k"], args.val_floor
-    )
+    scores = all_protocol_scores(args, protocols=tuple(args.protocols))
+    sweep = Sweep(scores, recipe.collection_centring["prior"], recipe.adaptive_weight["k"], args.val_floor)
     start = Setting.of_recipe()
     sweep.report(start, step="the recipe")
     chosen = ascend(sweep, start, args.passes)
