@@ -134,7 +134,7 @@ def ascend(sweep: Sweep, start: Setting, passes: int) -> Setting:
             candidates = [c for c in (replace(current, **{field: v}) for v in values) if c.valid]
             for candidate in candidates:
                 sweep.report(candidate, step=f"pass {number}, {field}")
-            best = max(candidates, key=lambda c: even(c))
+            best = max(candidates, key=even)
             if even(best) > even(current):
                 current = best
         if current == before:
