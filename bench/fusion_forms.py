@@ -162,11 +162,17 @@ def protocol_report(s: dict, scores: np.ndarray) -> list[float]:
     return [round(report["P@4"], 4), round(report["mAP@all"], 4)]
 
 
+def rule_objective(row: dict) -> float:
+    """The rule's objective of one setting's [P@4, mAP@all] per protocol: the mean of fresh mAP@all and
+    unseen P@4 (the two protocols that look like a user's collection)."""
+    return round((row["fresh"][1] + row["unseen"][0]) / 2, 4)
+
+
 def printed_choice(fields: dict, row: dict, chosen: dict | None, val_floor: float) -> dict | None:
     """Print one setting's line (``fields``, [P@4, mAP@all] per protocol, the rule's objective) and return
     the rule's choice so far: val mAP@all at least ``val_floor``, then the best mean of fresh mAP@all and
     unseen P@4."""
-    line = {**fields, **row, "objective": round((row["fresh"][1] + row["unseen"][0]) / 2, 4)}
+    line = {**fields, **row, "objective": rule_objective(row)}
     print(json.dumps(line), flush=True)
     if row["val"][1] >= val_floor and (chosen is None or line["objective"] > chosen["objective"]):
         return line

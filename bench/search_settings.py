@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from bench.fusion_forms import add_run_arguments, all_protocol_scores, collection_centred
+from bench.fusion_forms import add_run_arguments, all_protocol_scores, collection_centred, rule_objective
 from bench.neighbour_rerank import app_scores
 from bench.query_adaptive import agreement_at
 from phpq.eval.metrics import average_precision, gallery_relevance, precision_at_k
@@ -112,7 +112,7 @@ class Sweep:
         row = self.row(setting, half)
         if "val" in row and row["val"][1] < self.val_floor:
             return None
-        return round((row["fresh"][1] + row["unseen"][0]) / 2, 4)
+        return rule_objective(row)
 
     def report(self, setting: Setting, **fields) -> None:
         line = {**fields, **asdict(setting), **self.row(setting, "all")}
