@@ -143,10 +143,13 @@ def test_indexing_reports_progress_without_blocking_the_event_loop(qtbot, window
     with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS) as done:
         pass
     timer.stop()
+    # the stretch after the last tick counts too, so every moment of the indexing is covered
+    # however fast it ran (a fixed tick count failed when the tiny model indexed in 0.18 s)
+    gaps.append(time.perf_counter() - last[0])
     assert done.args[0].encoded == 240
     encoding = [state for state in progress if state.phase == "encoding"]
     assert len(encoding) >= 3 and encoding[-1].done == encoding[-1].total == 240
-    assert len(gaps) > 20
+    assert len(gaps) >= 5, "the timer hardly ran while indexing"
     assert max(gaps) < 0.100, f"the GUI thread was blocked for {max(gaps) * 1000:.0f} ms"
     assert window.ui.progress.isHidden() and "Indexed" in window.statusBar().currentMessage()
 
