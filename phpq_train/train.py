@@ -505,7 +505,7 @@ class PartialTrainer(CachedTrainer):
         if cut < 1:
             raise ValueError(f"trainable_blocks must be below the backbone's {len(backbone.blocks)} blocks")
         backbone.set_trainable(config.trainable_blocks)
-        self.maps = self._main_first(  # [views, photos, C, H, W] float16, memory-mapped (1 GB for 6,000 photos)
+        self.maps = self._main_first(  # [views, photos, C, H, W] float16, memory-mapped, 0.24 GB a view (6,000 photos)
             lambda: build_or_load_maps(
                 self.photo_set.photos,
                 Path(config.cache_dir),
