@@ -12,7 +12,7 @@ import numpy as np
 from phpq.db import IndexDatabase
 from phpq.descriptor import from_blobs
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank, agreement
-from phpq.model import PHPQModel
+from phpq.model import Encoding, PHPQModel
 from phpq.pq import decode, lookup_tables
 from phpq.scan import DescriptorScan, Scorer, pack_codes
 
@@ -23,6 +23,11 @@ class SearchHit:
     path: Path
     similarity: float  # w * ADC / M + (1 - w) * descriptor similarity (ADC / M for codes only), about
     # [-1, 1]; with query expansion, its mean over the query and its best photos
+    species: str | None = None  # the photo's species label, if it has one
+    same_photo: bool = False  # a byte-identical copy of the query photo (these come first)
+    # The photo's own similarity to the query on one scale for every query: at the model's first-scan w,
+    # without the per-query weight, query expansion or neighbour re-ranking (``CodeMatrix.own_similarities``)
+    own_similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class SearchResult:
     n_searched: int  # photos with a code of the active model (after the folder filter)
     timings_ms: dict[str, float]
     weight: float | None = None  # the code weight w this query was ranked with (None: codes alone)
+    query_encoding: Encoding | None = None  # what the model gave for the query photo (one row)
 
 
 class Ranking(NamedTuple):
@@ -331,6 +337,18 @@ class CodeMatrix:
             reordered = np.lexsort((best, -scores[: len(best)]))
             scores[: len(best)], rows[: len(best)] = scores[reordered], best[reordered]
         return query, scores, rows
+
+    def own_similarities(self, query: Query, image_ids: list[int]) -> np.ndarray:
+        """Each listed photo's own similarity to ``query`` at the query's weight ``w``, centred as the search
+        is, without a per-query weight, query expansion or neighbour re-ranking: a scale that means the same
+        for every query. NaN for a photo no longer in the matrix."""
+        plain = replace(query, expansion=0, adaptive=None, rerank=None)
+        with self.lock:
+            rows = np.array([self._row_of.get(image_id, -1) for image_id in image_ids], np.int64)
+            present = rows >= 0
+            similarities = np.full(len(rows), np.nan, np.float32)
+            similarities[present] = self._scorer(self._centred(plain)).score(rows[present])
+        return similarities
 
     def search(
         self,

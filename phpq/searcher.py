@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -163,9 +164,11 @@ class Searcher:
         timings["scan"] = _lap(clock)
         clock = time.perf_counter()
         paths = self.db.paths(image_ids.tolist())
+        reference = replace(query, weight=self.registry.model().info.search.fusion_weight)  # one scale for all
+        own = self.matrix().own_similarities(reference, image_ids.tolist())
         hits = [
-            SearchHit(image_id, paths[image_id], score)
-            for image_id, score in zip(image_ids.tolist(), scores.tolist(), strict=True)
+            SearchHit(image_id, paths[image_id], score, own_similarity)
+            for image_id, score, own_similarity in zip(image_ids.tolist(), scores.tolist(), own.tolist(), strict=True)
             if image_id in paths
         ]
         timings["fetch"] = _lap(clock)
