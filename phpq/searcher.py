@@ -167,7 +167,7 @@ class Searcher:
         reference = replace(query, weight=self.registry.model().info.search.fusion_weight)  # one scale for all
         own = self.matrix().own_similarities(reference, image_ids.tolist())
         hits = [
-            SearchHit(image_id, paths[image_id], score, own_similarity)
+            SearchHit(image_id, paths[image_id], score, own_similarity=own_similarity)
             for image_id, score, own_similarity in zip(image_ids.tolist(), scores.tolist(), own.tolist(), strict=True)
             if image_id in paths
         ]
