@@ -9,6 +9,7 @@ an indexing thread and a searching thread can share it; other processes see comm
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -89,6 +90,25 @@ def m002_descriptors(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m003_species_labels(db: sqlite_utils.Database) -> None:
+    """Species labels, keyed by a photo's content hash (``phpq.index.content_hash``), so a label follows
+    its photo through renames and moves (even across runs) and byte-identical copies share it; ``by_hand``
+    marks a label a user gave, which a folder name never overrides. A folder remembers whether its
+    sub-folder names are species. One transaction: a crash leaves the schema before or after, whole."""
+    _execute_statements(
+        db,
+        """
+        CREATE TABLE labels (
+            hash TEXT PRIMARY KEY,
+            species TEXT NOT NULL,
+            by_hand INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        ALTER TABLE folders ADD COLUMN species_from_folders INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
 
 
@@ -103,6 +123,7 @@ class FolderRecord:
     n_images: int
     n_errors: int
     scanned: float | None
+    species_from_folders: bool = False  # each photo's parent folder name is its species label
 
 
 @dataclass(frozen=True)
@@ -301,13 +322,22 @@ class IndexDatabase:
                 self.db.query(
                     """
                     SELECT f.id AS id, f.path AS path, COUNT(i.id) AS n_images, COUNT(i.error) AS n_errors,
-                           f.scanned AS scanned
+                           f.scanned AS scanned, f.species_from_folders AS species_from_folders
                     FROM folders f LEFT JOIN images i ON i.folder_id = f.id
                     GROUP BY f.id ORDER BY f.path
                     """
                 )
             )
-        return [FolderRecord(**{**row, "path": Path(row["path"])}) for row in rows]
+        return [
+            FolderRecord(
+                **{**row, "path": Path(row["path"]), "species_from_folders": bool(row["species_from_folders"])}
+            )
+            for row in rows
+        ]
+
+    def set_species_from_folders(self, folder_id: int, enabled: bool) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE folders SET species_from_folders = ? WHERE id = ?", [int(enabled), folder_id])
 
     @staticmethod
     def salvage_folder_paths(path: Path) -> list[Path]:
@@ -357,8 +387,15 @@ class IndexDatabase:
         content_changed: bool,
         error: str | None = None,
     ) -> None:
-        """New size/mtime for a file; when its content changed, its codes are dropped and ``error`` set."""
+        """New size/mtime for a file; when its content changed, its codes are dropped and ``error`` set,
+        and its species label goes with it to the new content."""
         with self.transaction() as db:
+            if content_changed and content_hash:
+                db.execute(
+                    "INSERT OR IGNORE INTO labels (hash, species, by_hand) SELECT ?, species, by_hand FROM labels"
+                    " WHERE hash = (SELECT hash FROM images WHERE id = ?)",
+                    [content_hash, image_id],
+                )
             db.execute(
                 "UPDATE images SET size = ?, mtime_ns = ?, hash = ? WHERE id = ?",
                 [size, mtime_ns, content_hash, image_id],
@@ -456,6 +493,46 @@ class IndexDatabase:
         folder_ids = np.fromiter((row[1] for row in rows), np.int64, len(rows))
         codes = np.frombuffer(b"".join(row[2] for row in rows), np.uint8).reshape(len(rows), -1)
         return StoredEncodings(image_ids, folder_ids, codes, [row[3] for row in rows])
+
+    # Species labels -------------------------------------------------------------------------------
+
+    def set_labels(self, labels: Iterable[tuple[str, str]], by_hand: bool = True) -> None:
+        """Label photos, given as (content hash, species) pairs; species "" by hand is a label cleared by
+        hand (``labels`` reads it as none), which, like any label given by hand, a folder's label
+        (``by_hand`` False) never replaces. An unread photo's empty hash is never labelled."""
+        rows = [(digest, species, int(by_hand)) for digest, species in labels if digest != ""]
+        with self.transaction() as db:
+            db.conn.executemany(
+                """
+                INSERT INTO labels (hash, species, by_hand) VALUES (?, ?, ?)
+                ON CONFLICT (hash) DO UPDATE SET species = excluded.species, by_hand = excluded.by_hand
+                WHERE excluded.by_hand OR NOT labels.by_hand
+                """,
+                rows,
+            )
+
+    def labels(self, image_ids: Iterable[int]) -> dict[int, str]:
+        """The species label of each of these photos that has one."""
+        rows = self._columns_by_id("(SELECT NULLIF(species, '') FROM labels l WHERE l.hash = images.hash)", image_ids)
+        return {image_id: species for image_id, species in rows if species is not None}
+
+    def species_counts(self) -> dict[str, int]:
+        """Each species label with the number of indexed photos that carry it, most photos first."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT l.species, COUNT(*) AS n FROM images i JOIN labels l ON l.hash = i.hash"
+                " WHERE l.species != '' GROUP BY l.species ORDER BY n DESC, l.species"
+            ).fetchall()
+        return dict(rows)
+
+    def images_under(self, folder: Path) -> list[tuple[str, str]]:
+        """(path, content hash) of the known photos anywhere under ``folder``."""
+        prefix = str(folder).rstrip("/\\") + os.sep
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT path, hash FROM images WHERE substr(path, 1, ?) = ?", [len(prefix), prefix]
+            ).fetchall()
+        return [(row[0], row[1]) for row in rows]
 
     # Models ---------------------------------------------------------------------------------------
 

@@ -23,12 +23,14 @@ from phpq.db import FolderRecord, IndexDatabase, ModelRecord, PhotoSize
 from phpq.errors import LibraryError, ReadOnlyError
 from phpq.fusion import SearchSettings
 from phpq.index import CancelToken, IndexReport, ProgressCallback, index_folders
+from phpq.labels import apply_folder_labels, label_paths
 from phpq.locations import default_database_path
 from phpq.model import PHPQModel
 from phpq.registry import ModelRegistry
 from phpq.scan import set_kernel_cache_root
 from phpq.search import CodeMatrix, SearchResult
 from phpq.searcher import Searcher
+from phpq.species import IDENTIFY_DEPTH, Identification, identify
 from phpq.threadguard import guarded
 
 __all__ = ["IndexReport", "Library", "LibraryError", "LibraryStatus", "ReadOnlyError", "SearchSettings"]
@@ -150,9 +152,10 @@ class Library:
     def folders(self) -> list[FolderRecord]:
         return self.db.folders()
 
-    def add_folder(self, path: Path) -> FolderRecord:
+    def add_folder(self, path: Path, species_from_folders: bool = False) -> FolderRecord:
         """Register a folder. A folder inside an indexed one is refused (it is already searched); a
-        folder that holds indexed ones takes them over, with their photos and codes."""
+        folder that holds indexed ones takes them over, with their photos and codes. With
+        ``species_from_folders`` (kept for later scans) each photo's parent folder name is its species."""
         self._require_writable()
         folder = Path(path).expanduser().resolve()
         if not folder.is_dir():
@@ -163,9 +166,13 @@ class Library:
                 raise LibraryError(f"{folder} is already indexed as part of {record.path}")
         children = [record.id for record in existing if record.path != folder and record.path.is_relative_to(folder)]
         folder_id = self.db.add_folder(folder, absorb=children)
+        if species_from_folders:
+            self.db.set_species_from_folders(folder_id, True)
         self._save_folder_list()
         self._searcher.invalidate()  # folder ids of absorbed photos changed; reload on the next search
-        return next(record for record in self.db.folders() if record.id == folder_id)
+        record = next(record for record in self.db.folders() if record.id == folder_id)
+        apply_folder_labels(self.db, [record])
+        return record
 
     def folder(self, path: Path) -> FolderRecord:
         """The indexed folder at ``path`` (compared after resolving it)."""
@@ -199,7 +206,9 @@ class Library:
         model_id = self._registry.record(model_id or self._registry.active_id).id
         records = self.db.folders() if folders is None else [self.folder(path) for path in folders]
         load_model = partial(self._registry.model, model_id)  # loaded only if photos need codes
-        return index_folders(self.db, records, model_id, load_model, self._searcher, progress, cancel, batch_size)
+        report = index_folders(self.db, records, model_id, load_model, self._searcher, progress, cancel, batch_size)
+        apply_folder_labels(self.db, records)
+        return report
 
     # Search ---------------------------------------------------------------------------------------
 
@@ -227,6 +236,25 @@ class Library:
     ) -> SearchResult:
         """Photos that look most like an image already in memory (a paste from the clipboard)."""
         return self._searcher.search_image(image, top_k, self._folder_ids(folders), weight)
+
+    def identify(self, query: Path) -> Identification:
+        """The species of the photo at ``query``: the label vote of its nearest labelled photos (its own
+        label and its copies' never count) and the model's suggestion, when it has class prototypes."""
+        return identify(self.search(query, top_k=IDENTIFY_DEPTH), self._registry.model().info)
+
+    def identify_image(self, image: Image.Image) -> Identification:
+        """The species of an image already in memory, as ``identify``."""
+        return identify(self.search_image(image, top_k=IDENTIFY_DEPTH), self._registry.model().info)
+
+    def label(self, paths: list[Path], species: str | None) -> int:
+        """Give these photos (a folder: every photo under it) a species label, or clear it (None; a
+        folder name does not come back); returns the photos labelled. The photos are not touched."""
+        self._require_writable()
+        return label_paths(self.db, paths, species, self._registry.active_id)
+
+    def species(self) -> dict[str, int]:
+        """Each species label with its number of photos, most first."""
+        return self.db.species_counts()
 
     def _folder_ids(self, folders: list[Path] | None) -> list[int] | None:
         return None if folders is None else [self.folder(path).id for path in folders]

@@ -21,7 +21,7 @@ from phpq.db import EncodedImage, ImageRecord, IndexDatabase
 from phpq.errors import LibraryError
 from phpq.imaging import load_and_preprocess, preprocess
 from phpq.index import FolderChanges, content_hash, describe_error
-from phpq.model import PHPQModel
+from phpq.model import Encoding, PHPQModel
 from phpq.registry import ModelRegistry
 from phpq.scan import warm_up_in_background
 from phpq.search import CodeMatrix, Query, SearchHit, SearchResult, model_query
@@ -110,8 +110,8 @@ class Searcher:
         exclude = {indexed.id} if indexed is not None else set()
         copies = [copy for copy in self._indexed_copies(Path(query), model.info.model_id) if copy.id not in exclude]
         timings = {"decode": _lap(clock)}
-        query_vectors = self._query(model, image, weight, timings)
-        return self._scan(query_vectors, top_k, folder_ids, exclude, timings, copies)
+        query_vectors, encoding = self._query(model, image, weight, timings)
+        return self._scan(query_vectors, encoding, top_k, folder_ids, exclude, timings, copies)
 
     def search_image(
         self, image: Image.Image, top_k: int, folder_ids: list[int] | None, weight: float | None
@@ -121,7 +121,7 @@ class Searcher:
         model = self.registry.model()
         array = preprocess(image.convert("RGB"), model.info.preprocessing)
         timings = {"decode": _lap(clock)}
-        return self._scan(self._query(model, array, weight, timings), top_k, folder_ids, set(), timings)
+        return self._scan(*self._query(model, array, weight, timings), top_k, folder_ids, set(), timings)
 
     def _indexed_copies(self, path: Path, model_id: str) -> list[ImageRecord]:
         """Indexed photos with a code whose content hash and size match the file at ``path``."""
@@ -135,8 +135,11 @@ class Searcher:
             key=lambda record: record.path,
         )
 
-    def _query(self, model: PHPQModel, image: np.ndarray, weight: float | None, timings: dict[str, float]) -> Query:
-        """Encode a preprocessed query image into the query the matrix scores (timed as "encode")."""
+    def _query(
+        self, model: PHPQModel, image: np.ndarray, weight: float | None, timings: dict[str, float]
+    ) -> tuple[Query, Encoding]:
+        """Encode a preprocessed query image into the query the matrix scores (timed as "encode"), with
+        the model's encoding of it."""
         clock = time.perf_counter()
         encoding = model.encode(image[None])
         timings["encode"] = _lap(clock)
@@ -144,20 +147,22 @@ class Searcher:
         if weight is not None and not model.info.has_descriptor:
             log.warning("model %s gives codes only (format 1): the weight is not used", model.info.model_id[:12])
         try:
-            return model_query(model, encoding.subvectors[0], descriptor, weight)
+            return model_query(model, encoding.subvectors[0], descriptor, weight), encoding
         except ValueError as error:
             raise LibraryError(str(error)) from error
 
     def _scan(
         self,
         query: Query,
+        encoding: Encoding,
         top_k: int,
         folder_ids: list[int] | None,
         exclude: set[int],
         timings: dict[str, float],
         copies: list[ImageRecord] | None = None,
     ) -> SearchResult:
-        """Scan the matrix with a query; ``copies`` (within the folders) go first, scored the same way."""
+        """Scan the matrix with a query; ``copies`` (within the folders) go first, scored the same way and
+        marked ``same_photo``. Each hit carries its species label; the result, the query's encoding."""
         clock = time.perf_counter()
         pinned = [copy.id for copy in copies or [] if folder_ids is None or copy.folder_id in folder_ids]
         scores, image_ids, n_searched, weight = self.matrix().search(query, top_k, folder_ids, exclude, pinned)
@@ -166,13 +171,14 @@ class Searcher:
         paths = self.db.paths(image_ids.tolist())
         reference = replace(query, weight=self.registry.model().info.search.fusion_weight)  # one scale for all
         own = self.matrix().own_similarities(reference, image_ids.tolist())
+        labels = self.db.labels(image_ids.tolist())
         hits = [
-            SearchHit(image_id, paths[image_id], score, own_similarity=own_similarity)
+            SearchHit(image_id, paths[image_id], score, labels.get(image_id), image_id in pinned, own_similarity)
             for image_id, score, own_similarity in zip(image_ids.tolist(), scores.tolist(), own.tolist(), strict=True)
             if image_id in paths
         ]
         timings["fetch"] = _lap(clock)
-        return SearchResult(hits, n_searched, timings, weight)
+        return SearchResult(hits, n_searched, timings, weight, encoding)
 
 
 def _add_codes(matrix: CodeMatrix, db: IndexDatabase, results: list[EncodedImage]) -> None:

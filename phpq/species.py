@@ -1,0 +1,196 @@
+"""Naming the bird: species suggestions from the user's labelled photos and from the model, and
+search results grouped by species.
+
+- The label vote: the ``VOTE_SIZE`` most similar labelled photos among a search's results vote for
+  their species, each with its similarity; the query's own label (the query photo itself, or a
+  byte-identical copy, ``SearchHit.same_photo``) never counts. Confidence = the winner's share of the
+  votes; below ``LABEL_THRESHOLD`` the suggestion is not confident.
+- The model's suggestion, for a model whose metadata carries class prototypes (``phpq.class_prototypes``,
+  written by ``phpq-prototypes``): a softmax over the cosines of the query's embedding to each class's
+  mean embedding, at the temperature the model was trained with; confident at or above the threshold
+  stored beside them (chosen by ``bench/species.py``). A model without them makes no suggestion.
+
+Both thresholds are chosen by ``python -m bench.species`` with the rules stated there and in
+docs/results.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from phpq.model import Encoding, ModelInfo
+from phpq.search import SearchHit, SearchResult
+
+IDENTIFY_DEPTH = 100  # the search results the vote looks among for labelled photos
+VOTE_SIZE = 5  # labelled photos that vote
+LABEL_THRESHOLD = 0.6  # the label vote is confident from this share of the votes (bench/species.py)
+PROTOTYPES_KEY = "class_prototypes"  # the metadata entry (after the ``phpq.`` prefix)
+EMBEDDINGS = ("subvectors", "descriptor")  # what prototypes can be means of
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One candidate species for a photo."""
+
+    species: str
+    source: str  # "labels" or "model"
+    confidence: float  # 0..1
+    confident: bool
+    evidence: str  # a plain sentence: "4 of the 5 closest labelled photos", "model: 93 %"
+
+
+@dataclass(frozen=True)
+class Identification:
+    """What can be said of a photo's species: the confident suggestions first (at most one a source),
+    then, from a source that is not sure, its two best candidates."""
+
+    suggestions: list[Suggestion]
+
+    def summary(self) -> str:
+        """One plain line: "Probably X: evidence", "Not sure: X or Y", or "" when nothing is known."""
+        confident = [s for s in self.suggestions if s.confident]
+        if confident:
+            best = confident[0].species
+            evidence = "; ".join(s.evidence for s in confident if s.species == best)
+            others = "".join(f"; {s.species}: {s.evidence}" for s in confident if s.species != best)
+            return f"Probably {best}: {evidence}{others}"
+        names = list(dict.fromkeys(s.species for s in self.suggestions))[:2]
+        return f"Not sure: {' or '.join(names)}" if names else ""
+
+
+def identification(*sources: list[Suggestion]) -> Identification:
+    """Suggestions of several sources (each best first) in one Identification: confident ones first."""
+    confident = [s for source in sources for s in source[:1] if s.confident]
+    unsure = [s for source in sources if source and not source[0].confident for s in source[:2]]
+    order = sorted(confident, key=lambda s: -s.confidence) + sorted(unsure, key=lambda s: -s.confidence)
+    return Identification(order)
+
+
+def identify(result: SearchResult, info: ModelInfo) -> Identification:
+    """What a search's results (their labels) and the query's encoding (a model's prototypes) say."""
+    prototypes = ClassPrototypes.from_model(info)
+    encoding = result.query_encoding
+    model = [] if prototypes is None or encoding is None else prototypes.suggest(encoding)
+    return identification(label_vote(result.hits), model)
+
+
+def label_vote(hits: list[SearchHit], threshold: float = LABEL_THRESHOLD) -> list[Suggestion]:
+    """The species of the ``VOTE_SIZE`` most similar labelled hits (copies of the query left out), each
+    vote weighted by its similarity (at least a small positive weight); best first, [] without labels."""
+    voters = [hit for hit in hits if hit.species is not None and not hit.same_photo][:VOTE_SIZE]
+    weights: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for hit in voters:
+        weights[hit.species] = weights.get(hit.species, 0.0) + max(hit.similarity, 1e-6)
+        counts[hit.species] = counts.get(hit.species, 0) + 1
+    total = sum(weights.values())
+    ranked = sorted(weights, key=lambda species: (-weights[species], species))
+    return [
+        Suggestion(
+            species,
+            "labels",
+            weights[species] / total,
+            weights[species] / total >= threshold,
+            f"{counts[species]} of the {len(voters)} closest labelled photos",
+        )
+        for species in ranked
+    ]
+
+
+@dataclass(frozen=True)
+class ClassPrototypes:
+    """A model's class prototypes: the mean unit embedding of each class's photos (unit length again)."""
+
+    names: list[str]  # display names
+    vectors: np.ndarray  # [C, D] float32, unit rows
+    embedding: str  # "subvectors" (the code's continuous form) or "descriptor"
+    temperature: float  # softmax over cosine / temperature
+    threshold: float  # confident from this probability
+
+    @classmethod
+    def from_model(cls, info: ModelInfo) -> ClassPrototypes | None:
+        """The prototypes in a model's metadata, or None when it has none."""
+        text = info.metadata.get(PROTOTYPES_KEY)
+        if not text:
+            return None
+        data = json.loads(text)
+        vectors = np.frombuffer(base64.b64decode(data["float16"]), np.float16).astype(np.float32)
+        names = [display_name(name) for name in info.class_names]
+        return cls(names, vectors.reshape(len(names), -1), data["embedding"], data["temperature"], data["threshold"])
+
+    def to_metadata(self, class_count: int) -> str:
+        """The metadata form (``phpq.class_prototypes``) for a model with ``class_count`` class names."""
+        if len(self.vectors) != class_count:
+            raise ValueError(f"{len(self.vectors)} prototypes for {class_count} class names")
+        data = base64.b64encode(self.vectors.astype(np.float16).tobytes()).decode("ascii")
+        fields = {"embedding": self.embedding, "temperature": self.temperature, "threshold": self.threshold}
+        return json.dumps({**fields, "float16": data})
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """Softmax [N, C] of unit embeddings [N, D] over the classes."""
+        logits = embeddings @ self.vectors.T / self.temperature
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def suggest(self, encoding: Encoding) -> list[Suggestion]:
+        """The two most probable species for the first photo of an encoding, best first."""
+        probabilities = self.probabilities(model_embeddings(encoding, self.embedding)[:1])[0]
+        best = np.argsort(-probabilities, kind="stable")[:2]
+        return [
+            Suggestion(
+                self.names[i],
+                "model",
+                float(probabilities[i]),
+                bool(probabilities[i] >= self.threshold),
+                f"model: {round(100 * float(probabilities[i]))} %",
+            )
+            for i in best.tolist()
+        ]
+
+
+def model_embeddings(encoding: Encoding, embedding: str) -> np.ndarray:
+    """The unit embeddings [N, D] prototypes compare: the sub-vectors joined, or the descriptor."""
+    if embedding == "descriptor":
+        if encoding.descriptors is None:
+            raise ValueError("prototypes of descriptors need a format-2 model")
+        vectors = encoding.descriptors
+    elif embedding == "subvectors":
+        vectors = encoding.subvectors.reshape(len(encoding.subvectors), -1)
+    else:
+        raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
+    vectors = vectors.astype(np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def display_name(class_name: str) -> str:
+    """A class folder's name as a species name: "015.Lazuli_Bunting" -> "Lazuli Bunting"."""
+    return re.sub(r"^\d+\.", "", class_name).replace("_", " ").strip()
+
+
+def species_key(name: str) -> str:
+    """A name compared with others case-, space- and underscore-insensitively."""
+    return re.sub(r"[\s_]+", "", display_name(name)).lower()
+
+
+@dataclass(frozen=True)
+class SpeciesGroup:
+    """Search results of one species label (None: the unlabelled ones), in their search order."""
+
+    species: str | None
+    hits: list[SearchHit]
+    best_similarity: float
+
+
+def group_by_species(hits: list[SearchHit]) -> list[SpeciesGroup]:
+    """Hits grouped by their label, best group (by its best similarity; ties: the one met first) first,
+    the hits of a group in their search order; unlabelled hits form their own group, placed the same way."""
+    members: dict[str | None, list[SearchHit]] = {}
+    for hit in hits:
+        members.setdefault(hit.species, []).append(hit)
+    groups = [SpeciesGroup(species, group, max(hit.similarity for hit in group)) for species, group in members.items()]
+    return sorted(groups, key=lambda group: -group.best_similarity)
