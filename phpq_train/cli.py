@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from phpq.eval.datasets import Photo, ProtocolSplit, load_photo_set, scan_image_folder, split_protocol
+from phpq.eval.datasets import (
+    MEASURED_PROTOCOLS,
+    Photo,
+    ProtocolSplit,
+    load_photo_set,
+    scan_image_folder,
+    split_protocol,
+)
 from phpq_train.extra import needs_train_extra
 
 
@@ -74,10 +81,16 @@ def eval_main(argv: list[str] | None = None) -> int:
         "--baseline", choices=["gap", "gmp"], help="frozen backbone, global average or max pooling, cosine"
     )
     parser.add_argument("--backbone", default="efficientnet_lite0", help="backbone of --baseline")
+    parser.add_argument("--input-size", type=int, default=224, help="input size of --baseline")
     parser.add_argument("--query", type=Path)
     parser.add_argument("--database", type=Path)
     parser.add_argument("--data", type=Path, help="one labelled tree split by --protocol")
-    parser.add_argument("--protocol", choices=["val", "fresh", "unseen"], default="val")
+    parser.add_argument(
+        "--protocol",
+        choices=MEASURED_PROTOCOLS,
+        default="val",
+        help="other: every photo of --data queries all the others (e.g. ../shared/data/birds525-dev)",
+    )
     parser.add_argument("--distance", choices=["adc", "sdc"], default="adc")
     parser.add_argument(
         "--weight", type=float, help="--model: a fixed weight of the code similarity (default: the model's own)"
@@ -159,15 +172,16 @@ def _evaluate_baseline(args: argparse.Namespace, split: ProtocolSplit) -> dict:
     from phpq_train.features import PyramidFeatureExtractor
     from phpq_train.inference import BatchRunner, run_over_photos
 
-    extractor = PyramidFeatureExtractor(args.backbone, 224)
+    extractor = PyramidFeatureExtractor(args.backbone, args.input_size)
     layout = extractor.layout
     index = (layout.global_average_index if args.baseline == "gap" else layout.global_max_index)("head").numpy()
-    runner = BatchRunner(extractor, 224, 1, engine=args.engine)
+    runner = BatchRunner(extractor, args.input_size, 1, engine=args.engine)
     features = [
-        run_over_photos(runner, photos, 224, workers=args.workers)[0][:, index] for photos in _photo_lists(split)
+        run_over_photos(runner, photos, args.input_size, workers=args.workers)[0][:, index]
+        for photos in _photo_lists(split)
     ]
     return {
-        "method": f"{args.backbone} {args.baseline.upper()} + cosine (float)",
+        "method": f"{args.backbone} {args.baseline.upper()} {args.input_size} px + cosine (float)",
         **evaluate_cosine(
             features[0],
             _labels(split.query),

@@ -13,10 +13,12 @@ from typing import Any
 
 import tomllib
 
+from phpq.eval.datasets import PROTOCOLS
 from phpq_train.losses import LossConfig
 from phpq_train.model import ModelConfig
 
 MODES = ("cached", "partial", "finetune")
+TRAINING_PROTOCOLS = tuple(p for p in PROTOCOLS if p != "other")  # "other" trains on nothing
 RECIPE = Path(__file__).resolve().parent / "recipes" / "cub_cpu.toml"
 
 
@@ -28,7 +30,7 @@ class TrainConfig:
 
     data: str
     split: str  # for the official CUB_200_2011 layout only
-    protocol: str  # val | unseen | all (see phpq.eval.datasets.split_protocol)
+    protocol: str  # val | fresh | unseen | all (see phpq.eval.datasets.split_protocol)
     mode: str
     views: int  # cached mode: view 0 is the centre crop, the others random resized crops + flips
     train_on_centre_crop: bool  # cached mode: sample view 0 too (database photos are training photos)
@@ -61,6 +63,8 @@ class TrainConfig:
             self.loss = LossConfig(**self.loss)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.protocol not in TRAINING_PROTOCOLS:
+            raise ValueError(f"protocol must be one of {TRAINING_PROTOCOLS}, got {self.protocol!r}")
         if self.mode == "cached" and self.views < 2:
             raise ValueError("cached mode needs views >= 2 (the centre crop plus augmented views)")
         if self.mode == "partial":

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from phpq.eval.datasets import load_photo_set, scan_image_folder, split_protocol
+from phpq.eval.datasets import load_photo_set, scan_image_folder, species_key, split_protocol
 from phpq.imaging import Preprocessing, load_and_preprocess, load_image, preprocess
 from phpq_train.compact import compact_copy
 from phpq_train.config import apply_overrides, load_config
@@ -72,6 +72,27 @@ def test_protocols_are_deterministic_and_disjoint(synthetic_folder_6):
     assert not val.leave_one_out and not everything.leave_one_out
     with pytest.raises(ValueError):
         split_protocol(photo_set, "test")
+
+
+def test_other_protocol_is_every_photo_leave_one_out_and_deterministic(synthetic_folder_6):
+    photo_set = load_photo_set(synthetic_folder_6)
+    other = split_protocol(photo_set, "other")
+    assert other.train == [] and other.train_classes == 0 and other.held_out and other.leave_one_out
+    assert other.query == other.database and len(other.query) == 60
+    assert [p.label for p in other.query] == sorted(p.label for p in other.query)  # class by class
+    for label in range(6):  # within a class, by path
+        paths = [p.path for p in other.query if p.label == label]
+        assert paths == sorted(paths) and len(paths) == 10
+    shuffled = type(photo_set)(list(reversed(photo_set.photos)), photo_set.class_names)
+    assert split_protocol(shuffled, "other").query == other.query
+    with pytest.raises(ValueError, match="protocol must be one of"):  # it trains nothing
+        load_config(None, ['protocol="other"'])
+
+
+def test_species_key_matches_names_across_photo_sets():
+    assert species_key("017.Cardinal") == species_key("CARDINAL") == "cardinal"
+    assert species_key("158.Bay_breasted_Warbler") == species_key("BAY-BREASTED WARBLER") == "baybreastedwarbler"
+    assert species_key("Painted_Bunting") != species_key("Indigo_Bunting")
 
 
 def test_preprocessing_geometry_and_scaling(tmp_path):

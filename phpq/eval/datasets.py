@@ -12,7 +12,8 @@ import numpy as np
 
 from phpq.imaging import is_image_path
 
-PROTOCOLS = ("val", "fresh", "unseen", "all")
+PROTOCOLS = ("val", "fresh", "unseen", "other", "all")
+MEASURED_PROTOCOLS = PROTOCOLS[:-1]  # "all" trains on everything and measures nothing
 QUERY_EVERY = 5  # val: every 5th photo of a class is a query
 FRESH_EVERY = 3  # fresh: every 3rd photo of a class is held out of training
 
@@ -101,6 +102,8 @@ def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
       (each photo queries all the others); the other photos train.
     - ``unseen`` (species never trained on): the first half of the classes (sorted by name) trains;
       every photo of the other half is in the gallery, scored leave-one-out.
+    - ``other`` (birds of another photo set, e.g. ``birds525-dev``, measured with a model trained
+      elsewhere): nothing trains; every photo is in the gallery, scored leave-one-out.
     - ``all``: every photo trains; queries/database as in ``val`` (monitoring only, not a measurement).
     """
     if protocol not in PROTOCOLS:
@@ -109,6 +112,9 @@ def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
     for photo in photo_set.photos:
         by_class.setdefault(photo.label, []).append(photo)
     n_classes = len(photo_set.class_names)
+    if protocol == "other":
+        gallery = [p for label in sorted(by_class) for p in _by_path(by_class[label])]
+        return ProtocolSplit([], gallery, gallery, 0, leave_one_out=True)
     if protocol == "unseen":
         held_out_from = n_classes // 2
         train = [p for p in photo_set.photos if p.label < held_out_from]
@@ -127,3 +133,11 @@ def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
 
 def _by_path(photos: list[Photo]) -> list[Photo]:
     return sorted(photos, key=lambda p: p.path)
+
+
+def species_key(name: str) -> str:
+    """A class folder's species, comparable across photo sets: ``"017.Cardinal"``, ``"CARDINAL"`` and
+    ``"Northern_Cardinal"`` give ``"cardinal"``, ``"cardinal"`` and ``"northerncardinal"`` (numbering,
+    case, spaces, underscores and hyphens dropped)."""
+    name = name.split(".", 1)[1] if name[:1].isdigit() and "." in name else name
+    return "".join(character for character in name.lower() if character.isalnum())

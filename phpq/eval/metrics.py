@@ -35,7 +35,7 @@ def precision_at_k(relevance: np.ndarray, k: int) -> np.ndarray:
     return relevance[:, :k].mean(axis=1)
 
 
-DEFAULT_KS = (4, 10, 100)
+DEFAULT_KS = (1, 4, 10, 100)
 
 
 def retrieval_report(
