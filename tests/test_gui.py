@@ -8,6 +8,7 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from phpq.db import REBUILD_HINT, DamagedDatabaseError
 from phpq.gui.dialogs import ModelsDialog
 from phpq.gui.errors import failure_text, offers_rebuild
 from phpq.gui.models import is_generic_name, result_folders
+from phpq.gui.ranking import RANK_CHOICES, choice
 from phpq.gui.window import MainWindow
 from phpq.index import CancelToken
 from phpq.library import Library, LibraryError, ReadOnlyError
@@ -88,10 +90,10 @@ def index_folder(qtbot, window: MainWindow, folder) -> object:
 
 
 def test_first_run_explains_the_two_steps(qtbot, window):
-    qtbot.waitUntil(lambda: "bits" in window.ui.model_label.text(), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "CPU" in window.ui.model_label.text(), timeout=TIMEOUT_MS)
     assert window.ui.pages.currentWidget() is window.ui.empty_state
     assert "Add a folder" in window.ui.empty_state.text() and "Drop a photo" in window.ui.empty_state.text()
-    assert "16 bits" in window.ui.model_label.text() and "CPU" in window.ui.model_label.text()
+    assert "16-bit codes" in window.ui.model_label.toolTip() and window.ui.model_label.text().endswith(" · CPU")
 
 
 def test_dropping_a_photo_shows_ranked_look_alikes(qtbot, window, tmp_path):
@@ -106,8 +108,10 @@ def test_dropping_a_photo_shows_ranked_look_alikes(qtbot, window, tmp_path):
     assert [hit.path.parent.name for hit in hits].count("003.class_2") >= 4
     model = window.ui.results_view.model()
     assert model.rowCount() == 5 and window.ui.pages.currentWidget() is window.ui.results_view
-    # photo_NNN.jpg repeats in every class folder, so each caption names the folder too
-    assert model.index(0).data() == f"{hits[0].path.name}\n{hits[0].similarity:.2f} · in {hits[0].path.parent.name}"
+    # photo_NNN.jpg repeats in every class folder, so each caption names the folder too; the number is the
+    # photo's own similarity to the query in percent
+    percent = round(100 * min(max(hits[0].own_similarity, 0.0), 1.0))
+    assert model.index(0).data() == f"{hits[0].path.name}\n{percent} % · in {hits[0].path.parent.name}"
     assert "ms" in window.ui.time_label.text() and "24 photos indexed" in window.ui.count_label.text()
     # thumbnails load lazily, off the GUI thread, and land in the grid
     model.index(0).data(Qt.ItemDataRole.DecorationRole)
@@ -304,30 +308,55 @@ def test_photos_left_without_a_code_are_indexed_at_start_up(qtbot, tmp_path, tin
     assert done.args[0].encoded == 8 and off_gui(window.library.counts)["pending"] == 0
 
 
-def test_the_code_weight_setting_reranks_and_is_kept_per_model(qtbot, window, tmp_path, settings):
-    qtbot.waitUntil(window.ui.weight.isEnabled, timeout=TIMEOUT_MS)
+def test_rank_by_reranks_with_the_table_s_weight_and_is_kept_per_model(qtbot, window, tmp_path, settings):
+    box = window.ui.rank_by
+    qtbot.waitUntil(box.isEnabled, timeout=TIMEOUT_MS)
     status = off_gui(window.library.status)
-    assert status.kind in window.ui.model_label.text() and "fused" in window.ui.model_label.text()
-    weight = window.ui.weight
-    assert weight.value() == weight.minimum() and weight.text() == "code weight auto"  # the model's own by default
-    assert "auto: this model's own w, per query" in weight.toolTip()
+    assert [box.itemText(i) for i in range(box.count())] == [rank.label for rank in RANK_CHOICES]
+    assert box.currentText() == "balanced" and window.search.rank_by.weight() is None  # the model's own
+    assert "known species:" in box.toolTip() and "per photo 0.4 or 0.7" in box.toolTip()
     index_folder(qtbot, window, write_image_folder(tmp_path / "photos", n_classes=4, per_class=4))
     query = write_photo(tmp_path / "query.png", label=1, index=90)
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS):
         drop(window.ui.query_area, query)
-    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
-        window.ui.weight.setValue(0.0)  # a new weight searches again, off the GUI thread
-    expected = off_gui(window.library.search, query, top_k=window.ui.top_k.value(), weight=0.0).hits
-    assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected]
-    assert float(settings.value(f"code_weight/{status.model.id}")) == 0.0
-    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
-        weight.setValue(weight.minimum())  # back to auto: the model's own (per-query) weight
-    expected = off_gui(window.library.search, query, top_k=window.ui.top_k.value()).hits
-    assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected]
-    assert settings.value(f"code_weight/{status.model.id}") == "auto"
-    used = shown.args[0].weight  # the weight the model chose for this query, shown and explained
+    for rank in sorted(RANK_CHOICES, key=lambda rank: rank.weight is None):  # balanced last
+        with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
+            box.setCurrentIndex(box.findData(rank.key))  # a new choice searches again, off the GUI thread
+        expected = off_gui(window.library.search, query, top_k=window.ui.top_k.value(), weight=rank.weight)
+        assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected.hits]
+        assert settings.value(f"rank_by/{status.model.id}") == rank.key
+    used = shown.args[0].weight  # balanced, last: the weight the model chose for this query, said in words
     assert used in (status.search.adaptive.low, status.search.adaptive.high)
-    assert window.ui.query_info.text().endswith(f"code weight {used:g}") and window.ui.query_info.toolTip()
+    said = "Looks like a species the model knows" if used == status.search.adaptive.high else "May be a species"
+    assert said in window.ui.query_info.text() and f"w = {used:g}" in window.ui.query_info.toolTip()
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS):
+        box.setCurrentIndex(box.findData("any"))
+    assert "May be" not in window.ui.query_info.text() and "Looks like" not in window.ui.query_info.text()
+    assert choice("no such choice").key == "balanced"
+
+
+def test_the_status_line_fits_a_1024_px_window_while_indexing(qtbot, window):
+    qtbot.waitUntil(lambda: "CPU" in window.ui.model_label.text(), timeout=TIMEOUT_MS)
+    status = off_gui(window.library.status)
+    assert window.ui.model_label.text() == f"{status.model.name} · CPU"  # what a user needs; the rest in the tooltip
+    assert status.kind in window.ui.model_label.toolTip()
+    long_name = "phpq-my-own-birds-of-the-southern-andes-trained-2026-12-05-64bit"  # shortened in the middle
+    window.ui.show_model(replace(status, model=replace(status.model, name=long_name)))
+    assert "…" in window.ui.model_label.text() and long_name in window.ui.model_label.toolTip()
+    # a library of 100,000 photos being indexed, a slow query: the longest texts these labels get
+    window.ui.count_label.setText("100,000 photos indexed")
+    window.ui.time_label.setText("query 1234 ms")
+    window.ui.progress_label.setText("Indexing 12,345 / 100,000 · 123:45 left")
+    for widget in window.ui.progress_widgets():
+        widget.show()
+    window.resize(1024, 700)
+    qtbot.waitUntil(lambda: window.width() == 1024, timeout=5000)
+    bar = window.statusBar()
+    shown = [*window.ui.progress_widgets(), window.ui.count_label, window.ui.time_label, window.ui.model_label]
+    for widget in shown:
+        qtbot.waitUntil(widget.isVisible, timeout=5000)
+        assert widget.width() >= widget.sizeHint().width(), f"{widget.objectName() or widget} is cut off"
+        assert widget.geometry().right() <= bar.width(), f"{widget} runs off the window"
 
 
 def search_five(qtbot, window: MainWindow, tmp_path) -> list[SearchHit]:
@@ -382,14 +411,17 @@ def test_results_drag_out_as_file_urls_and_several_open_and_copy_at_once(qtbot, 
     assert opened == [hits[4].path]
 
 
-def test_result_tooltips_give_path_similarity_and_size_and_the_grid_fills_the_width(qtbot, window, tmp_path):
+def test_result_tooltips_give_path_similarity_and_size_and_copies_say_same_photo(qtbot, window, tmp_path):
     hits = search_five(qtbot, window, tmp_path)
     model = window.ui.results_view.model()
     qtbot.waitUntil(lambda: len(model.sizes) == 5, timeout=TIMEOUT_MS)
     tooltip = model.index(1).data(Qt.ItemDataRole.ToolTipRole).splitlines()
     size = hits[1].path.stat().st_size
     bytes_text = f"{size / 1000:.1f} kB ({size:,} bytes)"
-    assert tooltip == [str(hits[1].path), f"similarity {hits[1].similarity:.3f}", f"96 × 96 pixels · {bytes_text}"]
+    percent = round(100 * min(max(hits[1].own_similarity, 0.0), 1.0))
+    assert tooltip[0] == str(hits[1].path) and tooltip[1].startswith(f"{percent} % alike: ")
+    assert tooltip[2].startswith(f"ranking score {hits[1].similarity:.3f}")
+    assert tooltip[3] == f"96 × 96 pixels · {bytes_text}"
     # width before height: a landscape photo, found first by searching with a copy of it
     wide = tmp_path / "wide" / "heron at dawn.png"
     wide.parent.mkdir()
@@ -399,18 +431,35 @@ def test_result_tooltips_give_path_similarity_and_size_and_the_grid_fills_the_wi
     query.write_bytes(wide.read_bytes())
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
         drop(window.ui.query_area, query)
-    row = [hit.path for hit in shown.args[0].hits].index(wide)
+    copy = shown.args[0].hits[0]  # a byte-identical copy of the query comes first, said in words
+    assert copy.path == wide and copy.same_photo
+    assert model.index(0).data() == "heron at dawn.png\nSame photo"
+    assert " % · in " in model.index(1).data() and not shown.args[0].hits[1].same_photo
     qtbot.waitUntil(lambda: len(model.sizes) == len(shown.args[0].hits), timeout=TIMEOUT_MS)
-    assert model.index(row).data(Qt.ItemDataRole.ToolTipRole).splitlines()[2].startswith("150 × 90 pixels · ")
+    assert model.index(0).data(Qt.ItemDataRole.ToolTipRole).splitlines()[1].startswith("Same photo: ")
+    assert model.index(0).data(Qt.ItemDataRole.ToolTipRole).splitlines()[3].startswith("150 × 90 pixels · ")
     assert not window.windowIcon().isNull() and window.windowIcon().availableSizes()
-    view = window.ui.results_view
+
+
+def test_the_result_grid_fills_the_width(qtbot, window, tmp_path):
+    """As many columns as cells of 184 px fit, and no strip left empty at the right (a 1,180 px window
+    once showed three columns and 250 px of nothing: a row that fit exactly was wrapped)."""
+    index_folder(qtbot, window, write_image_folder(tmp_path / "photos", n_classes=4, per_class=6))
+    window.ui.top_k.setValue(24)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS):
+        drop(window.ui.query_area, write_photo(tmp_path / "query.png", label=2, index=90))
+    view, model = window.ui.results_view, window.ui.results_view.model()
 
     def fills_the_width() -> None:
         viewport = view.viewport().width()
-        columns = max(1, viewport // 184)
-        assert viewport - columns < view.gridSize().width() * columns <= viewport, (viewport, view.gridSize())
+        columns = viewport // 184
+        top = view.visualRect(model.index(0)).top()
+        first_row = [view.visualRect(model.index(row)) for row in range(model.rowCount())]
+        first_row = [rect for rect in first_row if rect.top() == top]
+        assert len(first_row) == columns, (viewport, len(first_row), columns)
+        assert viewport - columns - 1 <= first_row[-1].right() < viewport, (viewport, first_row[-1])
 
-    for width in (640, 1000, 1333, 1900, 900):
+    for width in (1180, 640, 1000, 1333, 1900, 900, 1024):
         window.resize(width, 700)
         qtbot.waitUntil(fills_the_width, timeout=5000)
 

@@ -98,9 +98,9 @@ class IndexingController(Controller):
             self.ui.progress.setRange(0, max(1, state.total))
             self.ui.progress.setValue(state.done)
             eta = state.eta_seconds
-            rate_text = f" · {state.photos_per_second:.0f} photos/s" if state.done else ""
             eta_text = f" · {int(eta) // 60}:{int(eta) % 60:02d} left" if eta is not None else ""
-            self.ui.progress_label.setText(f"Indexing {state.done:,} / {state.total:,}{rate_text}{eta_text}")
+            self.ui.progress_label.setText(f"Indexing {state.done:,} / {state.total:,}{eta_text}")
+            self.ui.progress_label.setToolTip(f"{state.photos_per_second:.0f} photos a second" if state.done else "")
             if time.monotonic() - self._last_refresh > STATUS_REFRESH_SECONDS:
                 self._last_refresh = time.monotonic()
                 self.counts_stale.emit()

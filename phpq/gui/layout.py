@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QDoubleSpinBox,
+    QCheckBox,
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from phpq.gui.style import STYLESHEET
 from phpq.gui.widgets import QueryArea, ResultsView
+from phpq.library import LibraryStatus
 
 EMPTY_STATE = (
     "<h2>Find look-alikes in your own photos</h2>"
@@ -32,6 +34,7 @@ EMPTY_STATE = (
     "<p><b>2.</b> Drop a photo in the box above, paste one (Ctrl+V) or open one (Ctrl+O).</p>"
     "<p>Photos never leave this computer, and are never changed: only small codes are stored.</p>"
 )
+MODEL_NAME_WIDTH = 220  # pixels: a longer model name is shortened in the status bar
 NOTHING_INDEXED = (
     "<h2>No photos to compare with yet</h2><p>Add a folder on the left; results appear as soon as"
     " its first photos are indexed.</p>"
@@ -87,6 +90,7 @@ class WindowLayout:
         column.setContentsMargins(4, 8, 8, 4)
         column.addLayout(self._banner_row())
         column.addLayout(self._query_row())
+        column.addLayout(self._suggestion_row())
         column.addWidget(self._result_pages(), 1)
         return panel
 
@@ -109,20 +113,36 @@ class WindowLayout:
         self.open_button = QPushButton("Open image…")
         self.top_k = QSpinBox(minimum=1, maximum=1000, value=40, suffix=" results")
         self.top_k.setToolTip("How many look-alikes to show")
-        # One step below 0 is "auto": the model's own weight (which a model may set per query)
-        self.weight = QDoubleSpinBox(minimum=-0.05, maximum=1.0, singleStep=0.05, decimals=2, prefix="code weight ")
-        self.weight.setSpecialValueText("code weight auto")
-        self.weight.setObjectName("codeWeight")
-        self.weight.setEnabled(False)  # until the model is known: codes-only models have no weight to set
+        self.rank_by = QComboBox()  # filled by ranking.RankByControl
+        self.rank_by.setObjectName("rankBy")
+        rank_row = QHBoxLayout()
+        rank_row.addWidget(QLabel("Rank by"))
+        rank_row.addWidget(self.rank_by, 1)
         self.query_info = QLabel(wordWrap=True)
         self.query_info.setObjectName("queryInfo")
         controls = QVBoxLayout()
-        for widget in (self.open_button, self.top_k, self.weight, self.query_info):
-            controls.addWidget(widget)
+        controls.addWidget(self.open_button)
+        controls.addWidget(self.top_k)
+        controls.addLayout(rank_row)
+        controls.addWidget(self.query_info)
         controls.addStretch(1)
         row = QHBoxLayout()
         row.addWidget(self.query_area, 1)
         row.addLayout(controls)
+        return row
+
+    def _suggestion_row(self) -> QHBoxLayout:
+        self.suggestion = QLabel(wordWrap=True)
+        self.suggestion.setObjectName("suggestion")
+        self.suggestion.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.group_by_species = QCheckBox("Group by species")
+        self.group_by_species.setToolTip(
+            "Show the results in groups of one species each, the group with the most similar photo first;"
+            " photos without a species name form their own group"
+        )
+        row = QHBoxLayout()
+        row.addWidget(self.suggestion, 1)
+        row.addWidget(self.group_by_species)
         return row
 
     def _result_pages(self) -> QStackedWidget:
@@ -139,7 +159,7 @@ class WindowLayout:
 
     def _status_widgets(self) -> None:
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(200)
+        self.progress.setMaximumWidth(120)
         self.progress_label = QLabel()
         self.cancel_button = QPushButton("Cancel")
         self.model_label = QLabel("model: loading…")
@@ -152,6 +172,19 @@ class WindowLayout:
         for widget in (self.count_label, self.time_label, self.model_label):
             widget.setContentsMargins(8, 0, 8, 0)
             self.status_bar.addPermanentWidget(widget)
+
+    def show_model(self, status: LibraryStatus) -> None:
+        """The active model's name and where it runs (CPU or GPU) in the status bar, the detail in its
+        tooltip; a long name is shortened in the middle so the status line never runs off the window."""
+        gpu = status.provider.startswith("CUDA")
+        name = self.model_label.fontMetrics().elidedText(
+            status.model.name, Qt.TextElideMode.ElideMiddle, MODEL_NAME_WIDTH
+        )
+        self.model_label.setText(f"{name} · {'GPU' if gpu else 'CPU'}")
+        self.model_label.setToolTip(
+            f"model {status.model.name} ({status.bits}-bit codes), id {status.model.id}\n{status.model.path}\n"
+            f"search: {status.kind}\nruns on {status.provider}"
+        )
 
     def progress_widgets(self) -> tuple[QWidget, ...]:
         """The status-bar widgets shown only while indexing runs."""

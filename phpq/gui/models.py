@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QPersistentModelIndex, QSize, Qt, QUrl
+from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QPersistentModelIndex, Qt, QUrl
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
 from phpq.db import FolderRecord, PhotoSize
@@ -63,9 +63,38 @@ def file_size_text(size: int) -> str:
     return f"{size:,} bytes" if unit == "bytes" else f"{value:.1f} {unit} ({size:,} bytes)"
 
 
+def similarity_percent(hit: SearchHit) -> int:
+    """The hit's own similarity to the query in percent, 0 to 100: the same scale for every query."""
+    similarity = hit.similarity if hit.own_similarity is None else hit.own_similarity
+    return round(100 * min(max(similarity, 0.0), 1.0))
+
+
+def similarity_text(hit: SearchHit) -> str:
+    """The number beside a result: "Same photo" for a byte-identical copy of the query, else "71 %"."""
+    return "Same photo" if hit.same_photo else f"{similarity_percent(hit)} %"
+
+
+def hit_caption(hit: SearchHit, folder: str) -> str:
+    """The name, then the species label (if any), the similarity and the folder (where it is needed)."""
+    details = [hit.species] if hit.species else []
+    details.append(similarity_text(hit))
+    if folder:
+        details.append(f"in {folder}")
+    return f"{hit.path.name}\n{' · '.join(details)}"
+
+
 def hit_tooltip(hit: SearchHit, size: PhotoSize | None) -> str:
-    """Full path, similarity, and the photo's size in pixels and bytes once known."""
-    lines = [str(hit.path), f"similarity {hit.similarity:.3f}"]
+    """Full path, species, similarity (and what it means), ranking score, and the photo's size once known."""
+    lines = [str(hit.path)]
+    if hit.species:
+        lines.append(f"species: {hit.species}")
+    if hit.same_photo:
+        lines.append("Same photo: a byte-identical copy of the photo you searched with")
+    else:
+        lines.append(
+            f"{similarity_percent(hit)} % alike: this photo's own similarity to yours, on one scale for every search"
+        )
+    lines.append(f"ranking score {hit.similarity:.3f} (with its neighbours among the results)")
     if size is not None:
         pixels = f"{size.width:,} × {size.height:,} pixels · " if size.width and size.height else ""
         lines.append(pixels + file_size_text(size.bytes))
@@ -130,16 +159,13 @@ class ResultsModel(QAbstractListModel):
             return None
         hit = self.hits[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            folder = self.folders[index.row()]
-            return f"{hit.path.name}\n{hit.similarity:.2f}" + (f" · in {folder}" if folder else "")
+            return hit_caption(hit, self.folders[index.row()])
         if role == Qt.ItemDataRole.DecorationRole:
             return self._thumbnail(hit.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             return hit_tooltip(hit, self.sizes.get(hit.image_id))
         if role == HIT_ROLE:
             return hit
-        if role == Qt.ItemDataRole.SizeHintRole:
-            return QSize(self.icon_size + 24, self.icon_size + 48)
         return None
 
     def set_sizes(self, generation: int, sizes: dict[int, PhotoSize]) -> None:

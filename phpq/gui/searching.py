@@ -1,4 +1,4 @@
-"""Searching from the window: the query (a file or a pasted image), the code weight, and the results.
+"""Searching from the window: the query (a file or a pasted image) and its results, ranked as "Rank by" says.
 
 A search runs on the task pool; a result that belongs to an older query is dropped.
 """
@@ -15,21 +15,20 @@ from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from phpq.db import PhotoSize
-from phpq.fusion import AdaptiveWeight
 from phpq.gui.controller import Controller
 from phpq.gui.layout import WindowLayout
 from phpq.gui.models import ResultsModel
+from phpq.gui.ranking import RankByControl
 from phpq.gui.widgets import PHOTO_FILTER, dropped_paths
 from phpq.gui.workers import TaskRunner, ThumbnailLoader, to_qimage
 from phpq.imaging import is_image_path
-from phpq.library import Library, LibraryStatus
+from phpq.library import Library
 from phpq.search import SearchResult
 from phpq.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
 Search = Callable[[Library, int, float | None], SearchResult]  # runs a search on a worker thread
-AUTO = "auto"  # the saved code weight that means the model's own
 
 
 def qimage_to_pil(image: QImage) -> Image.Image:
@@ -49,15 +48,14 @@ class SearchController(Controller):
         self.settings = settings
         self.generation = 0
         self.last_query: Path | Image.Image | None = None
-        self.weight_key: str | None = None  # settings key of the active model's code weight (fused models)
-        self.adaptive_weight: AdaptiveWeight | None = None  # the active model's per-query weight
+        self.rank_by = RankByControl(ui.rank_by, settings, self)
         self.results_model: ResultsModel | None = None
         self.query_thumbnails: ThumbnailCache | None = None
         ui.open_button.clicked.connect(self.choose_photo)
         ui.query_area.photo_dropped.connect(self.search_photo)
         ui.query_area.photo_clicked.connect(self.choose_photo)
         ui.top_k.valueChanged.connect(self.repeat)
-        ui.weight.valueChanged.connect(self._weight_changed)
+        self.rank_by.changed.connect(self.repeat)
 
     def attach(self, thumbnails: ThumbnailCache, owner: QObject) -> None:
         """Thumbnails come from ``thumbnails`` from now on (``owner`` keeps the loader)."""
@@ -114,7 +112,7 @@ class SearchController(Controller):
             self.ui.query_area.show_query(QPixmap.fromImage(image), self.last_query.name)
 
     def repeat(self) -> None:
-        """Search again with the last query (the number of results or the weight changed)."""
+        """Search again with the last query (the number of results or the ranking changed)."""
         if isinstance(self.last_query, Path):
             self.search_photo(self.last_query)
         elif isinstance(self.last_query, Image.Image):
@@ -128,7 +126,7 @@ class SearchController(Controller):
         self.generation += 1
         generation = self.generation
         library, top_k = self.library, self.ui.top_k.value()
-        weight = self._chosen_weight()
+        weight = self.rank_by.weight()
         self.tasks.start(
             lambda: search(library, top_k, weight),
             done=lambda result: self._show_results(generation, result),
@@ -149,60 +147,14 @@ class SearchController(Controller):
         total = sum(result.timings_ms.values())
         self.ui.time_label.setText(f"query {total:.0f} ms")
         self.ui.time_label.setToolTip(", ".join(f"{key} {value:.1f} ms" for key, value in result.timings_ms.items()))
-        weight = "" if result.weight is None else f" · code weight {result.weight:g}"
-        self.ui.query_info.setText(f"{len(result.hits)} of {result.n_searched:,} photos{weight}")
-        self.ui.query_info.setToolTip(self._weight_explained(result.weight))
+        ranked_as = self.rank_by.explain(result.weight)
+        self.ui.query_info.setText(
+            f"{len(result.hits)} of {result.n_searched:,} photos" + (f"\n{ranked_as}" if ranked_as else "")
+        )
+        self.ui.query_info.setToolTip("" if result.weight is None else f"ranked with code weight w = {result.weight:g}")
         self.ui.show_results_page(bool(result.hits))
         self.results_shown.emit(result)
 
     def _set_sizes(self, generation: int, sizes: dict[int, PhotoSize]) -> None:
         if self.results_model is not None:
             self.results_model.set_sizes(generation, sizes)
-
-    def _chosen_weight(self) -> float | None:
-        """The weight the user set, or None for the model's own ("auto", or a codes-only model)."""
-        weight = self.ui.weight
-        return weight.value() if weight.isEnabled() and weight.value() > weight.minimum() else None
-
-    def _weight_explained(self, weight: float | None) -> str:
-        """What the weight a query was ranked with says about it, when the model chose it for the query."""
-        adaptive = self.adaptive_weight
-        if weight is None or adaptive is None or self._chosen_weight() is not None:
-            return ""
-        if weight == adaptive.high:
-            return (
-                "The code and the descriptor agree on this photo's look-alikes: the code, which knows the CUB"
-                " species, leads"
-            )
-        return (
-            "The code and the descriptor disagree on this photo's look-alikes (often a species the model was not"
-            " trained on): the descriptor leads"
-        )
-
-    def show_weight(self, status: LibraryStatus) -> None:
-        """The weight control for the active model: its saved value, else "auto" (the model's own)."""
-        fused = status.search.fused
-        self.weight_key = f"code_weight/{status.model.id}" if fused else None
-        adaptive = self.adaptive_weight = status.search.adaptive
-        weight = self.ui.weight
-        saved = self.settings.value(self.weight_key, AUTO) if fused else AUTO
-        weight.blockSignals(True)
-        weight.setValue(weight.minimum() if saved == AUTO else float(saved))
-        weight.blockSignals(False)
-        weight.setEnabled(fused)
-        own = (
-            f"per query, {adaptive.low:g} or {adaptive.high:g} by how far the code and the descriptor agree on it"
-            if adaptive is not None
-            else f"{status.search.fusion_weight:g}"
-        )
-        weight.setToolTip(
-            f"Ranking = w × code similarity + (1 − w) × descriptor similarity; auto: this model's own w, {own}"
-            if fused
-            else "This model gives codes only (format 1): it ranks by code similarity alone"
-        )
-
-    def _weight_changed(self, _value: float) -> None:
-        if self.weight_key is not None:
-            chosen = self._chosen_weight()
-            self.settings.setValue(self.weight_key, AUTO if chosen is None else chosen)
-        self.repeat()

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtCore import QMimeData, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QFrame, QLabel, QListView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QLabel,
+    QListView,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from phpq.gui.models import ResultsModel
 from phpq.gui.style import set_style_flag
@@ -77,38 +86,35 @@ class QueryArea(QFrame):
 
 
 class ResultsView(QListView):
-    """The icon grid; cells widen to share the row evenly instead of leaving a gap on the right.
+    """The icon grid. Its cells widen to share each row evenly, so no strip is left empty at the right:
+    the cell size comes from the view's width through its delegate (``cell_size``), not a fixed grid.
 
     Several results can be selected (Ctrl/Shift-click, Ctrl+A) and dragged out as files."""
 
-    CELL = QSize(184, 212)
+    CELL = QSize(184, 212)  # the smallest cell
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setIconSize(QSize(160, 160))
-        self.setGridSize(self.CELL)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
-        self.setUniformItemSizes(True)
         self.setWordWrap(True)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setDragEnabled(True)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
         self.setDefaultDropAction(Qt.DropAction.CopyAction)
+        self.setItemDelegate(CellDelegate(self))
 
-    def fit_grid(self) -> None:
-        """Share the viewport's width evenly among as many cells as fit."""
-        width = self.viewport().width()
-        columns = max(1, width // self.CELL.width())
-        cell = QSize(max(width // columns, self.CELL.width() // 2), self.CELL.height())
-        if cell != self.gridSize():
-            self.setGridSize(cell)
+    def columns(self) -> int:
+        """How many cells of at least ``CELL`` fit side by side."""
+        return max(1, self.viewport().width() // self.CELL.width())
 
-    def resizeEvent(self, event) -> None:
-        self.fit_grid()
-        super().resizeEvent(event)
+    def cell_size(self) -> QSize:
+        """The viewport's width shared evenly among the columns (less one pixel: a row that fills the width
+        exactly is wrapped by QListView)."""
+        return QSize(max((self.viewport().width() - 1) // self.columns(), self.CELL.width() // 2), self.CELL.height())
 
     def selected_paths(self) -> list[Path]:
         """The selected photos in grid order (the current one when nothing is selected)."""
@@ -117,3 +123,14 @@ class ResultsView(QListView):
             return []
         indexes = self.selectionModel().selectedIndexes() or [self.currentIndex()]
         return model.paths_of(indexes)
+
+
+class CellDelegate(QStyledItemDelegate):
+    """Sizes each result as a cell of its view's current width (``ResultsView.cell_size``)."""
+
+    def __init__(self, view: ResultsView):
+        super().__init__(view)
+        self.view = view
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        return self.view.cell_size()

@@ -231,12 +231,11 @@ class MainWindow(QMainWindow):
             self.tasks.start(self.library.status, done=self._show_status, failed=self.report_failure)
 
     def _show_status(self, status: LibraryStatus) -> None:
-        """Model, counts and weight in the window; it only shows, it starts nothing."""
-        provider = "CUDA" if status.provider.startswith("CUDA") else "CPU"
-        self.ui.model_label.setText(f"{status.model.name} · {status.bits} bits · {status.kind} · {provider}")
-        self.ui.model_label.setToolTip(f"model id {status.model.id}\n{status.model.path}")
-        self.search.show_weight(status)
-        pending = f" · {status.pending:,} to index" if status.pending else ""
+        """Model, counts and ranking choice in the window; it only shows, it starts nothing."""
+        self.ui.show_model(status)
+        self.search.rank_by.show_model(status)
+        waiting = status.pending and self.indexing.worker is None  # while indexing, its progress says it
+        pending = f" · {status.pending:,} to index" if waiting else ""
         self.ui.count_label.setText(f"{status.indexed:,} photos indexed{pending}")
         if status.folders and self.ui.pages.currentWidget() is self.ui.empty_state:
             self.ui.empty_state.setText(ready_text(status.indexed, len(status.folders)))
