@@ -30,7 +30,7 @@ from phpq.registry import ModelRegistry
 from phpq.scan import set_kernel_cache_root
 from phpq.search import CodeMatrix, SearchResult
 from phpq.searcher import Searcher
-from phpq.species import IDENTIFY_DEPTH, Identification, identify
+from phpq.species import IDENTIFY_DEPTH, Identification, identify, vote_weight
 from phpq.threadguard import guarded
 
 __all__ = ["IndexReport", "Library", "LibraryError", "LibraryStatus", "ReadOnlyError", "SearchSettings"]
@@ -240,11 +240,13 @@ class Library:
     def identify(self, query: Path) -> Identification:
         """The species of the photo at ``query``: the label vote of its nearest labelled photos (its own
         label and its copies' never count) and the model's suggestion, when it has class prototypes."""
-        return identify(self.search(query, top_k=IDENTIFY_DEPTH), self._registry.model().info)
+        info = self._registry.model().info
+        return identify(self.search(query, top_k=IDENTIFY_DEPTH, weight=vote_weight(info)), info)
 
     def identify_image(self, image: Image.Image) -> Identification:
         """The species of an image already in memory, as ``identify``."""
-        return identify(self.search_image(image, top_k=IDENTIFY_DEPTH), self._registry.model().info)
+        info = self._registry.model().info
+        return identify(self.search_image(image, top_k=IDENTIFY_DEPTH, weight=vote_weight(info)), info)
 
     def label(self, paths: list[Path], species: str | None) -> int:
         """Give these photos (a folder: every photo under it) a species label, or clear it (None; a

@@ -1,10 +1,12 @@
 """Naming the bird: species suggestions from the user's labelled photos and from the model, and
 search results grouped by species.
 
-- The label vote: the ``VOTE_SIZE`` most similar labelled photos among a search's results vote for
-  their species, each with its similarity; the query's own label (the query photo itself, or a
-  byte-identical copy, ``SearchHit.same_photo``) never counts. Confidence = the winner's share of the
-  votes; below ``LABEL_THRESHOLD`` the suggestion is not confident.
+- The label vote: the query searches the collection with the descriptor alone (``VOTE_WEIGHT``: the
+  code knows only the species the model was trained on, a user's labels can be any), and the
+  ``VOTE_SIZE`` most similar labelled photos among the results vote for their species, each with weight
+  exp((similarity - best similarity) / ``VOTE_TEMPERATURE``); the query's own label (the query photo
+  itself, or a byte-identical copy, ``SearchHit.same_photo``) never counts. Confidence = the winner's
+  share of the weight; below ``LABEL_THRESHOLD`` the vote is not confident.
 - The model's suggestion, for a model whose metadata carries class prototypes (``phpq.class_prototypes``,
   written by ``phpq-prototypes``): a softmax over the cosines of the query's embedding to each class's
   mean embedding, at the temperature the model was trained with; confident at or above the threshold
@@ -28,7 +30,9 @@ from phpq.search import SearchHit, SearchResult
 
 IDENTIFY_DEPTH = 100  # the search results the vote looks among for labelled photos
 VOTE_SIZE = 5  # labelled photos that vote
-LABEL_THRESHOLD = 0.6  # the label vote is confident from this share of the votes (bench/species.py)
+VOTE_TEMPERATURE = 0.02  # a vote's weight falls by e for each 0.02 of similarity below the best one's
+VOTE_WEIGHT = 0.0  # the code weight w of the vote's search: the descriptor alone
+LABEL_THRESHOLD = 0.8  # the label vote is confident from this share of the weight (chosen by bench/species.py)
 PROTOTYPES_KEY = "class_prototypes"  # the metadata entry (after the ``phpq.`` prefix)
 EMBEDDINGS = ("subvectors", "descriptor")  # what prototypes can be means of
 
@@ -71,6 +75,11 @@ def identification(*sources: list[Suggestion]) -> Identification:
     return Identification(order)
 
 
+def vote_weight(info: ModelInfo) -> float | None:
+    """The code weight of the vote's search (None: the model's own, for a model of codes alone)."""
+    return VOTE_WEIGHT if info.has_descriptor else None
+
+
 def identify(result: SearchResult, info: ModelInfo) -> Identification:
     """What a search's results (their labels) and the query's encoding (a model's prototypes) say."""
     prototypes = ClassPrototypes.from_model(info)
@@ -80,13 +89,16 @@ def identify(result: SearchResult, info: ModelInfo) -> Identification:
 
 
 def label_vote(hits: list[SearchHit], threshold: float = LABEL_THRESHOLD) -> list[Suggestion]:
-    """The species of the ``VOTE_SIZE`` most similar labelled hits (copies of the query left out), each
-    vote weighted by its similarity (at least a small positive weight); best first, [] without labels."""
+    """The species of the ``VOTE_SIZE`` most similar labelled hits (copies of the query left out),
+    weighted by similarity (see the module's doc); best first, [] when no hit has a label."""
     voters = [hit for hit in hits if hit.species is not None and not hit.same_photo][:VOTE_SIZE]
+    if not voters:
+        return []
+    best = max(hit.similarity for hit in voters)
     weights: dict[str, float] = {}
     counts: dict[str, int] = {}
     for hit in voters:
-        weights[hit.species] = weights.get(hit.species, 0.0) + max(hit.similarity, 1e-6)
+        weights[hit.species] = weights.get(hit.species, 0.0) + float(np.exp((hit.similarity - best) / VOTE_TEMPERATURE))
         counts[hit.species] = counts.get(hit.species, 0) + 1
     total = sum(weights.values())
     ranked = sorted(weights, key=lambda species: (-weights[species], species))
@@ -122,6 +134,22 @@ class ClassPrototypes:
         vectors = np.frombuffer(base64.b64decode(data["float16"]), np.float16).astype(np.float32)
         names = [display_name(name) for name in info.class_names]
         return cls(names, vectors.reshape(len(names), -1), data["embedding"], data["temperature"], data["threshold"])
+
+    @classmethod
+    def from_embeddings(
+        cls,
+        embeddings: np.ndarray,
+        labels: np.ndarray,
+        names: list[str],
+        embedding: str,
+        temperature: float,
+        threshold: float = 1.0,
+    ) -> ClassPrototypes:
+        """Prototypes of unit embeddings [N, D] with class labels [N] (every class needs a photo)."""
+        vectors = np.stack([embeddings[labels == label].mean(axis=0) for label in range(len(names))])
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        names = [display_name(name) for name in names]
+        return cls(names, vectors.astype(np.float32), embedding, temperature, threshold)
 
     def to_metadata(self, class_count: int) -> str:
         """The metadata form (``phpq.class_prototypes``) for a model with ``class_count`` class names."""
@@ -170,11 +198,6 @@ def model_embeddings(encoding: Encoding, embedding: str) -> np.ndarray:
 def display_name(class_name: str) -> str:
     """A class folder's name as a species name: "015.Lazuli_Bunting" -> "Lazuli Bunting"."""
     return re.sub(r"^\d+\.", "", class_name).replace("_", " ").strip()
-
-
-def species_key(name: str) -> str:
-    """A name compared with others case-, space- and underscore-insensitively."""
-    return re.sub(r"[\s_]+", "", display_name(name)).lower()
 
 
 @dataclass(frozen=True)

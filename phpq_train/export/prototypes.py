@@ -1,0 +1,83 @@
+"""``python -m phpq_train.export.prototypes MODEL.onnx --photos DIR -o OUT.onnx``: write class prototypes
+into an exported model's metadata, so the app can name a photo's species (``phpq.species``).
+
+A prototype is the mean unit embedding of a class's photos, encoded by the ONNX model itself; the
+softmax over the cosines runs at the temperature the model's cosine classifier trained with (the
+recipe's ``classifier_scale``), and ``--threshold`` (chosen by ``python -m bench.species``) is the
+probability from which the model names a species. Only metadata changes: the graph, and so the model
+id (the SHA-256 of the graph), stay the same, and an index keeps its codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from phpq.eval.datasets import PROTOCOLS, load_photo_set, split_protocol
+from phpq.model import METADATA_PREFIX, PHPQModel
+from phpq.species import EMBEDDINGS, PROTOTYPES_KEY, ClassPrototypes, model_embeddings
+from phpq_train.config import recipe_values
+
+PROTOTYPE_TEMPERATURE = 1 / recipe_values()["loss"]["classifier_scale"]
+
+
+def class_prototypes(
+    model: PHPQModel, photos: Path, protocol: str | None, embedding: str, threshold: float
+) -> ClassPrototypes:
+    """Prototypes of a labelled photo folder (only a protocol's training photos, when given), whose
+    classes must be the model's."""
+    photo_set = load_photo_set(photos)
+    if photo_set.class_names != model.info.class_names:
+        raise ValueError(f"the classes of {photos} are not the model's {len(model.info.class_names)} classes")
+    chosen = photo_set.photos if protocol is None else split_protocol(photo_set, protocol).train
+    embeddings = model_embeddings(model.encode_paths([photo.path for photo in chosen]), embedding)
+    labels = np.array([photo.label for photo in chosen])
+    return ClassPrototypes.from_embeddings(
+        embeddings, labels, photo_set.class_names, embedding, PROTOTYPE_TEMPERATURE, threshold
+    )
+
+
+def write_prototypes(source: Path, output: Path, prototypes: ClassPrototypes, class_count: int) -> str:
+    """Copy ``source`` to ``output`` with the prototypes in its metadata; returns the (unchanged) model id."""
+    graph_model = onnx.load(source)
+    key = METADATA_PREFIX + PROTOTYPES_KEY
+    kept = [(prop.key, prop.value) for prop in graph_model.metadata_props if prop.key != key]
+    del graph_model.metadata_props[:]
+    for name, value in [*kept, (key, prototypes.to_metadata(class_count))]:
+        graph_model.metadata_props.add(key=name, value=value)
+    model_id = hashlib.sha256(graph_model.graph.SerializeToString()).hexdigest()
+    if model_id != dict(kept)[METADATA_PREFIX + "model_id"]:
+        raise ValueError(f"{source}: its graph no longer matches its model id; export it again")
+    partial = output.with_suffix(".partial")
+    onnx.save(graph_model, partial)
+    partial.replace(output)
+    return model_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--photos", type=Path, required=True, help="one folder per class, the model's classes")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="only this protocol's training photos (default: all)")
+    parser.add_argument("--embedding", choices=EMBEDDINGS, default="subvectors")
+    parser.add_argument("--threshold", type=float, required=True, help="the probability from which it names")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="may be the model itself")
+    args = parser.parse_args(argv)
+    model = PHPQModel(args.model, prefer_cuda=False)
+    try:
+        prototypes = class_prototypes(model, args.photos, args.protocol, args.embedding, args.threshold)
+        model_id = write_prototypes(args.model, args.output, prototypes, len(model.info.class_names))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"prototypes: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}: {len(prototypes.names)} prototypes of {args.embedding}, model id {model_id[:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
