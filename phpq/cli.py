@@ -25,6 +25,8 @@ from phpq.index import IndexProgress
 from phpq.library import IndexReport, Library, LibraryError, ReadOnlyError
 from phpq.model import ModelError
 from phpq.scan import warm_up_in_background
+from phpq.search import SearchHit
+from phpq.species import SpeciesGroup, group_by_species
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -39,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     add = commands.add_parser("add", help="add a folder and index it")
     add.add_argument("folder", type=Path)
     add.add_argument("--no-index", action="store_true", help="only register the folder")
+    add.add_argument(
+        "--species-from-folders",
+        action="store_true",
+        help="each photo's parent folder name is its species label (kept for later scans of the folder)",
+    )
 
     index = commands.add_parser("index", help="bring the index up to date (all folders or one)")
     index.add_argument("folder", type=Path, nargs="?")
@@ -48,12 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top", type=int, default=20, help="number of results (default 20)")
     search.add_argument("--folder", type=Path, action="append", help="only search this folder (repeatable)")
     search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument("--group", action="store_true", help="results grouped by species label, best group first")
     search.add_argument(
         "--weight",
         type=float,
         help="a fixed weight of the code similarity in the fused ranking, 0 to 1 (default: the model's own,"
         " which may be set per query)",
     )
+
+    identify = commands.add_parser("identify", help="the likely species of IMAGE, from your labels and the model")
+    identify.add_argument("image", type=Path)
+    identify.add_argument("--json", action="store_true", help="machine-readable output")
+
+    label = commands.add_parser(
+        "label", help="give photos (a folder: all under it) a species label: phpq label PATH... NAME, or --clear"
+    )
+    label.add_argument("items", nargs="+", metavar="PATH... NAME")
+    label.add_argument("--clear", action="store_true", help="clear the photos' labels (every argument is a path)")
 
     status = commands.add_parser("status", help="counts, model, provider and unreadable files")
     status.add_argument("--json", action="store_true")
@@ -77,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if args.command == "search":
+    if args.command in ("search", "identify"):
         warm_up_in_background()  # numba's start-up overlaps with opening the index, the model and the query
     try:
         if args.command == "rebuild":
@@ -100,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_add(library: Library, args: argparse.Namespace) -> int:
-    folder = library.add_folder(args.folder)
-    print(f"added {folder.path}")
+    folder = library.add_folder(args.folder, species_from_folders=args.species_from_folders)
+    print(f"added {folder.path}" + (" (species from folder names)" if folder.species_from_folders else ""))
     return EXIT_OK if args.no_index else run_index_folders(library, [folder.path])
 
 
@@ -144,16 +162,65 @@ def run_search(library: Library, args: argparse.Namespace) -> int:
     if args.top < 1:
         raise LibraryError("--top must be at least 1")
     result = library.search(args.image, top_k=args.top, folders=args.folder, weight=args.weight)
+    groups = group_by_species(result.hits) if args.group else [SpeciesGroup(None, result.hits, 0.0)]
     if args.json:
-        hits = [{"path": str(hit.path), "similarity": round(hit.similarity, 6)} for hit in result.hits]
         summary = {"searched": result.n_searched, "code_weight": result.weight, "timings_ms": result.timings_ms}
-        print(json.dumps({"results": hits, **summary}))
+        if args.group:
+            found = [
+                {
+                    "species": g.species,
+                    "count": len(g.hits),
+                    "best_similarity": round(g.best_similarity, 6),
+                    "results": [hit_json(hit) for hit in g.hits],
+                }
+                for g in groups
+            ]
+            print(json.dumps({"groups": found, **summary}))
+        else:
+            print(json.dumps({"results": [hit_json(hit) for hit in result.hits], **summary}))
         return EXIT_OK
-    for rank, hit in enumerate(result.hits, 1):
-        print(f"{rank:4d}  {hit.similarity:6.3f}  {hit.path}")
+    rank = 0
+    for group in groups:
+        if args.group:
+            print(f"{group.species or 'no species label'}: {len(group.hits)}, best {group.best_similarity:.3f}")
+        for hit in group.hits:
+            rank += 1
+            label = "" if args.group or hit.species is None else f"  [{hit.species}]"
+            print(f"{rank:4d}  {hit.similarity:6.3f}  {hit.path}{label}{'  (same photo)' if hit.same_photo else ''}")
     total_ms = sum(result.timings_ms.values())
     weight = "" if result.weight is None else f" (code weight {result.weight:g})"
     print(f"{len(result.hits)} of {result.n_searched} photos in {total_ms:.1f} ms{weight}", file=sys.stderr)
+    return EXIT_OK
+
+
+def hit_json(hit: SearchHit) -> dict:
+    return {
+        "path": str(hit.path),
+        "similarity": round(hit.similarity, 6),
+        "species": hit.species,
+        "same_photo": hit.same_photo,
+    }
+
+
+def run_identify(library: Library, args: argparse.Namespace) -> int:
+    found = library.identify(args.image)
+    if args.json:
+        suggestions = [asdict(suggestion) for suggestion in found.suggestions]
+        print(json.dumps({"photo": str(args.image), "summary": found.summary(), "suggestions": suggestions}))
+        return EXIT_OK
+    print(found.summary() or "no suggestion: label some photos (phpq label, or phpq add --species-from-folders)")
+    for suggestion in found.suggestions:
+        sure = "" if suggestion.confident else ", not sure"
+        print(f"  {suggestion.species}  ({suggestion.evidence}{sure})")
+    return EXIT_OK
+
+
+def run_label(library: Library, args: argparse.Namespace) -> int:
+    if not args.clear and len(args.items) < 2:
+        raise LibraryError("give the photos, then the species name (or --clear)")
+    paths, species = (args.items, None) if args.clear else (args.items[:-1], args.items[-1])
+    count = library.label([Path(path) for path in paths], species)
+    print(f"{'cleared the label of' if species is None else f'labelled {species!r}:'} {count} photo(s)")
     return EXIT_OK
 
 
@@ -165,6 +232,7 @@ def run_status(library: Library, args: argparse.Namespace) -> int:
         data["model"] = {"id": status.model.id, "name": status.model.name, "path": str(status.model.path)}
         data["kind"] = status.kind
         data["errors_sample"] = [{"path": str(path), "error": reason} for path, reason in errors]
+        data["species"] = library.species()
         print(json.dumps(data, default=str))
         return EXIT_OK
     print(f"database   {status.database} (schema {status.schema_version})")
@@ -174,6 +242,9 @@ def run_status(library: Library, args: argparse.Namespace) -> int:
         f"photos     {status.images} known, {status.indexed} indexed, {status.pending} to index, "
         f"{status.errors} unreadable"
     )
+    species = library.species()
+    if species:
+        print(f"species    {len(species)} labels on {sum(species.values())} photos")
     for folder in status.folders:
         scanned = "not scanned yet" if folder.scanned is None else f"scanned {_local_time(folder.scanned)}"
         print(f"folder     {folder.path}  ({folder.n_images} photos, {folder.n_errors} unreadable, {scanned})")
@@ -216,6 +287,8 @@ COMMANDS = {
     "add": run_add,
     "index": run_index,
     "search": run_search,
+    "identify": run_identify,
+    "label": run_label,
     "status": run_status,
     "remove": run_remove,
     "models": run_models,
