@@ -501,6 +501,8 @@ class IndexDatabase:
         hand (``labels`` reads it as none), which, like any label given by hand, a folder's label
         (``by_hand`` False) never replaces. An unread photo's empty hash is never labelled."""
         rows = [(digest, species, int(by_hand)) for digest, species in labels if digest != ""]
+        if not rows:
+            return
         with self.transaction() as db:
             db.conn.executemany(
                 """
