@@ -15,18 +15,20 @@ from typing import Any, TypeVar
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDrag, QDragEnterEvent, QDropEvent, QGuiApplication, QImage
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QInputDialog
 
 from phpq.db import REBUILD_HINT, DamagedDatabaseError
-from phpq.gui.dialogs import ModelsDialog
+from phpq.gui.captions import is_generic_name, result_folders
+from phpq.gui.dialogs import AddFolderDialog, ModelsDialog
 from phpq.gui.errors import failure_text, offers_rebuild
-from phpq.gui.models import is_generic_name, result_folders
+from phpq.gui.models import GROUP_ROLE, HIT_ROLE
 from phpq.gui.ranking import RANK_CHOICES, choice
 from phpq.gui.window import MainWindow
 from phpq.index import CancelToken
 from phpq.library import Library, LibraryError, ReadOnlyError
 from phpq.model import ModelError
 from phpq.search import SearchHit
+from phpq.species import group_by_species
 from phpq.threadguard import WrongThreadError, allow_current_thread, forbid_current_thread
 from tests.conftest import synthetic_photo, write_image_folder, write_photo
 
@@ -471,3 +473,98 @@ def test_captions_name_the_folder_where_names_repeat_or_look_generic():
     paths = [Path(p) for p in ["/a/2022/05/1.jpg", "/a/2023/05/1.jpg", "/x/robin.jpg", "/y/robin.jpg"]]
     paths += [Path("/z/Trip/IMG_1.jpg"), Path("/q/Blue_Jay_0001.jpg")]
     assert result_folders(paths) == ["2022/05", "2023/05", "x", "y", "Trip", ""]
+
+
+def labelled_search(qtbot, window: MainWindow, tmp_path) -> tuple[list[SearchHit], Path]:
+    """4 species named by their folders and a folder of unnamed photos; the 12 look-alikes of a photo of
+    the third species that is not indexed, and that photo."""
+    with qtbot.waitSignal(window.indexing_done, timeout=TIMEOUT_MS):
+        window.folders.add([write_image_folder(tmp_path / "named", n_classes=4, per_class=5)], True)
+    unnamed = tmp_path / "unnamed"  # other photos (a label follows a photo's content to its copies)
+    for label in range(4):
+        for index in (50, 51):
+            write_photo(unnamed / f"IMG_{label}{index}.jpg", label, index)
+    index_folder(qtbot, window, unnamed)
+    window.ui.top_k.setValue(12)
+    query = write_photo(tmp_path / "query.png", label=2, index=90)
+    with (
+        qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown,
+        qtbot.waitSignal(window.search.identified, timeout=TIMEOUT_MS),
+    ):
+        drop(window.ui.query_area, query)
+    return shown.args[0].hits, query
+
+
+def test_the_suggestion_line_and_the_group_view(qtbot, window, tmp_path, settings):
+    hits, _ = labelled_search(qtbot, window, tmp_path)
+    assert "species named by their folders" in window.ui.folder_list.item(0).text()
+    identification = off_gui(window.library.identify, tmp_path / "query.png")
+    assert identification.summary() == "Probably class 2: 5 of the 5 closest labelled photos"
+    assert window.ui.suggestion.text() == "Probably <b>class 2</b>: 5 of the 5 closest labelled photos"
+    assert "from your named photos" in window.ui.suggestion.toolTip()
+    model, view = window.ui.results_view.model(), window.ui.results_view
+    named = next(row for row in range(model.rowCount()) if model.index(row).data(HIT_ROLE).species)
+    assert "\nclass " in model.index(named).data()  # captions carry the species label
+    assert model.rowCount() == len(hits) and model.index(0).data(GROUP_ROLE) is None  # flat
+    window.ui.group_by_species.setChecked(True)  # shows the same results again, grouped; no new search
+    groups = group_by_species(hits)
+    headers = [row for row in range(model.rowCount()) if model.index(row).data(GROUP_ROLE) is not None]
+    assert [model.index(row).data(GROUP_ROLE) for row in headers] == groups and len(groups) >= 2
+    assert {"class 2", None} <= {group.species for group in groups} and groups[0].hits[0] == hits[0]
+    assert model.rowCount() == len(hits) + len(groups)
+    for row, group in zip(headers, groups, strict=True):
+        best = max(round(100 * min(max(hit.own_similarity, 0.0), 1.0)) for hit in group.hits)
+        name = group.species or "No species name"
+        assert (
+            model.index(row).data()
+            == f"{name} · {len(group.hits)} photo{'s' if len(group.hits) > 1 else ''} · best {best} %"
+        )
+        assert [model.index(row + 1 + n).data(HIT_ROLE) for n in range(len(group.hits))] == group.hits
+        assert not model.flags(model.index(row)) & Qt.ItemFlag.ItemIsSelectable
+    # a header is a row of its own across the grid: its photos start on the next row, at the left
+    qtbot.waitUntil(lambda: view.visualRect(model.index(headers[1])).width() >= view.viewport().width() - 2)
+    header, first = view.visualRect(model.index(headers[1])), view.visualRect(model.index(headers[1] + 1))
+    assert first.top() >= header.bottom() and first.left() == header.left()
+    view.selectAll()
+    assert view.selected_paths() == [hit.path for group in groups for hit in group.hits]
+    assert settings.value("group_by_species", type=bool)
+    window.ui.group_by_species.setChecked(False)
+    assert model.rowCount() == len(hits) and not settings.value("group_by_species", type=bool)
+
+
+def test_naming_a_selection_by_hand_and_clearing_it(qtbot, window, tmp_path, monkeypatch):
+    hits, query = labelled_search(qtbot, window, tmp_path)
+    unnamed = [hit.path for hit in hits if hit.species is None][:2]
+    assert len(unnamed) == 2
+    asked: list[list[str]] = []
+
+    def answer(parent, title, label, names, current, editable):
+        asked.append(names)
+        return "Great Blue Heron", True
+
+    monkeypatch.setattr(QInputDialog, "getItem", answer)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:  # the search runs again
+        window.results.name_species.emit(unnamed, None)  # what the context menu's "Name species…" does
+    assert sorted(asked[0][1:]) == ["class 0", "class 1", "class 2", "class 3"]  # names in use offered
+    species = {hit.path: hit.species for hit in shown.args[0].hits}
+    assert [species[path] for path in unnamed] == ["Great Blue Heron"] * 2
+    assert "2 photos named Great Blue Heron" in window.statusBar().currentMessage()
+    assert off_gui(window.library.species)["Great Blue Heron"] == 2
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
+        window.results.clear_species.emit(unnamed)
+    species = {hit.path: hit.species for hit in shown.args[0].hits}
+    assert [species[path] for path in unnamed] == [None, None] and query.is_file()
+
+
+def test_add_folder_offers_naming_photos_by_their_folders(qtbot, window):
+    dialog = AddFolderDialog(window)
+    qtbot.addWidget(dialog)
+    assert dialog.species_from_folders.text() == "Name photos by their folders"
+    assert dialog.species_from_folders.parent() is not None and not dialog.species_from_folders.isChecked()
+    assert "folder it is in" in dialog.species_from_folders.toolTip()
+
+
+def test_without_names_the_suggestion_line_says_how_to_get_them(qtbot, window, tmp_path):
+    search_five(qtbot, window, tmp_path)
+    qtbot.waitUntil(lambda: window.ui.suggestion.text() != "", timeout=TIMEOUT_MS)
+    assert "Name species" in window.ui.suggestion.text() and window.ui.suggestion.property("hint")

@@ -1,4 +1,4 @@
-"""Dialogs: installed models (import, metadata, activate) and the unreadable files of a folder.
+"""Dialogs: installed models (import, metadata, activate), the unreadable files of a folder, and *Add folder…*.
 
 The models dialog reads the library on the task pool, like the window; it never calls it directly.
 """
@@ -10,9 +10,11 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -161,3 +163,27 @@ class ProblemsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(text)
         layout.addWidget(buttons)
+
+
+class AddFolderDialog(QFileDialog):
+    """*Add folder…*: a folder chooser with a "Name photos by their folders" checkbox (Qt's own dialog: a
+    native one takes no extra widget)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent, "Add a folder of photos")
+        self.setFileMode(QFileDialog.FileMode.Directory)
+        self.setOption(QFileDialog.Option.ShowDirsOnly, True)
+        self.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+        self.species_from_folders = QCheckBox("Name photos by their folders")
+        self.species_from_folders.setToolTip(
+            "Each photo's species is the name of the folder it is in (Birds/Painted Bunting/photo.jpg:"
+            " Painted Bunting), now and at every re-scan. Names you give by hand stay. The photos are not touched."
+        )
+        layout = self.layout()
+        if isinstance(layout, QGridLayout):
+            layout.addWidget(self.species_from_folders, layout.rowCount(), 0, 1, layout.columnCount())
+
+    def chosen(self) -> Path | None:
+        """The folder chosen, once the dialog was accepted."""
+        files = self.selectedFiles()
+        return Path(files[0]) if files else None

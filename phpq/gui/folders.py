@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Signal
-from PySide6.QtWidgets import QFileDialog, QListWidgetItem, QMenu, QMessageBox, QWidget
+from PySide6.QtWidgets import QListWidgetItem, QMenu, QMessageBox, QWidget
 
 from phpq.db import FolderRecord
+from phpq.gui.captions import folder_label
 from phpq.gui.controller import Controller
-from phpq.gui.dialogs import ProblemsDialog
+from phpq.gui.dialogs import AddFolderDialog, ProblemsDialog
 from phpq.gui.indexing import IndexingController
 from phpq.gui.layout import WindowLayout
-from phpq.gui.models import FOLDER_ROLE, folder_label
+from phpq.gui.models import FOLDER_ROLE
 from phpq.gui.workers import TaskRunner
 
 
@@ -53,17 +54,21 @@ class FoldersController(Controller):
         return item.data(FOLDER_ROLE) if item is not None else None
 
     def choose(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.dialog_parent, "Add a folder of photos")
-        if folder:
-            self.add([Path(folder)])
+        dialog = AddFolderDialog(self.dialog_parent)
+        folder = dialog.chosen() if dialog.exec() else None
+        if folder is not None:
+            self.add([folder], dialog.species_from_folders.isChecked())
 
-    def add(self, folders: list[Path]) -> None:
-        """Register ``folders`` and index them, in the background."""
+    def add(self, folders: list[Path], species_from_folders: bool = False) -> None:
+        """Register ``folders`` and index them, in the background; with ``species_from_folders`` each
+        photo's folder name is its species."""
         if self.library is None:
             self.message.emit("Still loading; try again in a moment.")
             return
         for folder in folders:
-            self.tasks.start(self.library.add_folder, folder, done=self._added, failed=self.failed())
+            self.tasks.start(
+                self.library.add_folder, folder, species_from_folders, done=self._added, failed=self.failed()
+            )
 
     def _added(self, record: FolderRecord) -> None:
         self.changed.emit()

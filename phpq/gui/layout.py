@@ -72,6 +72,7 @@ class WindowLayout:
         self.folder_list.setObjectName("folderList")
         self.folder_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.folder_list.setWordWrap(True)
+        self.folder_list.setSpacing(3)  # folders of several lines each stay apart
         self.add_button = QPushButton("Add folder…")
         self.rescan_button = QToolButton(text="Re-scan")
         self.remove_button = QToolButton(text="Remove")

@@ -21,6 +21,8 @@ class ResultActions(Controller):
     """The result grid's context menu, double-click (Enter) and Ctrl+C."""
 
     find_similar = Signal(Path)  # search with this result
+    name_species = Signal(list, object)  # these photos' species should be asked for (the current name or None)
+    clear_species = Signal(list)  # these photos' species names should be cleared
 
     def __init__(self, ui: WindowLayout, tasks: TaskRunner, parent: QWidget | None = None):
         super().__init__(ui, tasks, parent)
@@ -35,9 +37,9 @@ class ResultActions(Controller):
 
     def _menu(self, position: QPoint) -> None:
         index = self.view.indexAt(position)
-        if not index.isValid():
+        hit: SearchHit | None = index.data(HIT_ROLE) if index.isValid() else None
+        if hit is None:  # no result there, or a species group's header
             return
-        hit: SearchHit = index.data(HIT_ROLE)
         selection = self.view.selectionModel()
         if not selection.isSelected(index):
             selection.select(index, selection.SelectionFlag.ClearAndSelect)
@@ -48,12 +50,19 @@ class ResultActions(Controller):
         menu.addAction("Show in file manager", lambda: self.reveal(hit.path))
         menu.addAction("Find similar to this photo", lambda: self.find_similar.emit(hit.path))
         menu.addAction("Copy paths" if several else "Copy path", lambda: self.copy_paths(paths))
+        menu.addSeparator()
+        menu.addAction(f"Name species{several}…", lambda: self.name_species.emit(paths, hit.species))
+        if any(selected.species for selected in self.view.selected_hits()):
+            menu.addAction("Clear species name", lambda: self.clear_species.emit(paths))
         menu.exec(self.view.viewport().mapToGlobal(position))
 
     def open_activated(self, index: QModelIndex) -> None:
         """Enter or a double-click: open the selected photos (the activated one when it is not selected)."""
+        hit: SearchHit | None = index.data(HIT_ROLE)
+        if hit is None:  # a species group's header
+            return
         selected = self.view.selectionModel().isSelected(index)
-        self.open_photos(self.view.selected_paths() if selected else [index.data(HIT_ROLE).path])
+        self.open_photos(self.view.selected_paths() if selected else [hit.path])
 
     def open_photos(self, paths: list[Path]) -> None:
         for path in paths:

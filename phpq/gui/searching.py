@@ -1,6 +1,6 @@
-"""Searching from the window: the query (a file or a pasted image) and its results, ranked as "Rank by" says.
-
-A search runs on the task pool; a result that belongs to an older query is dropped.
+"""Searching from the window: the query (a file or a pasted image), its search ranked as "Rank by" says,
+and the identification of its species, both on the task pool; ``ResultsPresenter`` shows what they return.
+A result that belongs to an older query is dropped.
 """
 
 from __future__ import annotations
@@ -14,21 +14,22 @@ from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from phpq.db import PhotoSize
 from phpq.gui.controller import Controller
 from phpq.gui.layout import WindowLayout
-from phpq.gui.models import ResultsModel
+from phpq.gui.presenter import ResultsPresenter
 from phpq.gui.ranking import RankByControl
 from phpq.gui.widgets import PHOTO_FILTER, dropped_paths
-from phpq.gui.workers import TaskRunner, ThumbnailLoader, to_qimage
+from phpq.gui.workers import TaskRunner, to_qimage
 from phpq.imaging import is_image_path
 from phpq.library import Library
 from phpq.search import SearchResult
+from phpq.species import Identification
 from phpq.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
 Search = Callable[[Library, int, float | None], SearchResult]  # runs a search on a worker thread
+Identify = Callable[[Library], Identification]  # names the query's species on a worker thread
 
 
 def qimage_to_pil(image: QImage) -> Image.Image:
@@ -39,17 +40,17 @@ def qimage_to_pil(image: QImage) -> Image.Image:
 
 
 class SearchController(Controller):
-    """Runs searches for the query box and shows their results in the grid."""
+    """Runs searches (and identifications) for the query box; the presenter shows their answers."""
 
     results_shown = Signal(object)  # SearchResult
+    identified = Signal(object)  # Identification
 
     def __init__(self, ui: WindowLayout, tasks: TaskRunner, settings: QSettings, parent: QWidget | None = None):
         super().__init__(ui, tasks, parent)
-        self.settings = settings
         self.generation = 0
         self.last_query: Path | Image.Image | None = None
         self.rank_by = RankByControl(ui.rank_by, settings, self)
-        self.results_model: ResultsModel | None = None
+        self.presenter = ResultsPresenter(ui, tasks, settings, self.rank_by, parent)
         self.query_thumbnails: ThumbnailCache | None = None
         ui.open_button.clicked.connect(self.choose_photo)
         ui.query_area.photo_dropped.connect(self.search_photo)
@@ -59,14 +60,8 @@ class SearchController(Controller):
 
     def attach(self, thumbnails: ThumbnailCache, owner: QObject) -> None:
         """Thumbnails come from ``thumbnails`` from now on (``owner`` keeps the loader)."""
-        self.results_model = ResultsModel(ThumbnailLoader(thumbnails, owner), icon_size=160)
-        self.ui.results_view.setModel(self.results_model)
+        self.presenter.attach(thumbnails, owner)
         self.query_thumbnails = thumbnails
-
-    def wait(self, milliseconds: int) -> None:
-        """Wait for the thumbnail loader's threads (the window is closing)."""
-        if self.results_model is not None:
-            self.results_model.loader.runner.wait(milliseconds)
 
     def choose_photo(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.dialog_parent, "Find photos that look like…", "", PHOTO_FILTER)
@@ -93,7 +88,7 @@ class SearchController(Controller):
         cache = self.query_thumbnails
         if cache is not None:
             self.tasks.start(lambda: to_qimage(cache.load(path)), done=self._show_query_picture, failed=lambda _: None)
-        self._run(lambda library, k, w: library.search(path, top_k=k, weight=w))
+        self._run(lambda library, k, w: library.search(path, top_k=k, weight=w), lambda library: library.identify(path))
 
     def search_image(self, image: QImage) -> None:
         """Search with an image from the clipboard."""
@@ -105,20 +100,23 @@ class SearchController(Controller):
         self._search_pasted(self.last_query)
 
     def _search_pasted(self, image: Image.Image) -> None:
-        self._run(lambda library, k, w: library.search_image(image, top_k=k, weight=w))
+        self._run(
+            lambda library, k, w: library.search_image(image, top_k=k, weight=w),
+            lambda library: library.identify_image(image),
+        )
 
     def _show_query_picture(self, image: QImage) -> None:
         if isinstance(self.last_query, Path):
             self.ui.query_area.show_query(QPixmap.fromImage(image), self.last_query.name)
 
     def repeat(self) -> None:
-        """Search again with the last query (the number of results or the ranking changed)."""
+        """Search again with the last query (the number of results, the ranking or a label changed)."""
         if isinstance(self.last_query, Path):
             self.search_photo(self.last_query)
         elif isinstance(self.last_query, Image.Image):
             self._search_pasted(self.last_query)
 
-    def _run(self, search: Search) -> None:
+    def _run(self, search: Search, identify: Identify) -> None:
         if self.library is None:
             self.message.emit("Still loading the model; try again in a moment.")
             return
@@ -127,34 +125,24 @@ class SearchController(Controller):
         generation = self.generation
         library, top_k = self.library, self.ui.top_k.value()
         weight = self.rank_by.weight()
+        self.presenter.clear_suggestion()
         self.tasks.start(
             lambda: search(library, top_k, weight),
             done=lambda result: self._show_results(generation, result),
             failed=self.failed(),
         )
+        self.tasks.start(
+            lambda: identify(library),
+            done=lambda identification: self._show_identification(generation, identification),
+            failed=lambda error: log.info("no species suggestion: %s", error),  # the search reports the error
+        )
 
     def _show_results(self, generation: int, result: SearchResult) -> None:
-        if generation != self.generation or self.results_model is None or self.library is None:
-            return  # an older query finished after a newer one started
-        hits_generation = self.results_model.set_hits(result.hits)
-        if result.hits:
-            self.tasks.start(
-                self.library.photo_sizes,
-                [hit.image_id for hit in result.hits],
-                done=lambda sizes: self._set_sizes(hits_generation, sizes),
-                failed=lambda error: log.info("no photo sizes: %s", error),
-            )
-        total = sum(result.timings_ms.values())
-        self.ui.time_label.setText(f"query {total:.0f} ms")
-        self.ui.time_label.setToolTip(", ".join(f"{key} {value:.1f} ms" for key, value in result.timings_ms.items()))
-        ranked_as = self.rank_by.explain(result.weight)
-        self.ui.query_info.setText(
-            f"{len(result.hits)} of {result.n_searched:,} photos" + (f"\n{ranked_as}" if ranked_as else "")
-        )
-        self.ui.query_info.setToolTip("" if result.weight is None else f"ranked with code weight w = {result.weight:g}")
-        self.ui.show_results_page(bool(result.hits))
-        self.results_shown.emit(result)
+        if generation == self.generation:  # else an older query finished after a newer one started
+            self.presenter.show(result)
+            self.results_shown.emit(result)
 
-    def _set_sizes(self, generation: int, sizes: dict[int, PhotoSize]) -> None:
-        if self.results_model is not None:
-            self.results_model.set_sizes(generation, sizes)
+    def _show_identification(self, generation: int, identification: Identification) -> None:
+        if generation == self.generation:
+            self.presenter.show_identification(identification)
+            self.identified.emit(identification)

@@ -12,6 +12,14 @@ QLabel#banner {
     border-radius: 4px;
     padding: 6px;
 }
+QLabel#suggestion {
+    font-size: 15px;
+    padding: 4px 2px;
+}
+QLabel#suggestion[hint="true"] {
+    font-size: 12px;
+    color: #666;
+}
 QLabel#queryPicture[hint="true"] {
     font-size: 48px;
     color: palette(mid);

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFont, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -17,9 +17,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from phpq.gui.models import ResultsModel
+from phpq.gui.models import GROUP_ROLE, ResultsModel
 from phpq.gui.style import set_style_flag
 from phpq.imaging import IMAGE_SUFFIXES
+from phpq.search import SearchHit
 
 PHOTO_FILTER = f"Photos ({' '.join(f'*{suffix}' for suffix in sorted(IMAGE_SUFFIXES))});;All files (*)"
 
@@ -116,21 +117,47 @@ class ResultsView(QListView):
         exactly is wrapped by QListView)."""
         return QSize(max((self.viewport().width() - 1) // self.columns(), self.CELL.width() // 2), self.CELL.height())
 
-    def selected_paths(self) -> list[Path]:
-        """The selected photos in grid order (the current one when nothing is selected)."""
+    def selected_hits(self) -> list[SearchHit]:
+        """The selected results in grid order (the current one when nothing is selected)."""
         model = self.model()
         if not isinstance(model, ResultsModel):
             return []
-        indexes = self.selectionModel().selectedIndexes() or [self.currentIndex()]
-        return model.paths_of(indexes)
+        return model.hits_of(self.selectionModel().selectedIndexes() or [self.currentIndex()])
+
+    def selected_paths(self) -> list[Path]:
+        """The selected photos in grid order (the current one when nothing is selected)."""
+        return [hit.path for hit in self.selected_hits()]
 
 
 class CellDelegate(QStyledItemDelegate):
-    """Sizes each result as a cell of its view's current width (``ResultsView.cell_size``)."""
+    """Sizes each result as a cell of its view's current width (``ResultsView.cell_size``); a species
+    group's header takes a row of its own and is drawn as a heading."""
+
+    HEADER_HEIGHT = 34
 
     def __init__(self, view: ResultsView):
         super().__init__(view)
         self.view = view
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        if index.data(GROUP_ROLE) is not None:
+            return QSize(self.view.viewport().width() - 1, self.HEADER_HEIGHT)
         return self.view.cell_size()
+
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        if index.data(GROUP_ROLE) is None:
+            super().paint(painter, option, index)
+            return
+        rect = option.rect.adjusted(8, 6, -8, -2)
+        painter.save()
+        font = QFont(option.font)
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.1)
+        painter.setFont(font)
+        painter.setPen(option.palette.color(QPalette.ColorRole.WindowText))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, index.data())
+        painter.setPen(option.palette.color(QPalette.ColorRole.Mid))
+        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
+        painter.restore()

@@ -21,6 +21,7 @@ from phpq.gui.folders import FoldersController
 from phpq.gui.indexing import IndexingController
 from phpq.gui.integration import app_icon
 from phpq.gui.layout import WindowLayout, ready_text
+from phpq.gui.naming import NamingController
 from phpq.gui.results import ResultActions
 from phpq.gui.searching import SearchController
 from phpq.gui.switching import ModelSwitcher
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self.search = SearchController(self.ui, self.tasks, self.settings, self)
         self.results = ResultActions(self.ui, self.tasks, self)
         self.models = ModelSwitcher(self.ui, self.tasks, self.indexing, self)
+        self.naming = NamingController(self.ui, self.tasks, self)
         self._connect()
         self._build_menus()
         self._restore_settings()
@@ -87,7 +89,7 @@ class MainWindow(QMainWindow):
         self.tasks.start(_prepared(open_library), done=self._on_library, failed=self._on_library_failed)
 
     def _controllers(self) -> tuple[Controller, ...]:
-        return (self.indexing, self.folders, self.search, self.results, self.models)
+        return (self.indexing, self.folders, self.search, self.search.presenter, self.results, self.models, self.naming)
 
     def _connect(self) -> None:
         for controller in self._controllers():
@@ -100,6 +102,9 @@ class MainWindow(QMainWindow):
         self.models.switched.connect(self.refresh_library)
         self.search.results_shown.connect(self.results_shown)
         self.results.find_similar.connect(self.search.search_photo)
+        self.results.name_species.connect(self.naming.ask)
+        self.results.clear_species.connect(lambda paths: self.naming.name(paths, None))
+        self.naming.labelled.connect(self.search.repeat)
         self.ui.query_area.folders_dropped.connect(self.folders.add)
         self.ui.rebuild_button.clicked.connect(self.rebuild)
 
@@ -139,7 +144,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("top_k", self.ui.top_k.value())
         self.indexing.stop()
         self.tasks.wait(CLOSE_WAIT_MS)
-        self.search.wait(CLOSE_WAIT_MS)
+        self.search.presenter.wait(CLOSE_WAIT_MS)
         library = self.library
         if library is not None:
             self._set_library(None)
