@@ -47,7 +47,8 @@ def contents(database: Path) -> dict[str, list[tuple]]:
             old = [column for column in columns if column != "species_from_folders"]
             rows[table] = sorted(connection.execute(f"SELECT {', '.join(old)} FROM {table}").fetchall(), key=repr)
         rows["steps"] = [row[0] for row in connection.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
-        rows["tables"] = sorted(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        rows["tables"] = sorted(row[0] for row in tables)
     return rows
 
 
