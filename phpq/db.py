@@ -94,8 +94,9 @@ def m002_descriptors(db: sqlite_utils.Database) -> None:
 def m003_species_labels(db: sqlite_utils.Database) -> None:
     """Species labels, keyed by a photo's content hash (``phpq.index.content_hash``), so a label follows
     its photo through renames and moves (even across runs) and byte-identical copies share it; ``by_hand``
-    marks a label a user gave, which a folder name never overrides. A folder remembers whether its
-    sub-folder names are species. One transaction: a crash leaves the schema before or after, whole."""
+    marks a label a user gave (species "": cleared by hand), which a folder name never overrides. A
+    folder remembers whether its sub-folder names are species. One transaction: a crash leaves the
+    schema before or after, whole."""
     _execute_statements(
         db,
         """
