@@ -7,10 +7,11 @@ search results grouped by species.
   exp((similarity - best similarity) / ``VOTE_TEMPERATURE``); the query's own label (the query photo
   itself, or a byte-identical copy, ``SearchHit.same_photo``) never counts. Confidence = the winner's
   share of the weight; below ``LABEL_THRESHOLD`` the vote is not confident.
-- The model's suggestion, for a model whose metadata carries class prototypes (``phpq.class_prototypes``,
-  written by ``phpq-prototypes``): a softmax over the cosines of the query's embedding to each class's
-  mean embedding, at the temperature the model was trained with; confident at or above the threshold
-  stored beside them (chosen by ``bench/species.py``). A model without them makes no suggestion.
+- The model's suggestion, for a model whose metadata carries class prototypes
+  (``phpq.class_prototypes``, written by ``python -m phpq_train.export.prototypes``): a softmax over the
+  cosines of the query's embedding to each class's mean embedding, at the temperature the model was
+  trained with; confident at or above the threshold stored beside them (chosen by
+  ``bench/species.py``). A model without them makes no suggestion.
 
 Both thresholds are chosen by ``python -m bench.species`` with the rules stated there and in
 docs/results.md.
