@@ -80,6 +80,16 @@ class EfficientNetLiteTaps(nn.Module):
             outputs.append(self.head(x))
         return outputs
 
+    def forward_split(self, images: torch.Tensor, cut: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The maps of all taps, and the maps entering block ``cut`` (where a second tail can start)."""
+        earlier = {self._block_taps[t]: t for t in self.taps if t != "head" and self._block_taps[t] < cut}
+        x, outputs = self.stem(images), []
+        for index in range(cut):
+            x = self.blocks[index](x)
+            if index in earlier:
+                outputs.append(x)
+        return outputs + self.forward_from(x, cut), x
+
     def taps_from(self, first_block: int) -> tuple[str, ...]:
         """The taps that ``forward_from(x, first_block)`` returns."""
         return tuple(t for t in self.taps if t == "head" or self._block_taps[t] >= first_block)

@@ -11,6 +11,7 @@ from phpq_train.config import TrainConfig, recipe_values
 from phpq_train.model import PHPQ, ModelConfig
 
 CHECKPOINT_FORMAT = 1
+TRAINING_ONLY = ("head.classifier.", "head.descriptor_classifier.")  # weights no exported model holds
 
 
 def save_checkpoint(
@@ -54,5 +55,11 @@ def model_from_checkpoint(payload: dict[str, Any]) -> PHPQ:
     the per-query weight, ...) take the recipe's values."""
     recipe = recipe_values()["model"]
     model = PHPQ(ModelConfig(**{**recipe, **payload["model_config"]}), pretrained=False)
-    model.load_state_dict(payload["state_dict"])
+    if "exported_from" not in payload:
+        model.load_state_dict(payload["state_dict"])
+        return model.eval()
+    # phpq_train.export.from_onnx: an exported file holds every weight but the training-only classifiers'
+    missing = model.load_state_dict(payload["state_dict"], strict=False).missing_keys
+    if any(not key.startswith(TRAINING_ONLY) for key in missing):
+        raise ValueError(f"{payload['exported_from']} lacks weights: {', '.join(missing)}")
     return model.eval()

@@ -55,6 +55,10 @@ class ModelConfig:
     descriptor_taps: tuple[str, ...]
     descriptor_pooling: str  # global max, global average, or both (each part L2-normalised)
     fusion_weight: float  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
+    # The exported descriptor also carries the untrained backbone's view (phpq_train.general), general_dim
+    # principal axes of it (0: none), weighted general_weight in the descriptor's cosine.
+    general_dim: int
+    general_weight: float
     # The per-query weight (phpq.fusion.AdaptiveWeight's low, high, threshold and k; {} for none):
     # fusion_weight is then the first scan's weight only.
     adaptive_weight: dict[str, float]
@@ -504,6 +508,7 @@ class RetrievalEncoder(nn.Module):
 
     def __init__(self, model: PHPQ):
         super().__init__()
+        self.general = getattr(model, "general", None)  # phpq_train.general.attach_general_descriptor
         self.backbone = model.backbone
         self.pooling = model.pooling
         self.fusion = model.head.fusion
@@ -514,10 +519,18 @@ class RetrievalEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.mirror_average:
-            pooled = self.pooling(self.backbone(torch.cat([images, torch.flip(images, dims=[3])])))
-            pooled = pooled.reshape(2, -1, pooled.shape[-1]).mean(dim=0)
+            images = torch.cat([images, torch.flip(images, dims=[3])])
+        if self.general is None:
+            pooled, general = self.pooling(self.backbone(images)), None
         else:
-            pooled = self.pooling(self.backbone(images))
+            maps, cut = self.backbone.forward_split(images, self.general.first_block)
+            pooled, general = self.pooling(maps), self.general(cut)
+        if self.mirror_average:
+            pooled = pooled.reshape(2, -1, pooled.shape[-1]).mean(dim=0)
+            general = None if general is None else F.normalize(general.reshape(2, -1, general.shape[-1]).mean(0), dim=1)
         subvectors = split_subvectors(self.fusion(pooled), self.n_subspaces)
         similarities = torch.matmul(subvectors.transpose(0, 1), self.phpq_codebooks.transpose(1, 2))  # [M, B, K]
-        return subvectors, similarities.argmax(dim=-1).transpose(0, 1), self.descriptor(pooled)
+        descriptor = self.descriptor(pooled)
+        if general is not None:
+            descriptor = self.general.combined(descriptor, general)
+        return subvectors, similarities.argmax(dim=-1).transpose(0, 1), descriptor

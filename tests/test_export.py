@@ -30,6 +30,7 @@ TINY = replace(
     descriptor_dim=16,
     n_classes=4,
     mirror_average=False,  # the recipe's models average mirror images; --mirror-average turns it on below
+    general_dim=0,  # the general descriptor has tests of its own (tests/test_general_descriptor.py)
 )
 
 

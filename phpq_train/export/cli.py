@@ -17,7 +17,11 @@ from phpq_train.extra import needs_train_extra
 def export_main(argv: list[str] | None = None) -> int:
     """Export a phpq-train checkpoint to a self-describing ONNX model and check it against PyTorch."""
     parser = argparse.ArgumentParser(prog="phpq-export", description=export_main.__doc__)
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a phpq-train checkpoint, or a model exported before (.onnx) to write again in today's format",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--photos", type=Path, help="photo folder for the parity check (default: the training data)")
     parser.add_argument("--parity-photos", type=int, default=64, help="how many photos the parity check encodes")
@@ -44,18 +48,20 @@ def export_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
+    from phpq_train.checkpoint import model_from_checkpoint
     from phpq_train.config import recipe_values
+    from phpq_train.export.from_onnx import payload_from_file
     from phpq_train.export.onnx_export import export_checkpoint
     from phpq_train.export.parity import check_parity
+    from phpq_train.general import attach_general_descriptor, checkpoint_training_photos
     from phpq_train.model import SEARCH_FIELDS
 
     try:
-        payload = load_checkpoint(args.checkpoint)
-    except Exception as error:  # torch.load raises pickle, zip and runtime errors for foreign files
+        payload = payload_from_file(args.checkpoint)
+        model = model_from_checkpoint(payload)
+    except Exception as error:  # torch.load and onnx.load raise many kinds for foreign files
         print(f"phpq-export: cannot read checkpoint {args.checkpoint}: {error}", file=sys.stderr)
         return 2
-    model = model_from_checkpoint(payload)
     folder = args.photos or Path(payload.get("train_config", {}).get("data", ""))
     photos = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p)) if folder.is_dir() else []
     if not photos:
@@ -69,6 +75,13 @@ def export_main(argv: list[str] | None = None) -> int:
     if args.search_from_recipe:
         recipe = recipe_values()["model"]
         model.config = replace(model.config, **{field: recipe[field] for field in SEARCH_FIELDS})
+    if model.config.general_dim:
+        try:
+            training_photos = checkpoint_training_photos(payload)
+        except (OSError, ValueError) as error:
+            print(f"phpq-export: the general descriptor fits on the training photos: {error}", file=sys.stderr)
+            return 2
+        attach_general_descriptor(model, training_photos)
     model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights)
     report = check_parity(model, args.output, photos[::step][: args.parity_photos])
     print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB), model id {model_id[:16]}")

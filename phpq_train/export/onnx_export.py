@@ -25,6 +25,7 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
     config = model.config
     train_config = checkpoint.get("train_config", {})
     metrics = checkpoint.get("metrics", {})
+    general = getattr(model, "general", None)
     return {
         "format_version": FORMAT_VERSION,
         "model_id": model_id,
@@ -37,7 +38,12 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
         "n_codewords": str(config.n_codewords),
         "bits": str(config.bits),
         "dim": str(config.dim),
-        "descriptor_dim": str(config.descriptor_dim),
+        "descriptor_dim": str(config.descriptor_dim + (general.dim if general is not None else 0)),
+        "general_descriptor": json.dumps(
+            {}
+            if general is None
+            else {"dim": general.dim, "weight": general.weight, "first_block": general.first_block}
+        ),
         "fusion_weight": str(config.fusion_weight),
         "adaptive_weight": json.dumps(config.adaptive_weight),
         "neighbour_rerank": json.dumps(config.neighbour_rerank),

@@ -1,0 +1,108 @@
+"""The general descriptor (the untrained backbone's view beside the trained descriptor) and re-exporting
+an exported model."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from phpq.eval.datasets import load_photo_set
+from phpq.model import PHPQModel
+from phpq_train.checkpoint import model_from_checkpoint, save_checkpoint
+from phpq_train.export.cli import export_main
+from phpq_train.export.from_onnx import payload_from_export
+from phpq_train.export.onnx_export import export_checkpoint
+from phpq_train.general import first_trained_block
+from phpq_train.model import PHPQ
+from tests.test_export import RECIPE, TINY
+
+GENERAL = replace(TINY, general_dim=8, general_weight=0.6)
+
+
+@pytest.fixture(scope="module")
+def partly_trained(tmp_path_factory, synthetic_folder):
+    """A tiny checkpoint whose backbone changed from block 12 on (as partial training changes it)."""
+    torch.manual_seed(0)
+    model = PHPQ(GENERAL)
+    with torch.no_grad():
+        for block in list(model.backbone.blocks)[12:]:
+            for parameter in block.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    model.head.quantizer.init_from_kmeans(model.head.fusion(torch.randn(64, model.layout.size)))
+    path = tmp_path_factory.mktemp("general") / "partly.pt"
+    save_checkpoint(path, model, replace(RECIPE, data=str(synthetic_folder), model=GENERAL), list("abcd"), 1)
+    return path
+
+
+def test_the_general_branch_starts_at_the_first_trained_block():
+    model = PHPQ(TINY)
+    assert first_trained_block(model.backbone) == len(model.backbone.blocks)  # nothing trained: only the head
+    with torch.no_grad():
+        for parameter in model.parameters():  # float16 rounding, as an export with --fp16-weights stores it
+            parameter.copy_(parameter.half().float())
+    assert first_trained_block(model.backbone) == len(model.backbone.blocks)
+    with torch.no_grad():
+        model.backbone.blocks[9]._project_conv.weight.add_(0.01)
+    assert first_trained_block(model.backbone) == 9
+
+
+def test_export_carries_the_general_descriptor_mixed_into_the_descriptor(partly_trained, synthetic_folder, tmp_path):
+    output, plain = tmp_path / "general.onnx", tmp_path / "plain.onnx"
+    assert export_main([str(partly_trained), "-o", str(output), "--parity-photos", "8"]) == 0  # parity holds
+    payload = torch.load(partly_trained, weights_only=True)
+    export_checkpoint(
+        model_from_checkpoint({**payload, "model_config": {**payload["model_config"], "general_dim": 0}}),
+        payload,
+        plain,
+    )
+    runtime, reference = PHPQModel(output, prefer_cuda=False), PHPQModel(plain, prefer_cuda=False)
+    assert runtime.info.descriptor_dim == 16 + 8
+    assert runtime.info.metadata["general_descriptor"] == '{"dim": 8, "weight": 0.6, "first_block": 12}'
+    photos = [p.path for p in load_photo_set(synthetic_folder).photos]
+    ours, theirs = runtime.encode_paths(photos), reference.encode_paths(photos)
+    np.testing.assert_array_equal(ours.codes, theirs.codes)
+    trained, general = ours.descriptors[:, :16] / np.sqrt(0.4), ours.descriptors[:, 16:] / np.sqrt(0.6)
+    np.testing.assert_allclose(trained, theirs.descriptors, atol=1e-4)  # the trained part is unchanged
+    np.testing.assert_allclose(np.linalg.norm(general, axis=1), 1.0, atol=1e-4)
+    cosine = ours.descriptors @ ours.descriptors.T  # the app's descriptor similarity mixes the two cosines
+    np.testing.assert_allclose(cosine, 0.4 * trained @ trained.T + 0.6 * general @ general.T, atol=1e-5)
+    assert not np.allclose(general @ general.T, trained @ trained.T, atol=0.05)
+
+
+def test_an_exported_model_exports_again_to_the_same_encoder(partly_trained, synthetic_folder, tmp_path):
+    payload = torch.load(partly_trained, weights_only=True)
+    payload = {**payload, "model_config": {**payload["model_config"], "general_dim": 0}}
+    first = export_checkpoint(model_from_checkpoint(payload), payload, tmp_path / "first.onnx")
+    again = payload_from_export(tmp_path / "first.onnx")
+    assert (
+        again["class_names"] == list("abcd")
+        and again["train_config"]["protocol"] == payload["train_config"]["protocol"]
+    )
+    export_checkpoint(model_from_checkpoint(again), again, tmp_path / "again.onnx")
+    photos = [p.path for p in load_photo_set(synthetic_folder).photos]
+    before = PHPQModel(tmp_path / "first.onnx", prefer_cuda=False).encode_paths(photos)
+    after = PHPQModel(tmp_path / "again.onnx", prefer_cuda=False).encode_paths(photos)
+    np.testing.assert_array_equal(before.codes, after.codes)
+    np.testing.assert_allclose(before.subvectors, after.subvectors, atol=1e-6)
+    np.testing.assert_allclose(before.descriptors, after.descriptors, atol=1e-6)
+    older = onnx.load(tmp_path / "first.onnx")  # as exported before the general descriptor existed
+    for entry in older.metadata_props:
+        if entry.key == "phpq.model_config":
+            config = json.loads(entry.value)
+            del config["general_dim"], config["general_weight"]
+            entry.value = json.dumps(config)
+    onnx.save(older, tmp_path / "older.onnx")
+    upgraded = tmp_path / "upgraded.onnx"  # the upgrade path of the shipped model: the recipe's general descriptor
+    assert export_main([str(tmp_path / "older.onnx"), "-o", str(upgraded), "--parity-photos", "4"]) == 0
+    info = PHPQModel(upgraded, prefer_cuda=False).info
+    assert info.descriptor_dim == 16 + RECIPE.model.general_dim and info.model_id != first
+
+
+def test_a_file_that_is_neither_checkpoint_nor_model_is_refused(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    assert export_main([str(bad), "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
