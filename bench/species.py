@@ -46,7 +46,16 @@ from phpq.eval.datasets import Photo, PhotoSet, scan_image_folder, species_key, 
 from phpq.locations import bundled_models
 from phpq.model import Encoding, PHPQModel
 from phpq.search import CodeMatrix, SearchHit, model_query
-from phpq.species import EMBEDDINGS, IDENTIFY_DEPTH, ClassPrototypes, label_vote, model_embeddings, vote_weight
+from phpq.species import (
+    EMBEDDINGS,
+    IDENTIFY_DEPTH,
+    ClassPrototypes,
+    Suggestion,
+    identification,
+    label_vote,
+    model_embeddings,
+    vote_weight,
+)
 from phpq_train.export.prototypes import PROTOTYPE_TEMPERATURE
 
 LABEL_GRID = np.round(np.arange(0.3, 1.0001, 0.05), 2)
@@ -78,24 +87,29 @@ def rows(encoding: Encoding, index: np.ndarray) -> Encoding:
     return Encoding(encoding.subvectors[index], encoding.codes[index], encoding.descriptors[index])
 
 
-def vote_answers(
+def label_votes(
     model: PHPQModel, collection: Encoding, species: list[str], queries: Encoding, leave_one_out: bool
-) -> tuple[list[str | None], np.ndarray]:
-    """Each query's best label-vote species and its confidence, searched as the app searches: the
-    labelled collection in a CodeMatrix, ``IDENTIFY_DEPTH`` results (leave-one-out: not the query itself)."""
+) -> list[list[Suggestion]]:
+    """Each query's label vote, searched as the app searches: the labelled collection in a CodeMatrix,
+    ``IDENTIFY_DEPTH`` results (leave-one-out: not the query itself)."""
     positions = np.arange(len(collection.codes), dtype=np.int64)
     matrix = CodeMatrix("bench", model.info.n_subspaces, model.info.descriptor_dim)
     matrix.upsert(positions, np.zeros_like(positions), collection.codes, quantize(collection.descriptors))
-    answers: list[str | None] = []
-    confidence = np.zeros(len(queries.codes))
+    votes = []
     for index in range(len(queries.codes)):
         query = model_query(model, queries.subvectors[index], queries.descriptors[index], vote_weight(model.info))
         scores, ids, _, _ = matrix.search(query, IDENTIFY_DEPTH, exclude={index} if leave_one_out else None)
         hits = [SearchHit(j, Path(), s, species[j]) for j, s in zip(ids.tolist(), scores.tolist(), strict=True)]
-        vote = label_vote(hits)
-        answers.append(vote[0].species if vote else None)
-        confidence[index] = vote[0].confidence if vote else 0.0
-    return answers, confidence
+        votes.append(label_vote(hits))
+    return votes
+
+
+def scored(votes: list[list[Suggestion]], truth: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each query's best suggestion is right (species compared by ``species_key``), and its confidence."""
+    correct = np.array(
+        [bool(v) and species_key(v[0].species) == species_key(t) for v, t in zip(votes, truth, strict=True)]
+    )
+    return correct, np.array([v[0].confidence if v else 0.0 for v in votes])
 
 
 def answered(correct: np.ndarray, confidence: np.ndarray, threshold: float) -> dict[str, float]:
@@ -112,15 +126,15 @@ def label_vote_report(model: PHPQModel, cub: PhotoSet, cub_codes: Encoding, othe
     rank = np.arange(len(gallery)) - np.searchsorted(labels, labels)  # each photo's position in its class
     labelled, queries = gallery[rank % 2 == 0], gallery[rank % 2 == 1]
     names = [photo.path.parent.name for photo in cub.photos]
-    fresh_answers, fresh_confidence = vote_answers(
+    fresh_votes = label_votes(
         model, rows(cub_codes, labelled), [names[i] for i in labelled], rows(cub_codes, queries), False
     )
     other_names = [photo.path.parent.name for photo in other.photos]
-    other_answers, other_confidence = vote_answers(model, other_codes, other_names, other_codes, True)
-    other_correct = np.array([a == n for a, n in zip(other_answers, other_names, strict=True)])
+    other_votes = label_votes(model, other_codes, other_names, other_codes, True)
+    other_correct, other_confidence = scored(other_votes, other_names)
     even = other.labels % 2 == 0  # the species the rule looks at; the odd ones check its choice
     results = {
-        "fresh": (np.array([a == names[i] for a, i in zip(fresh_answers, queries, strict=True)]), fresh_confidence),
+        "fresh": scored(fresh_votes, [names[i] for i in queries]),
         "other_even": (other_correct[even], other_confidence[even]),
         "other_odd": (other_correct[~even], other_confidence[~even]),
         "other": (other_correct, other_confidence),
@@ -129,7 +143,30 @@ def label_vote_report(model: PHPQModel, cub: PhotoSet, cub_codes: Encoding, othe
     passing = [
         t for t in LABEL_GRID if all(curves[p][float(t)]["accuracy"] >= ACCURACY_FLOOR for p in ("fresh", "other_even"))
     ]
-    return (float(passing[0]) if passing else None), curves
+    return (float(passing[0]) if passing else None), curves, other_votes
+
+
+def identify_report(model: PHPQModel, other: PhotoSet, other_codes: Encoding, votes: list[list[Suggestion]]) -> dict:
+    """What ``phpq identify`` answers on other (labels leave-one-out, and the model's own prototypes): its
+    first confident suggestion, on the even and the odd species; None without prototypes."""
+    prototypes = ClassPrototypes.from_model(model.info)
+    if prototypes is None:
+        return {}
+    first = []
+    for index, vote in enumerate(votes):
+        found = identification(vote, prototypes.suggest(rows(other_codes, np.array([index]))))
+        confident = [suggestion for suggestion in found.suggestions if suggestion.confident]
+        first.append(confident[:1])
+    correct, confidence = scored(first, [photo.path.parent.name for photo in other.photos])
+    from_model = np.array([bool(f) and f[0].source == "model" for f in first])
+    even = other.labels % 2 == 0
+    return {
+        part: {
+            **answered(correct[mask], confidence[mask], 1e-9),
+            "model_answers": round(float(from_model[mask].mean()), 4),
+        }
+        for part, mask in (("other_even", even), ("other_odd", ~even), ("other", np.ones_like(even)))
+    }
 
 
 def model_report(cub: PhotoSet, cub_codes: Encoding, other: PhotoSet, other_codes: Encoding, embedding: str):
@@ -175,8 +212,9 @@ def main() -> None:
     model = PHPQModel(args.model, prefer_cuda=False)
     cub, other = scan_image_folder(args.cub), scan_image_folder(args.other)
     cub_codes, other_codes = encoded(model, cub, "cub", args.cache), encoded(model, other, "other", args.cache)
-    threshold, curves = label_vote_report(model, cub, cub_codes, other, other_codes)
+    threshold, curves, other_votes = label_vote_report(model, cub, cub_codes, other, other_codes)
     print(json.dumps({"label_vote": {"threshold": threshold, "curves": curves}}))
+    print(json.dumps({"identify": identify_report(model, other, other_codes, other_votes)}))
     chosen = {}
     for embedding in EMBEDDINGS:
         model_threshold, model_curves = model_report(cub, cub_codes, other, other_codes, embedding)
