@@ -3,6 +3,7 @@ an exported model."""
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -88,17 +89,22 @@ def test_an_exported_model_exports_again_to_the_same_encoder(partly_trained, syn
     np.testing.assert_array_equal(before.codes, after.codes)
     np.testing.assert_allclose(before.subvectors, after.subvectors, atol=1e-6)
     np.testing.assert_allclose(before.descriptors, after.descriptors, atol=1e-6)
-    older = onnx.load(tmp_path / "first.onnx")  # as exported before the general descriptor existed
+    as_exported_before_the_general_descriptor(tmp_path / "first.onnx", tmp_path / "older.onnx")
+    upgraded = tmp_path / "upgraded.onnx"  # the upgrade path of the shipped model: the recipe's general descriptor
+    assert export_main([str(tmp_path / "older.onnx"), "-o", str(upgraded), "--parity-photos", "4"]) == 0
+    info = PHPQModel(upgraded, prefer_cuda=False).info
+    assert info.descriptor_dim == 16 + RECIPE.model.general_dim and info.model_id != first
+
+
+def as_exported_before_the_general_descriptor(source: Path, target: Path) -> None:
+    """``source`` with a model config that does not know the general descriptor (as the default shipped before)."""
+    older = onnx.load(source)
     for entry in older.metadata_props:
         if entry.key == "phpq.model_config":
             config = json.loads(entry.value)
             del config["general_dim"], config["general_weight"]
             entry.value = json.dumps(config)
-    onnx.save(older, tmp_path / "older.onnx")
-    upgraded = tmp_path / "upgraded.onnx"  # the upgrade path of the shipped model: the recipe's general descriptor
-    assert export_main([str(tmp_path / "older.onnx"), "-o", str(upgraded), "--parity-photos", "4"]) == 0
-    info = PHPQModel(upgraded, prefer_cuda=False).info
-    assert info.descriptor_dim == 16 + RECIPE.model.general_dim and info.model_id != first
+    onnx.save(older, target)
 
 
 def test_a_file_that_is_neither_checkpoint_nor_model_is_refused(tmp_path, capsys):
@@ -106,3 +112,34 @@ def test_a_file_that_is_neither_checkpoint_nor_model_is_refused(tmp_path, capsys
     bad.write_bytes(b"not a model")
     assert export_main([str(bad), "-o", str(tmp_path / "x.onnx")]) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_an_index_made_with_the_previous_default_upgrades_without_losing_folders(partly_trained, tmp_path, monkeypatch):
+    """The shipped default gained the general descriptor by ``phpq-export OLD.onnx``: an index made with
+    the old file keeps its folders and labels, and its photos are encoded again with the longer descriptor."""
+    from phpq.library import Library
+    from tests.conftest import write_image_folder, write_photo
+
+    payload = torch.load(partly_trained, weights_only=True)
+    payload = {**payload, "model_config": {**payload["model_config"], "general_dim": 0}}
+    bundled = tmp_path / "package" / "default.onnx"
+    old_id = export_checkpoint(model_from_checkpoint(payload), payload, bundled)
+    monkeypatch.setattr("phpq.registry.bundled_models", lambda: [bundled])
+    photos = write_image_folder(tmp_path / "photos", n_classes=2, per_class=3, size=64)
+    database = tmp_path / "data" / "index.sqlite3"
+    as_exported_before_the_general_descriptor(bundled, bundled)
+    with Library(database, prefer_cuda=False) as library:
+        library.add_folder(photos, species_from_folders=True)
+        assert library.index().encoded == 6 and library.active_model_id == old_id
+        folders, species = library.folders(), library.species()
+    upgraded = tmp_path / "upgraded.onnx"
+    assert export_main([str(bundled), "-o", str(upgraded), "--parity-photos", "4"]) == 0  # the upgrade path
+    bundled.write_bytes(upgraded.read_bytes())
+    with Library(database, prefer_cuda=False) as library:
+        assert library.active_model_id != old_id
+        assert [folder.path for folder in library.folders()] == [folder.path for folder in folders] == [photos]
+        assert library.species() == species and sum(species.values()) == 6
+        assert library.status().pending == 6 and library.index().encoded == 6
+        result = library.search(write_photo(tmp_path / "q.png", 0, 60), top_k=6)
+        assert result.n_searched == 6 and len(result.hits) == 6
+        assert library.model_for().info.descriptor_dim == 16 + RECIPE.model.general_dim
