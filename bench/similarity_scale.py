@@ -106,7 +106,7 @@ def main() -> None:
                     copy = root / "copy.jpg"
                     shutil.copy2(sorted(folder.rglob("*.jpg"))[0], copy)
                     first = library.search(copy, top_k=3).hits[0]
-                    print(f"  a copy of an indexed photo: first, same_photo={first.same_photo}")
+                    print(f"  a copy of an indexed photo: first, same_photo={first.same_photo}, {percent(first)} %")
 
 
 if __name__ == "__main__":
