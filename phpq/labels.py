@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from phpq.db import FolderRecord, IndexDatabase
+from phpq.db import EncodedImage, FolderRecord, IndexDatabase
 from phpq.errors import LibraryError
+from phpq.index import FolderChanges, IndexListener
 from phpq.species import display_name
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,26 @@ def apply_folder_labels(db: IndexDatabase, folders: list[FolderRecord]) -> int:
     ]
     db.set_labels(labels, by_hand=False)
     return len(labels)
+
+
+class FolderLabeller:
+    """An indexing run's listener that labels a species folder's photos as soon as the folder is synced
+    (before they are encoded), and passes every change on to ``listener``."""
+
+    def __init__(self, db: IndexDatabase, folders: list[FolderRecord], listener: IndexListener):
+        self.db = db
+        self.folders = {folder.id: folder for folder in folders}
+        self.listener = listener
+
+    def folder_synced(self, changes: FolderChanges) -> None:
+        self.listener.folder_synced(changes)
+        apply_folder_labels(self.db, [self.folders[changes.folder_id]])
+
+    def images_removed(self, image_ids: list[int]) -> None:
+        self.listener.images_removed(image_ids)
+
+    def encoded_stored(self, model_id: str, results: list[EncodedImage]) -> None:
+        self.listener.encoded_stored(model_id, results)
 
 
 def label_paths(db: IndexDatabase, paths: list[Path], species: str | None, model_id: str) -> int:

@@ -23,7 +23,7 @@ from phpq.db import FolderRecord, IndexDatabase, ModelRecord, PhotoSize
 from phpq.errors import LibraryError, ReadOnlyError
 from phpq.fusion import SearchSettings
 from phpq.index import CancelToken, IndexReport, ProgressCallback, index_folders
-from phpq.labels import apply_folder_labels, label_paths
+from phpq.labels import FolderLabeller, apply_folder_labels, label_paths
 from phpq.locations import default_database_path
 from phpq.model import PHPQModel
 from phpq.registry import ModelRegistry
@@ -206,9 +206,8 @@ class Library:
         model_id = self._registry.record(model_id or self._registry.active_id).id
         records = self.db.folders() if folders is None else [self.folder(path) for path in folders]
         load_model = partial(self._registry.model, model_id)  # loaded only if photos need codes
-        report = index_folders(self.db, records, model_id, load_model, self._searcher, progress, cancel, batch_size)
-        apply_folder_labels(self.db, records)
-        return report
+        listener = FolderLabeller(self.db, records, self._searcher)  # species folders labelled once synced
+        return index_folders(self.db, records, model_id, load_model, listener, progress, cancel, batch_size)
 
     # Search ---------------------------------------------------------------------------------------
 

@@ -130,12 +130,14 @@ def test_a_version_1_index_keeps_folders_and_codes_and_gains_descriptors(tmp_pat
     # turn the file into what the previous app version wrote: schema step 1 only
     with sqlite3.connect(database) as connection:
         connection.execute("DROP TABLE descriptors")
-        connection.execute("DELETE FROM _sqlite_migrations WHERE name = 'm002_descriptors'")
+        connection.execute("DROP TABLE labels")  # and the later steps
+        connection.execute("ALTER TABLE folders DROP COLUMN species_from_folders")
+        connection.execute("DELETE FROM _sqlite_migrations WHERE name IN ('m002_descriptors', 'm003_species_labels')")
     with sqlite3.connect(database) as connection:
         assert "descriptors" not in {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
 
     with Library(database, prefer_cuda=False) as library:
-        assert library.db.schema_version == 2
+        assert library.db.schema_version == 3
         assert [folder.path for folder in library.folders()] == [photos.resolve()]
         np.testing.assert_array_equal(library.db.load_encodings(old_model).codes, old_codes)
         assert library.status().indexed == 12  # the old model still searches with its codes
