@@ -20,6 +20,9 @@ The model's suggestion, prototypes = the mean embedding of the fresh protocol's 
 - ``other``: birds525-dev less its 28 CUB species (names compared case-, space- and
   underscore-insensitively) against all 200 prototypes; any answer counts as a false name.
 
+And what ``phpq identify`` answers on ``other`` with both sources (labels leave-one-out, the model's
+prototypes as shipped): its first confident suggestion.
+
 Rules, stated before measuring:
 - the label vote's threshold: the lowest on a grid of 0.05 at which the answered accuracy is at least
   0.90 on both ``fresh`` and the even-numbered species of ``other`` (the goal on held-back sets is
