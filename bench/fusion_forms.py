@@ -45,7 +45,7 @@ from phpq.pq import adc_scores, decode, lookup_tables
 from phpq_train.checkpoint import model_from_checkpoint
 from phpq_train.export.from_onnx import payload_from_file
 from phpq_train.features import build_or_load_cache, mirror_averaged
-from phpq_train.general import attach_general_descriptor, checkpoint_training_photos
+from phpq_train.general import attach_to_checkpoint_model
 from phpq_train.train import encode_photos
 
 
@@ -64,7 +64,7 @@ def protocol_scores(
     model = model_from_checkpoint(payload)
     model.config = replace(model.config, **config_changes)
     if model.config.general_dim:
-        attach_general_descriptor(model, checkpoint_training_photos(payload))
+        attach_to_checkpoint_model(model, payload)
     position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
     backbone_trained = payload["train_config"]["mode"] != "cached" or model.config.general_dim or cache is None
     if backbone_trained and (query_cache is not None or (cache is not None and cache.views == 1)):

@@ -92,12 +92,19 @@ def first_trained_block(backbone: EfficientNetLiteTaps) -> int:
 
 
 @torch.no_grad()
-def attach_general_descriptor(model: nn.Module, photos: list[Photo], batch_size: int = 32) -> GeneralDescriptor:
-    """Give ``model`` (a ``PHPQ``) its general descriptor, fitted on ``photos`` (its training photos,
-    encoded at its encode geometry), as ``model.general``; the exported graph then carries it."""
+def attach_general_descriptor(
+    model: nn.Module, photos: list[Photo], fitted: dict[str, torch.Tensor] | None = None, batch_size: int = 32
+) -> GeneralDescriptor:
+    """Give ``model`` (a ``PHPQ``) its general descriptor as ``model.general`` (the exported graph then
+    carries it): the centring and projection ``fitted`` before (an exported model's), or fitted on
+    ``photos`` (its training photos, encoded at its encode geometry)."""
     config = model.config
     first_block = first_trained_block(model.backbone)
     general = GeneralDescriptor(config.backbone, first_block, config.general_dim, config.general_weight).eval()
+    if fitted is not None and fitted["projection"].shape == general.projection.shape:
+        general.mean.copy_(fitted["mean"]), general.projection.copy_(fitted["projection"])
+        model.general = general
+        return general
     prefix = model.backbone.prefix(first_block).eval()
     chosen = photos[:: max(1, len(photos) // FIT_PHOTOS)][:FIT_PHOTOS]
     spec = config.encode_preprocessing
@@ -109,6 +116,13 @@ def attach_general_descriptor(model: nn.Module, photos: list[Photo], batch_size:
     log.info("general descriptor: blocks %d and later, fitted on %d photos", first_block, len(chosen))
     model.general = general
     return general
+
+
+def attach_to_checkpoint_model(model: nn.Module, payload: dict) -> GeneralDescriptor:
+    """``attach_general_descriptor`` for the model of a checkpoint payload: the fit its export carried
+    (``phpq_train.export.from_onnx``), else one on its training photos."""
+    fitted = payload.get("general_fit")
+    return attach_general_descriptor(model, [] if fitted else checkpoint_training_photos(payload), fitted)
 
 
 def checkpoint_training_photos(payload: dict) -> list[Photo]:

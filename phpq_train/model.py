@@ -20,8 +20,16 @@ from phpq_train.backbone import EfficientNetLiteTaps
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
 DESCRIPTOR_POOLINGS = ("max", "avg", "both")
-# The fields of ModelConfig that only say how the app ranks (nothing trains them).
-SEARCH_FIELDS = ("fusion_weight", "adaptive_weight", "neighbour_rerank", "collection_centring", "query_expansion")
+# The fields of ModelConfig that only say how the app ranks (nothing trains them; general_weight also
+# changes the exported graph, where it mixes the general descriptor into the descriptor).
+SEARCH_FIELDS = (
+    "fusion_weight",
+    "adaptive_weight",
+    "neighbour_rerank",
+    "collection_centring",
+    "query_expansion",
+    "general_weight",
+)
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,7 @@ from phpq_train.checkpoint import model_from_checkpoint, save_checkpoint
 from phpq_train.export.cli import export_main
 from phpq_train.export.from_onnx import payload_from_export
 from phpq_train.export.onnx_export import export_checkpoint
-from phpq_train.general import first_trained_block
+from phpq_train.general import attach_to_checkpoint_model, first_trained_block
 from phpq_train.model import PHPQ
 from tests.test_export import RECIPE, TINY
 
@@ -71,6 +71,25 @@ def test_export_carries_the_general_descriptor_mixed_into_the_descriptor(partly_
     cosine = ours.descriptors @ ours.descriptors.T  # the app's descriptor similarity mixes the two cosines
     np.testing.assert_allclose(cosine, 0.4 * trained @ trained.T + 0.6 * general @ general.T, atol=1e-5)
     assert not np.allclose(general @ general.T, trained @ trained.T, atol=0.05)
+
+
+def test_writing_an_export_again_keeps_its_general_fit(partly_trained, tmp_path, monkeypatch):
+    first, again = tmp_path / "first.onnx", tmp_path / "again.onnx"
+    assert export_main([str(partly_trained), "-o", str(first), "--parity-photos", "4"]) == 0
+    payload = payload_from_export(first)
+    assert payload["general_fit"]["projection"].shape == (8, 1280)
+
+    def no_photos(payload):
+        raise AssertionError("the fit was carried over: no photo is needed")
+
+    monkeypatch.setattr("phpq_train.general.checkpoint_training_photos", no_photos)
+    model = model_from_checkpoint(payload)
+    attach_to_checkpoint_model(model, payload)
+    export_checkpoint(model, payload, again)
+    photos = [p.path for p in load_photo_set(Path(payload["train_config"]["data"])).photos][:6]
+    before = PHPQModel(first, prefer_cuda=False).encode_paths(photos)
+    after = PHPQModel(again, prefer_cuda=False).encode_paths(photos)
+    np.testing.assert_allclose(before.descriptors, after.descriptors, atol=1e-6)
 
 
 def test_an_exported_model_exports_again_to_the_same_encoder(partly_trained, synthetic_folder, tmp_path):

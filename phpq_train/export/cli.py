@@ -53,7 +53,7 @@ def export_main(argv: list[str] | None = None) -> int:
     from phpq_train.export.from_onnx import payload_from_file
     from phpq_train.export.onnx_export import export_checkpoint
     from phpq_train.export.parity import check_parity
-    from phpq_train.general import attach_general_descriptor, checkpoint_training_photos
+    from phpq_train.general import attach_to_checkpoint_model
     from phpq_train.model import SEARCH_FIELDS
 
     try:
@@ -77,11 +77,10 @@ def export_main(argv: list[str] | None = None) -> int:
         model.config = replace(model.config, **{field: recipe[field] for field in SEARCH_FIELDS})
     if model.config.general_dim:
         try:
-            training_photos = checkpoint_training_photos(payload)
+            attach_to_checkpoint_model(model, payload)
         except (OSError, ValueError) as error:
             print(f"phpq-export: the general descriptor fits on the training photos: {error}", file=sys.stderr)
             return 2
-        attach_general_descriptor(model, training_photos)
     model_id = export_checkpoint(model, payload, args.output, fp16_weights=args.fp16_weights)
     report = check_parity(model, args.output, photos[::step][: args.parity_photos])
     print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB), model id {model_id[:16]}")

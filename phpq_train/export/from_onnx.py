@@ -17,6 +17,7 @@ from phpq_train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 FP16_SUFFIX = "_fp16"  # phpq_train.export.onnx_export.store_weights_as_fp16
 # RetrievalEncoder's parameter names -> PHPQ's (the graph keeps the encoder's names for its weights).
 PREFIXES = {"backbone.": "backbone.", "fusion.": "head.fusion.", "descriptor.": "head.descriptor."}
+GENERAL_FIT = ("general.mean", "general.projection")  # phpq_train.general.GeneralDescriptor's fitted buffers
 
 
 def payload_from_export(path: Path) -> dict[str, Any]:
@@ -31,15 +32,29 @@ def payload_from_export(path: Path) -> dict[str, Any]:
     }
     if "model_config" not in metadata:
         raise ValueError(f"{path} has no model_config in its metadata: it was not exported by phpq-export")
-    state_dict = {}
+    state_dict, general_fit, general = {}, {}, {}
     for initializer in graph_model.graph.initializer:
         name = initializer.name.removesuffix(FP16_SUFFIX)
         values = torch.from_numpy(numpy_helper.to_array(initializer).astype("float32", copy=False).copy())
+        if name in GENERAL_FIT:
+            general_fit[name.split(".")[1]] = values
+        elif name.startswith("general."):
+            general[name] = values
         if name == CODEBOOKS_NAME:
             state_dict["head.quantizer.codebooks"] = values
         for source, target in PREFIXES.items():
             if name.startswith(source):
                 state_dict[target + name[len(source) :]] = values
+    # The exporter stores a tensor once: the general descriptor's copies of untrained weights (the frozen
+    # batch-norm statistics of the trained blocks, say) stand for the backbone's own.
+    first_block = json.loads(metadata.get("general_descriptor") or "{}").get("first_block")
+    for name, values in general.items():
+        part, rest = name.split(".", 2)[1:]
+        if part == "blocks":
+            index, rest = rest.split(".", 1)
+            state_dict.setdefault(f"backbone.blocks.{first_block + int(index)}.{rest}", values)
+        else:
+            state_dict.setdefault(f"backbone.{part}.{rest}", values)
     return {
         "format": CHECKPOINT_FORMAT,
         "model_config": json.loads(metadata["model_config"]),
@@ -51,6 +66,7 @@ def payload_from_export(path: Path) -> dict[str, Any]:
         "history": [],
         "metrics": json.loads(metadata.get("validation", "{}")),
         "exported_from": str(path),
+        "general_fit": general_fit or None,  # the general descriptor's centring and projection, when it has one
     }
 
 
