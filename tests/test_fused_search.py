@@ -11,7 +11,7 @@ import pytest
 
 from phpq import search
 from phpq.cli import main as phpq
-from phpq.db import IndexDatabase
+from phpq.db import SCHEMA_VERSION, IndexDatabase
 from phpq.descriptor import dequantize, from_blobs, quantize
 from phpq.fusion import WHITENING_SAMPLE, AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.library import Library, LibraryError
@@ -293,7 +293,7 @@ def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
     assert json.loads(capsys.readouterr().out)["kind"] == expected
     assert phpq(["--db", str(database), "--cpu", "status"]) == 0
     assert "search     codes + descriptor (fused" in capsys.readouterr().out
-    assert IndexDatabase(database, read_only=True).schema_version == 2
+    assert IndexDatabase(database, read_only=True).schema_version == SCHEMA_VERSION == 3
 
 
 def test_evaluation_ranks_exactly_as_search(tmp_path, tiny_model):
