@@ -11,7 +11,7 @@ import logging
 import time
 from pathlib import Path
 
-from phpq.db import IndexDatabase
+from phpq.db import FolderRecord, IndexDatabase
 from phpq.errors import ReadOnlyError
 from phpq.instance import WriterLock
 
@@ -43,27 +43,42 @@ def has_folder_list(database: Path) -> bool:
     return folder_list_path(database).exists()
 
 
-def save_folder_list(database: Path, folders: list[Path]) -> None:
-    """Write the folder list next to the index (atomically); a failure is logged, not raised."""
+def save_folder_list(database: Path, folders: list[FolderRecord]) -> None:
+    """Write the folder list next to the index (atomically); a failure is logged, not raised. A folder
+    whose sub-folder names are species is an object ``{"path", "species_from_folders"}``, any other its path."""
     target = folder_list_path(database)
     partial = target.with_suffix(".partial")
+    entries = [
+        {"path": str(folder.path), "species_from_folders": True} if folder.species_from_folders else str(folder.path)
+        for folder in folders
+    ]
     try:
-        partial.write_text(json.dumps([str(folder) for folder in folders], indent=1))
+        partial.write_text(json.dumps(entries, indent=1))
         partial.replace(target)
     except OSError as error:
         log.warning("folder list not saved: %s", error)
 
 
-def remembered_folders(database: Path) -> list[Path]:
-    """The folders of an index: from its folder list, else from the (damaged) file if it reads."""
+def remembered_folders(database: Path) -> list[tuple[Path, bool]]:
+    """The folders of an index, each with whether its sub-folder names are species: from its folder
+    list, else from the (damaged) file if it reads (no species folders then)."""
     try:
-        return [Path(path) for path in json.loads(folder_list_path(database).read_text())]
-    except (OSError, ValueError):
-        return IndexDatabase.salvage_folder_paths(database)
+        entries = json.loads(folder_list_path(database).read_text())
+        return [_folder_entry(entry) for entry in entries]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [(path, False) for path in IndexDatabase.salvage_folder_paths(database)]
 
 
-def set_aside(database: Path) -> list[Path]:
-    """Rename a damaged index (with its WAL files) to ``*.damaged-<time>`` and return its folders.
+def _folder_entry(entry: str | dict) -> tuple[Path, bool]:
+    """One entry of the folder list: a path, or ``{"path", "species_from_folders"}``."""
+    if isinstance(entry, str):
+        return Path(entry), False
+    return Path(entry["path"]), bool(entry["species_from_folders"])
+
+
+def set_aside(database: Path) -> list[tuple[Path, bool]]:
+    """Rename a damaged index (with its WAL files) to ``*.damaged-<time>`` and return its folders (with
+    whether their sub-folder names are species).
 
     Refused while another PHPQ Search holds the writer lock."""
     lock = WriterLock(lock_path(database))

@@ -91,9 +91,9 @@ class Library:
         database = Path(database or default_database_path())
         folders = indexfiles.set_aside(database)
         library = cls(database, prefer_cuda=prefer_cuda)
-        for folder in folders:
+        for folder, species_from_folders in folders:
             if folder.is_dir():
-                library.add_folder(folder)
+                library.add_folder(folder, species_from_folders)
             else:
                 log.warning("folder %s of the old index is gone; not added", folder)
         return library
@@ -102,7 +102,7 @@ class Library:
         self._searcher.invalidate()
 
     def _save_folder_list(self) -> None:
-        indexfiles.save_folder_list(self.db.path, [folder.path for folder in self.db.folders()])
+        indexfiles.save_folder_list(self.db.path, self.db.folders())
 
     def _require_writable(self) -> None:
         if self.read_only:

@@ -209,3 +209,20 @@ def test_prototypes_written_into_a_model_keep_its_id_and_give_model_suggestions(
     found = library.identify(write_photo(tmp_path / "q.png", 2, 80))
     assert [s.source for s in found.suggestions] and {s.source for s in found.suggestions} == {"model"}
     assert found.suggestions[0].species == "class 2"
+
+
+def test_a_rebuilt_index_keeps_its_species_folders(tmp_path, tiny_model):
+    photos = write_image_folder(tmp_path / "photos", n_classes=2, per_class=2)
+    plain = write_photo(tmp_path / "plain" / "Unsorted" / "a.jpg", 5, 0).parent.parent
+    database = tmp_path / "data" / "index.sqlite3"
+    with Library(database, prefer_cuda=False) as library:
+        library.add_folder(photos, species_from_folders=True)
+        library.add_folder(plain)
+    database.write_bytes(b"not an index any more")
+    with Library.rebuild(database, prefer_cuda=False) as library:
+        assert {folder.path.name: folder.species_from_folders for folder in library.folders()} == {
+            "photos": True,
+            "plain": False,
+        }
+        library.index()
+        assert library.species() == {"class 0": 2, "class 1": 2}
