@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ import numpy as np
 
 from phpq.model import Encoding, ModelInfo
 from phpq.search import SearchHit, SearchResult
+
+log = logging.getLogger(__name__)
 
 IDENTIFY_DEPTH = 100  # the search results the vote looks among for labelled photos
 VOTE_SIZE = 5  # labelled photos that vote
@@ -127,14 +130,22 @@ class ClassPrototypes:
 
     @classmethod
     def from_model(cls, info: ModelInfo) -> ClassPrototypes | None:
-        """The prototypes in a model's metadata, or None when it has none."""
+        """The prototypes in a model's metadata, or None when it has none or they cannot be read (logged:
+        the model then makes no suggestion, and everything else works)."""
         text = info.metadata.get(PROTOTYPES_KEY)
         if not text:
             return None
-        data = json.loads(text)
-        vectors = np.frombuffer(base64.b64decode(data["float16"]), np.float16).astype(np.float32)
-        names = [display_name(name) for name in info.class_names]
-        return cls(names, vectors.reshape(len(names), -1), data["embedding"], data["temperature"], data["threshold"])
+        try:
+            data = json.loads(text)
+            vectors = np.frombuffer(base64.b64decode(data["float16"]), np.float16).astype(np.float32)
+            names = [display_name(name) for name in info.class_names]
+            shaped = vectors.reshape(len(names), -1)
+            if data["embedding"] not in EMBEDDINGS or not names:
+                raise ValueError(f"embedding {data['embedding']!r} for {len(names)} class names")
+            return cls(names, shaped, data["embedding"], float(data["temperature"]), float(data["threshold"]))
+        except (ValueError, KeyError, TypeError) as error:
+            log.warning("the model's class prototypes cannot be read (%s); it makes no species suggestion", error)
+            return None
 
     @classmethod
     def from_embeddings(

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -90,6 +91,12 @@ def test_model_prototypes_name_a_species_only_above_their_threshold():
     assert best.confidence == pytest.approx(np.exp(logits[0]) / np.exp(logits).sum(), rel=1e-5)
     between = Encoding(*codes, np.array([[1.0, 1.0, 0, 0]], np.float32))
     assert not prototypes.suggest(between)[0].confident
+    names = ["001.Red_Bird", "002.Blue", "003.Green"]
+    stored = SimpleNamespace(metadata={"class_prototypes": prototypes.to_metadata(3)}, class_names=names)
+    assert ClassPrototypes.from_model(stored).vectors == pytest.approx(prototypes.vectors, abs=1e-3)  # float16
+    for damaged in ("{", '{"float16": "AAAA"}', prototypes.to_metadata(3).replace('"descriptor"', '"pixels"')):
+        broken = SimpleNamespace(metadata={"class_prototypes": damaged}, class_names=names)
+        assert ClassPrototypes.from_model(broken) is None  # no model suggestions, nothing fails
 
 
 def test_groups_come_best_first_with_the_unlabelled_their_own_group():
