@@ -342,14 +342,16 @@ class IndexDatabase:
 
     @staticmethod
     def salvage_folder_paths(path: Path) -> list[Path]:
-        """The folder paths still readable from an index file that may be damaged (opened read-only,
-        without the checks of opening an index); [] when nothing can be read."""
-        try:
-            uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-            with closing(sqlite3.connect(uri, uri=True)) as connection:
-                return [Path(row[0]) for row in connection.execute("SELECT path FROM folders")]
-        except sqlite3.Error:
-            return []
+        """The folder paths still readable from an index file that may be damaged; [] when none."""
+        return [Path(row[0]) for row in _salvaged_rows(path, "SELECT path FROM folders")]
+
+    @staticmethod
+    def salvage_labels(path: Path) -> list[tuple[str, str, bool]]:
+        """The species labels (content hash, species, given by hand) still readable from an index file
+        that may be damaged; [] when none."""
+        return [
+            (row[0], row[1], bool(row[2])) for row in _salvaged_rows(path, "SELECT hash, species, by_hand FROM labels")
+        ]
 
     # Images ---------------------------------------------------------------------------------------
 
@@ -552,6 +554,17 @@ class IndexDatabase:
     def delete_model(self, model_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM models WHERE id = ?", [model_id])
+
+
+def _salvaged_rows(path: Path, query: str) -> list[tuple]:
+    """The rows of a fixed query on an index file that may be damaged (opened read-only, without the
+    checks of opening an index); [] when they cannot be read."""
+    try:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True)) as connection:
+            return connection.execute(query).fetchall()
+    except sqlite3.Error:
+        return []
 
 
 def _reason(error: BaseException) -> str:

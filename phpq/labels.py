@@ -48,6 +48,12 @@ class FolderLabeller:
         self.listener.encoded_stored(model_id, results)
 
 
+def restore_labels(db: IndexDatabase, labels: list[tuple[str, str, bool]]) -> None:
+    """Put back labels salvaged from another index (``IndexDatabase.salvage_labels``)."""
+    for by_hand in (False, True):
+        db.set_labels([(digest, species) for digest, species, hand in labels if hand == by_hand], by_hand)
+
+
 def label_paths(db: IndexDatabase, paths: list[Path], species: str | None, model_id: str) -> int:
     """Label (``species`` None: clear) the indexed photos at these paths, a folder meaning every photo
     under it; returns the photos labelled. Paths that are not indexed are logged and skipped; when none

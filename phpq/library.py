@@ -23,7 +23,7 @@ from phpq.db import FolderRecord, IndexDatabase, ModelRecord, PhotoSize
 from phpq.errors import LibraryError, ReadOnlyError
 from phpq.fusion import SearchSettings
 from phpq.index import CancelToken, IndexReport, ProgressCallback, index_folders
-from phpq.labels import FolderLabeller, apply_folder_labels, label_paths
+from phpq.labels import FolderLabeller, apply_folder_labels, label_paths, restore_labels
 from phpq.locations import default_database_path
 from phpq.model import PHPQModel
 from phpq.registry import ModelRegistry
@@ -86,11 +86,13 @@ class Library:
     @classmethod
     def rebuild(cls, database: Path | None = None, prefer_cuda: bool = True) -> Library:
         """Set a damaged index aside and start a new one with the same folders (from the folder list
-        kept next to it, or what can still be read from the damaged file). Photos are not touched;
-        call ``index()`` to encode them again."""
+        kept next to it, or what can still be read from the damaged file) and the species labels that
+        can still be read. Photos are not touched; call ``index()`` to encode them again."""
         database = Path(database or default_database_path())
+        labels = IndexDatabase.salvage_labels(database)  # what can still be read, before it is set aside
         folders = indexfiles.set_aside(database)
         library = cls(database, prefer_cuda=prefer_cuda)
+        restore_labels(library.db, labels)
         for folder, species_from_folders in folders:
             if folder.is_dir():
                 library.add_folder(folder, species_from_folders)

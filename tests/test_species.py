@@ -218,18 +218,24 @@ def test_prototypes_written_into_a_model_keep_its_id_and_give_model_suggestions(
     assert found.suggestions[0].species == "class 2"
 
 
-def test_a_rebuilt_index_keeps_its_species_folders(tmp_path, tiny_model):
+def test_a_rebuilt_index_keeps_its_species_folders_and_the_labels_it_can_read(tmp_path, tiny_model):
     photos = write_image_folder(tmp_path / "photos", n_classes=2, per_class=2)
     plain = write_photo(tmp_path / "plain" / "Unsorted" / "a.jpg", 5, 0).parent.parent
     database = tmp_path / "data" / "index.sqlite3"
     with Library(database, prefer_cuda=False) as library:
         library.add_folder(photos, species_from_folders=True)
         library.add_folder(plain)
-    database.write_bytes(b"not an index any more")
-    with Library.rebuild(database, prefer_cuda=False) as library:
+        library.index()
+        library.label([plain / "Unsorted" / "a.jpg"], "Hand Named")
+        library.label([photos / "002.class_1" / "photo_000.jpg"], None)  # cleared by hand stays cleared
+    with Library.rebuild(database, prefer_cuda=False) as library:  # a readable index: every label kept
         assert {folder.path.name: folder.species_from_folders for folder in library.folders()} == {
             "photos": True,
             "plain": False,
         }
+        library.index()
+        assert library.species() == {"class 0": 2, "class 1": 1, "Hand Named": 1}
+    database.write_bytes(b"not an index any more")
+    with Library.rebuild(database, prefer_cuda=False) as library:  # unreadable: the folder list still says
         library.index()
         assert library.species() == {"class 0": 2, "class 1": 2}
