@@ -219,6 +219,8 @@ def run_label(library: Library, args: argparse.Namespace) -> int:
     if not args.clear and len(args.items) < 2:
         raise LibraryError("give the photos, then the species name (or --clear)")
     paths, species = (args.items, None) if args.clear else (args.items[:-1], args.items[-1])
+    if species is not None and Path(species).exists():
+        raise LibraryError(f"the last argument is the species name, but {species} is a file or folder")
     count = library.label([Path(path) for path in paths], species)
     print(f"{'cleared the label of' if species is None else f'labelled {species!r}:'} {count} photo(s)")
     return EXIT_OK

@@ -195,6 +195,7 @@ def test_identify_json_and_grouped_search(tmp_path, tiny_model, capsys):
     assert phpq([*db, "label", str(photos / "001.class_0"), "--clear"]) == 0
     assert "4 photo(s)" in capsys.readouterr().out
     assert phpq([*db, "label", str(query)]) == 2  # a path and no name
+    assert phpq([*db, "label", str(query), str(query)]) == 2  # two paths and no name: not a species "q.png"
 
 
 def test_prototypes_written_into_a_model_keep_its_id_and_give_model_suggestions(
