@@ -50,17 +50,24 @@ from phpq_train.train import encode_photos
 
 
 def protocol_scores(
-    run: Path, protocol: str, photo_set, cache, query_cache=None, checkpoint: Path | None = None, **config_changes
+    run: Path,
+    protocol: str,
+    photo_set,
+    cache,
+    query_cache=None,
+    checkpoint: Path | None = None,
+    model_file: str = "last.pt",
+    **config_changes,
 ) -> dict:
     """Code (ADC / M) and descriptor scores of one protocol's queries (encoded from ``query_cache``,
     default ``cache``) against its database, plus the database's scores against itself (what query
-    expansion adds). The model is ``run/PROTOCOL/last.pt`` or ``checkpoint`` (a checkpoint or an exported
-    model). ``config_changes`` replace fields of the checkpoint's model config (``encode_size`` and
+    expansion adds). The model is ``run/PROTOCOL/model_file`` or ``checkpoint`` (a checkpoint or an
+    exported model). ``config_changes`` replace fields of the checkpoint's model config (``encode_size`` and
     ``encode_resize_ratio`` take effect where photos are encoded, not from the cache). With the model's
     ``general_dim``, the general descriptor (fitted on the model's training photos) is part of the
     descriptor, and ``with_general_weight`` mixes it again at another weight."""
     split = split_protocol(photo_set, protocol)
-    payload = payload_from_file(checkpoint or run / protocol / "last.pt")
+    payload = payload_from_file(checkpoint or run / protocol / model_file)
     model = model_from_checkpoint(payload)
     model.config = replace(model.config, **config_changes)
     if model.config.general_dim:
@@ -127,6 +134,12 @@ def with_general_weight(s: dict, weight: float) -> dict:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of a bench that reads one recipe's val, fresh and unseen checkpoints."""
     parser.add_argument("--runs", type=Path, required=True, help="holds val/, fresh/ and unseen/ run directories")
+    parser.add_argument(
+        "--model-file",
+        default="last.pt",
+        help="the model in each run directory: its checkpoint, or an export of it (which carries the general"
+        " descriptor's fit, so the benches need not fit it again)",
+    )
     parser.add_argument("--data", type=Path, default=Path("../shared/data/cub200/train"))
     parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
     parser.add_argument("--input-size", type=int, default=256)
@@ -177,7 +190,10 @@ def all_protocol_scores(
         if flip == "all":
             cache = mirrored
         query_cache = mirrored if flip == "queries" else None
-        scores |= {p: protocol_scores(args.runs, p, photo_set, cache, query_cache, **changes) for p in cub}
+        scores |= {
+            p: protocol_scores(args.runs, p, photo_set, cache, query_cache, model_file=args.model_file, **changes)
+            for p in cub
+        }
     if args.centring is None:
         return scores
     centring = CollectionCentring(args.centring, args.whitening)
