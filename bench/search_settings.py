@@ -17,6 +17,10 @@ re-ranking, no whitening, no general descriptor) is taken instead. Every line pr
 [P@4, mAP@all] per protocol over all queries, and the rule's objective over all, the even and the odd
 queries; the last lines set the choice beside the recipe's.
 
+``--floors-below-previous P``: the floors become "no more than P points of mAP@all below the previous
+default's search (the recipe's settings without the general descriptor) on the same checkpoint", for
+checkpoints that stand in for the recipe's (cached mode, backbone frozen), whose own levels are lower.
+
 Usage: python -m bench.search_settings --runs runs/p256b8 [--passes 3] [--protocols fresh unseen other]
 """
 
@@ -177,6 +181,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--val-floor", type=float, default=0.75)
     parser.add_argument("--fresh-floor", type=float, default=0.65)
+    parser.add_argument("--floors-below-previous", type=float, metavar="POINTS", help="relative floors (see above)")
     parser.add_argument(
         "--protocols",
         nargs="+",
@@ -193,6 +198,13 @@ def main() -> None:
         scores, recipe.collection_centring["prior"], recipe.adaptive_weight["k"], args.val_floor, args.fresh_floor
     )
     start = Setting.of_recipe()
+    previous = replace(start, general_weight=0.0)
+    if args.floors_below_previous is not None:
+        row = sweep.row(previous, "even")
+        for protocol in sweep.floors:
+            sweep.floors[protocol] = row[protocol][1] - args.floors_below_previous / 100 if protocol in row else 0.0
+        print(json.dumps({"floors": sweep.floors}))
+    sweep.report(previous, step="the previous default's search")
     sweep.report(start, step="the recipe")
     chosen = ascend(sweep, start, args.passes)
     sweep.report(start, step="the recipe")
