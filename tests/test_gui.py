@@ -543,12 +543,26 @@ def test_naming_a_selection_by_hand_and_clearing_it(qtbot, window, tmp_path, mon
         return "Great Blue Heron", True
 
     monkeypatch.setattr(QInputDialog, "getItem", answer)
+    view, model = window.ui.results_view, window.ui.results_view.model()
+    rows = [row for row in range(model.rowCount()) if model.index(row).data(HIT_ROLE).path in unnamed]
+    view.selectionModel().select(model.index(rows[0]), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    view.selectionModel().select(model.index(rows[1]), QItemSelectionModel.SelectionFlag.Select)
+    menu = window.results.context_menu(view.visualRect(model.index(rows[0])).center())  # a right-click there
+    offered = [action.text() for action in menu.actions()]
+    assert "Name species 2 photos…" in offered and "Clear species name" not in offered  # none is named yet
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:  # the search runs again
-        window.results.name_species.emit(unnamed, None)  # what the context menu's "Name species…" does
+        window.results.name_species.emit(unnamed, None)  # what the menu's "Name species 2 photos…" does
     assert sorted(asked[0][1:]) == ["class 0", "class 1", "class 2", "class 3"]  # names in use offered
     species = {hit.path: hit.species for hit in shown.args[0].hits}
     assert [species[path] for path in unnamed] == ["Great Blue Heron"] * 2
     assert "2 photos named Great Blue Heron" in window.statusBar().currentMessage()
+    row = next(row for row in range(model.rowCount()) if model.index(row).data(HIT_ROLE).path == unnamed[0])
+    assert "Great Blue Heron · " in model.index(row).data()
+    view.selectionModel().select(model.index(row), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    offered = [
+        action.text() for action in window.results.context_menu(view.visualRect(model.index(row)).center()).actions()
+    ]
+    assert "Name species…" in offered and "Clear species name" in offered
     assert off_gui(window.library.species)["Great Blue Heron"] == 2
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
         window.results.clear_species.emit(unnamed)

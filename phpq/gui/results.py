@@ -36,10 +36,17 @@ class ResultActions(Controller):
         self.view.addAction(copy_paths)
 
     def _menu(self, position: QPoint) -> None:
+        menu = self.context_menu(position)
+        if menu is not None:
+            menu.exec(self.view.viewport().mapToGlobal(position))
+
+    def context_menu(self, position: QPoint) -> QMenu | None:
+        """The menu for a right-click at ``position`` in the grid (None over no photo), acting on the
+        selection when the photo there is part of it, else on that photo alone."""
         index = self.view.indexAt(position)
         hit: SearchHit | None = index.data(HIT_ROLE) if index.isValid() else None
         if hit is None:  # no result there, or a species group's header
-            return
+            return None
         selection = self.view.selectionModel()
         if not selection.isSelected(index):
             selection.select(index, selection.SelectionFlag.ClearAndSelect)
@@ -54,7 +61,7 @@ class ResultActions(Controller):
         menu.addAction(f"Name species{several}…", lambda: self.name_species.emit(paths, hit.species))
         if any(selected.species for selected in self.view.selected_hits()):
             menu.addAction("Clear species name", lambda: self.clear_species.emit(paths))
-        menu.exec(self.view.viewport().mapToGlobal(position))
+        return menu
 
     def open_activated(self, index: QModelIndex) -> None:
         """Enter or a double-click: open the selected photos (the activated one when it is not selected)."""
