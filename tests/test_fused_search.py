@@ -212,7 +212,7 @@ def test_query_expansion_ranks_by_the_mean_similarity_to_the_query_and_its_best_
         ids = [hit.image_id for hit in library.search(query, top_k=100, weight=1.0).hits]
         forms = stored(library, model_id)
         codes = np.stack([forms[i][0] for i in ids])
-        descriptors = dequantize(*from_blobs([forms[i][1] for i in ids], 16))
+        descriptors = dequantize(*from_blobs([forms[i][1] for i in ids], model.info.descriptor_dim))
         encoding = model.encode_paths([query])
         n_subspaces = codes.shape[1]
         # collection centring: every descriptor less the collection's (shrunk) mean and whitened, the
