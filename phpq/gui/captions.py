@@ -94,13 +94,16 @@ def hit_tooltip(hit: SearchHit, size: PhotoSize | None) -> str:
     return "\n".join(lines)
 
 
+def photos_text(count: int) -> str:
+    """ "1 photo", "1,234 photos"."""
+    return f"{count:,} photo{'s' if count != 1 else ''}"
+
+
 def group_caption(group: SpeciesGroup) -> str:
     """A species group's header: its name (or that it has none), its photos and its best similarity."""
-    name = group.species or "No species name"
-    photos = f"{len(group.hits)} photo{'s' if len(group.hits) != 1 else ''}"
     others = [hit for hit in group.hits if not hit.same_photo]
     best = f"best {max(similarity_percent(hit) for hit in others)} %" if others else "Same photo"
-    return f"{name} · {photos} · {best}"
+    return f"{group.species or 'No species name'} · {photos_text(len(group.hits))} · {best}"
 
 
 def folder_label(folder: FolderRecord) -> str:

@@ -135,6 +135,7 @@ class WindowLayout:
     def _suggestion_row(self) -> QHBoxLayout:
         self.suggestion = QLabel(wordWrap=True)
         self.suggestion.setObjectName("suggestion")
+        self.suggestion.setTextFormat(Qt.TextFormat.RichText)  # escaped by the presenter, the species in bold
         self.suggestion.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.group_by_species = QCheckBox("Group by species")
         self.group_by_species.setToolTip(

@@ -12,11 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QInputDialog
 
+from phpq.gui.captions import photos_text
 from phpq.gui.controller import Controller
-
-
-def photos_text(count: int) -> str:
-    return f"{count:,} photo{'s' if count != 1 else ''}"
 
 
 class NamingController(Controller):
