@@ -183,6 +183,13 @@ def main() -> None:
     parser.add_argument("--fresh-floor", type=float, default=0.65)
     parser.add_argument("--floors-below-previous", type=float, metavar="POINTS", help="relative floors (see above)")
     parser.add_argument(
+        "--report",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="settings to report beside the ascent, each the recipe's with some fields changed: '{\"high\": 0.6}'",
+    )
+    parser.add_argument(
         "--protocols",
         nargs="+",
         default=list(MEASURED_PROTOCOLS),
@@ -206,6 +213,8 @@ def main() -> None:
         print(json.dumps({"floors": sweep.floors}))
     sweep.report(previous, step="the previous default's search")
     sweep.report(start, step="the recipe")
+    for changes in args.report:
+        sweep.report(replace(start, **json.loads(changes)), step=f"asked: {changes}")
     chosen = ascend(sweep, start, args.passes)
     sweep.report(start, step="the recipe")
     sweep.report(chosen, step="chosen on the even queries")

@@ -62,7 +62,6 @@ def tiny_overrides(data: Path, output: Path, cache: Path) -> list[str]:
         "model.n_codewords=16",
         "model.topk=4",
         "model.descriptor_dim=16",
-        "model.general_dim=8",
         "views=3",
         "epochs=6",
         "partial_epochs=2",

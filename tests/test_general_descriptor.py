@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from phpq.eval.datasets import load_photo_set
+from phpq.fusion import NeighbourRerank
 from phpq.model import PHPQModel
 from phpq_train.checkpoint import model_from_checkpoint, save_checkpoint
 from phpq_train.export.cli import export_main
@@ -109,10 +110,16 @@ def test_an_exported_model_exports_again_to_the_same_encoder(partly_trained, syn
     np.testing.assert_allclose(before.subvectors, after.subvectors, atol=1e-6)
     np.testing.assert_allclose(before.descriptors, after.descriptors, atol=1e-6)
     as_exported_before_the_general_descriptor(tmp_path / "first.onnx", tmp_path / "older.onnx")
-    upgraded = tmp_path / "upgraded.onnx"  # the upgrade path of the shipped model: the recipe's general descriptor
-    assert export_main([str(tmp_path / "older.onnx"), "-o", str(upgraded), "--parity-photos", "4"]) == 0
+    upgraded = tmp_path / "upgraded.onnx"  # an export given a general descriptor: a new graph
+    arguments = [str(tmp_path / "older.onnx"), "-o", str(upgraded), "--parity-photos", "4", "--general-dim", "8"]
+    assert export_main(arguments) == 0
     info = PHPQModel(upgraded, prefer_cuda=False).info
-    assert info.descriptor_dim == 16 + RECIPE.model.general_dim and info.model_id != first
+    assert info.descriptor_dim == 16 + 8 and info.model_id != first
+    resettled = tmp_path / "resettled.onnx"  # the recipe's search settings alone: metadata only, the same id
+    assert export_main([str(tmp_path / "older.onnx"), "-o", str(resettled), "--search-from-recipe"]) == 0
+    info = PHPQModel(resettled, prefer_cuda=False).info
+    assert info.model_id == first and info.descriptor_dim == 16
+    assert info.search.rerank == NeighbourRerank(**RECIPE.model.neighbour_rerank)
 
 
 def as_exported_before_the_general_descriptor(source: Path, target: Path) -> None:
@@ -152,7 +159,8 @@ def test_an_index_made_with_the_previous_default_upgrades_without_losing_folders
         assert library.index().encoded == 6 and library.active_model_id == old_id
         folders, species = library.folders(), library.species()
     upgraded = tmp_path / "upgraded.onnx"
-    assert export_main([str(bundled), "-o", str(upgraded), "--parity-photos", "4"]) == 0  # the upgrade path
+    arguments = [str(bundled), "-o", str(upgraded), "--parity-photos", "4", "--general-dim", "8"]
+    assert export_main(arguments) == 0  # the upgrade path
     bundled.write_bytes(upgraded.read_bytes())
     with Library(database, prefer_cuda=False) as library:
         assert library.active_model_id != old_id
@@ -161,4 +169,4 @@ def test_an_index_made_with_the_previous_default_upgrades_without_losing_folders
         assert library.status().pending == 6 and library.index().encoded == 6
         result = library.search(write_photo(tmp_path / "q.png", 0, 60), top_k=6)
         assert result.n_searched == 6 and len(result.hits) == 6
-        assert library.model_for().info.descriptor_dim == 16 + RECIPE.model.general_dim
+        assert library.model_for().info.descriptor_dim == 16 + 8

@@ -44,6 +44,12 @@ def export_main(argv: list[str] | None = None) -> int:
         help="write the recipe's search settings (weights, query expansion, neighbour re-ranking, collection"
         " centring) instead of the checkpoint's, for a checkpoint trained before they were chosen again",
     )
+    parser.add_argument(
+        "--general-dim",
+        type=int,
+        help="export with a general descriptor of this many dims (0: none; default: the model's or the recipe's;"
+        " see docs/training.md)",
+    )
     parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ quantization)")
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
     args = parser.parse_args(argv)
@@ -51,7 +57,7 @@ def export_main(argv: list[str] | None = None) -> int:
     from phpq_train.checkpoint import model_from_checkpoint
     from phpq_train.config import recipe_values
     from phpq_train.export.from_onnx import payload_from_file
-    from phpq_train.export.onnx_export import export_checkpoint
+    from phpq_train.export.onnx_export import export_checkpoint, search_metadata, write_metadata
     from phpq_train.export.parity import check_parity
     from phpq_train.general import attach_to_checkpoint_model
     from phpq_train.model import SEARCH_FIELDS
@@ -75,6 +81,13 @@ def export_main(argv: list[str] | None = None) -> int:
     if args.search_from_recipe:
         recipe = recipe_values()["model"]
         model.config = replace(model.config, **{field: recipe[field] for field in SEARCH_FIELDS})
+    if args.general_dim is not None:
+        model.config = replace(model.config, general_dim=args.general_dim)
+    if args.checkpoint.suffix == ".onnx" and not (model.config.general_dim or args.mirror_average or args.encode_size):
+        # Nothing in the graph changes: only the search settings are written again, the model id stays.
+        model_id = write_metadata(args.checkpoint, args.output, search_metadata(model.config))
+        print(f"wrote {args.output}: the search settings of {args.checkpoint.name} changed, model id {model_id[:16]}")
+        return 0
     if model.config.general_dim:
         try:
             attach_to_checkpoint_model(model, payload)

@@ -17,7 +17,7 @@ from onnx import helper, numpy_helper
 from phpq.imaging import PIXEL_OFFSET, PIXEL_SCALE
 from phpq.model import CODEBOOKS_NAME, FORMAT_VERSION, INPUT_NAME, METADATA_PREFIX, OUTPUT_NAMES
 from phpq_train.inference import export_onnx
-from phpq_train.model import PHPQ, RetrievalEncoder
+from phpq_train.model import PHPQ, ModelConfig, RetrievalEncoder
 
 
 def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_weights: bool) -> dict[str, str]:
@@ -44,19 +44,44 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
             if general is None
             else {"dim": general.dim, "weight": general.weight, "first_block": general.first_block}
         ),
-        "fusion_weight": str(config.fusion_weight),
-        "adaptive_weight": json.dumps(config.adaptive_weight),
-        "neighbour_rerank": json.dumps(config.neighbour_rerank),
-        "collection_centring": json.dumps(config.collection_centring),
-        "query_expansion": str(config.query_expansion),
+        **search_metadata(config),
         "mirror_average": str(config.mirror_average).lower(),
-        "model_config": json.dumps(config.to_dict()),
         "training_data": json.dumps({k: train_config.get(k) for k in ("data", "split", "protocol", "mode", "epochs")}),
         "class_names": json.dumps(checkpoint.get("class_names", [])),
         "validation": json.dumps({k: round(v, 4) for k, v in metrics.items()}),
         "weights": "float16" if fp16_weights else "float32",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def search_metadata(config: ModelConfig) -> dict[str, str]:
+    """The metadata props that say how the app ranks (and the model config they are part of)."""
+    return {
+        "fusion_weight": str(config.fusion_weight),
+        "adaptive_weight": json.dumps(config.adaptive_weight),
+        "neighbour_rerank": json.dumps(config.neighbour_rerank),
+        "collection_centring": json.dumps(config.collection_centring),
+        "query_expansion": str(config.query_expansion),
+        "model_config": json.dumps(config.to_dict()),
+    }
+
+
+def write_metadata(source: Path, output: Path, changes: dict[str, str]) -> str:
+    """Copy the exported model ``source`` to ``output`` with ``changes`` to its ``phpq.*`` metadata; the
+    graph, and so the model id (an index keeps its codes), stay the same. Returns the model id."""
+    graph_model = onnx.load(source)
+    props = {prop.key: prop.value for prop in graph_model.metadata_props}
+    props |= {METADATA_PREFIX + key: value for key, value in changes.items()}
+    del graph_model.metadata_props[:]
+    for key, value in props.items():
+        graph_model.metadata_props.add(key=key, value=value)
+    model_id = hashlib.sha256(graph_model.graph.SerializeToString()).hexdigest()
+    if model_id != props.get(METADATA_PREFIX + "model_id"):
+        raise ValueError(f"{source}: its graph no longer matches its model id; export it again")
+    partial = output.with_suffix(".partial")
+    onnx.save(graph_model, partial)
+    partial.replace(output)
+    return model_id
 
 
 FP16_MIN_ELEMENTS = 4096

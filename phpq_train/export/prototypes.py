@@ -11,17 +11,16 @@ id (the SHA-256 of the graph), stay the same, and an index keeps its codes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from phpq.eval.datasets import PROTOCOLS, load_photo_set, split_protocol
-from phpq.model import METADATA_PREFIX, PHPQModel
+from phpq.model import PHPQModel
 from phpq.species import EMBEDDINGS, PROTOTYPES_KEY, ClassPrototypes, model_embeddings
 from phpq_train.config import recipe_values
+from phpq_train.export.onnx_export import write_metadata
 
 PROTOTYPE_TEMPERATURE = 1 / recipe_values()["loss"]["classifier_scale"]
 
@@ -44,19 +43,7 @@ def class_prototypes(
 
 def write_prototypes(source: Path, output: Path, prototypes: ClassPrototypes, class_count: int) -> str:
     """Copy ``source`` to ``output`` with the prototypes in its metadata; returns the (unchanged) model id."""
-    graph_model = onnx.load(source)
-    key = METADATA_PREFIX + PROTOTYPES_KEY
-    kept = [(prop.key, prop.value) for prop in graph_model.metadata_props if prop.key != key]
-    del graph_model.metadata_props[:]
-    for name, value in [*kept, (key, prototypes.to_metadata(class_count))]:
-        graph_model.metadata_props.add(key=name, value=value)
-    model_id = hashlib.sha256(graph_model.graph.SerializeToString()).hexdigest()
-    if model_id != dict(kept)[METADATA_PREFIX + "model_id"]:
-        raise ValueError(f"{source}: its graph no longer matches its model id; export it again")
-    partial = output.with_suffix(".partial")
-    onnx.save(graph_model, partial)
-    partial.replace(output)
-    return model_id
+    return write_metadata(source, output, {PROTOTYPES_KEY: prototypes.to_metadata(class_count)})
 
 
 def main(argv: list[str] | None = None) -> int:
