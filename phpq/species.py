@@ -36,7 +36,7 @@ IDENTIFY_DEPTH = 100  # the search results the vote looks among for labelled pho
 VOTE_SIZE = 5  # labelled photos that vote
 VOTE_TEMPERATURE = 0.02  # a vote's weight falls by e for each 0.02 of similarity below the best one's
 VOTE_WEIGHT = 0.0  # the code weight w of the vote's search: the descriptor alone
-LABEL_THRESHOLD = 0.8  # the label vote is confident from this share of the weight (chosen by bench/species.py)
+LABEL_THRESHOLD = 0.75  # the label vote is confident from this share of the weight (chosen by bench/species.py)
 PROTOTYPES_KEY = "class_prototypes"  # the metadata entry (after the ``phpq.`` prefix)
 EMBEDDINGS = ("subvectors", "descriptor")  # what prototypes can be means of
 

@@ -319,9 +319,11 @@ def test_byte_identical_copies_of_the_query_come_first(library, tmp_path):
         second / "003.class_2" / "z_copy.jpg",
     ]
     similarities = [hit.similarity for hit in hits]
-    # the copies show their similarity to the query itself (under collection centring the descriptor term
-    # of an identical photo is |q - m|, a little under 1); the rest follow in the (expanded) ranking
-    assert similarities[0] == similarities[1] > 0.9 and similarities[2:] == sorted(similarities[2:], reverse=True)
+    # the copies show their similarity to the query itself, above every other photo's (under collection
+    # centring and whitening the descriptor term of an identical photo is |W(q - m)|, under 1: 0.85 with
+    # this 16-d descriptor at whitening 0.1); the rest follow in the (expanded) ranking
+    assert similarities[0] == similarities[1] > max(0.8, *similarities[2:])
+    assert similarities[2:] == sorted(similarities[2:], reverse=True)
     # the folder filter holds for copies too, and an indexed copy finds its twin but not itself
     only_second = library.search(query, top_k=3, folders=[second]).hits
     assert only_second[0].path == second / "003.class_2" / "z_copy.jpg"

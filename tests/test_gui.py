@@ -316,7 +316,8 @@ def test_rank_by_reranks_with_the_table_s_weight_and_is_kept_per_model(qtbot, wi
     status = off_gui(window.library.status)
     assert [box.itemText(i) for i in range(box.count())] == [rank.label for rank in RANK_CHOICES]
     assert box.currentText() == "balanced" and window.search.rank_by.weight() is None  # the model's own
-    assert "known species:" in box.toolTip() and "per photo 0.4 or 0.7" in box.toolTip()
+    adaptive = status.search.adaptive  # the model's own per-query weights, as its metadata gives them
+    assert "known species:" in box.toolTip() and f"per photo {adaptive.low} or {adaptive.high}" in box.toolTip()
     index_folder(qtbot, window, write_image_folder(tmp_path / "photos", n_classes=4, per_class=4))
     query = write_photo(tmp_path / "query.png", label=1, index=90)
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS):
