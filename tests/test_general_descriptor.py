@@ -116,7 +116,9 @@ def test_an_exported_model_exports_again_to_the_same_encoder(partly_trained, syn
     info = PHPQModel(upgraded, prefer_cuda=False).info
     assert info.descriptor_dim == 16 + 8 and info.model_id != first
     resettled = tmp_path / "resettled.onnx"  # the recipe's search settings alone: metadata only, the same id
-    assert export_main([str(tmp_path / "older.onnx"), "-o", str(resettled), "--search-from-recipe"]) == 0
+    (tmp_path / "no_photos").mkdir()  # nothing to encode: no photos needed
+    arguments = [str(tmp_path / "older.onnx"), "-o", str(resettled), "--search-from-recipe"]
+    assert export_main([*arguments, "--photos", str(tmp_path / "no_photos")]) == 0
     info = PHPQModel(resettled, prefer_cuda=False).info
     assert info.model_id == first and info.descriptor_dim == 16
     assert info.search.rerank == NeighbourRerank(**RECIPE.model.neighbour_rerank)

@@ -68,12 +68,6 @@ def export_main(argv: list[str] | None = None) -> int:
     except Exception as error:  # torch.load and onnx.load raise many kinds for foreign files
         print(f"phpq-export: cannot read checkpoint {args.checkpoint}: {error}", file=sys.stderr)
         return 2
-    folder = args.photos or Path(payload.get("train_config", {}).get("data", ""))
-    photos = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p)) if folder.is_dir() else []
-    if not photos:
-        print(f"phpq-export: no photos for the parity check in {folder} (give --photos DIR)", file=sys.stderr)
-        return 2
-    step = max(1, len(photos) // args.parity_photos)
     if args.mirror_average:
         model.config = replace(model.config, mirror_average=True)
     if args.encode_size:
@@ -88,6 +82,12 @@ def export_main(argv: list[str] | None = None) -> int:
         model_id = write_metadata(args.checkpoint, args.output, search_metadata(model.config))
         print(f"wrote {args.output}: the search settings of {args.checkpoint.name} changed, model id {model_id[:16]}")
         return 0
+    folder = args.photos or Path(payload.get("train_config", {}).get("data", ""))
+    photos = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p)) if folder.is_dir() else []
+    if not photos:
+        print(f"phpq-export: no photos for the parity check in {folder} (give --photos DIR)", file=sys.stderr)
+        return 2
+    step = max(1, len(photos) // args.parity_photos)
     if model.config.general_dim:
         try:
             attach_to_checkpoint_model(model, payload)
