@@ -73,12 +73,13 @@ def protocol_scores(
     if model.config.general_dim:
         attach_to_checkpoint_model(model, payload)
     position = {photo.path: index for index, photo in enumerate(photo_set.photos)}
-    backbone_trained = payload["train_config"]["mode"] != "cached" or model.config.general_dim or cache is None
-    if backbone_trained and (query_cache is not None or (cache is not None and cache.views == 1)):
-        raise SystemExit(f"{run / protocol}: its backbone trained, so the frozen mirror-image cache does not apply")
+    # The frozen backbone's cache holds neither a trained backbone's maps nor the general descriptor's.
+    from_photos = payload["train_config"]["mode"] != "cached" or model.config.general_dim or cache is None
+    if from_photos and (query_cache is not None or (cache is not None and cache.views == 1)):
+        raise SystemExit(f"{run / protocol}: encoded from photos, so the frozen mirror-image cache does not apply")
 
     def encode(photos: list, source=cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if backbone_trained:  # the frozen backbone's cache is not this model's: encode the photos
+        if from_photos:
             encoding = encode_photos(model, photos, torch.device("cpu"))
             return encoding.subvectors, encoding.codes, encoding.descriptors
         rows = np.array([position[p.path] for p in photos])

@@ -34,11 +34,10 @@ class GeneralDescriptor(nn.Module):
     """Pretrained blocks ``first_block`` and later plus the head -> global max pooling -> unit vector ->
     centred -> projected to ``dim`` principal axes -> unit vector."""
 
-    def __init__(self, backbone: str, first_block: int, dim: int, weight: float):
+    def __init__(self, pretrained: EfficientNetLiteTaps, first_block: int, dim: int, weight: float):
         super().__init__()
         if not 0.0 < weight < 1.0:
             raise ValueError(f"general_weight must be between 0 and 1 (exclusive), got {weight}")
-        pretrained = EfficientNetLiteTaps(backbone, ("head",), pretrained=True)
         self.first_block, self.weight = first_block, weight
         self.blocks = nn.Sequential(*list(pretrained.blocks)[first_block:])
         self.head = pretrained.head
@@ -79,10 +78,14 @@ class GeneralDescriptor(nn.Module):
         self.projection[:rows].copy_(axes[:rows])
 
 
-def first_trained_block(backbone: EfficientNetLiteTaps) -> int:
-    """The first block whose weights differ from the pretrained ones (beyond float16 rounding); the
+def pretrained_backbone(name: str) -> EfficientNetLiteTaps:
+    """The ImageNet weights a model's backbone started from."""
+    return EfficientNetLiteTaps(name, ("head",), pretrained=True)
+
+
+def first_trained_block(backbone: EfficientNetLiteTaps, pretrained: EfficientNetLiteTaps) -> int:
+    """The first block whose weights differ from the ``pretrained`` ones (beyond float16 rounding); the
     number of blocks when only the head trained or nothing did."""
-    pretrained = EfficientNetLiteTaps(backbone.name, ("head",), pretrained=True)
     for index, (ours, theirs) in enumerate(zip(backbone.blocks, pretrained.blocks, strict=True)):
         for (name, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items(), strict=True):
             if a.is_floating_point() and not torch.allclose(a.float(), b.float(), rtol=2e-3, atol=1e-5):
@@ -99,9 +102,10 @@ def attach_general_descriptor(
     carries it): the centring and projection ``fitted`` before (an exported model's), or fitted on
     ``photos`` (its training photos, encoded at its encode geometry)."""
     config = model.config
-    first_block = first_trained_block(model.backbone)
-    general = GeneralDescriptor(config.backbone, first_block, config.general_dim, config.general_weight).eval()
-    if fitted is not None and fitted["projection"].shape == general.projection.shape:
+    pretrained = pretrained_backbone(config.backbone)
+    first_block = first_trained_block(model.backbone, pretrained)
+    general = GeneralDescriptor(pretrained, first_block, config.general_dim, config.general_weight).eval()
+    if fitted is not None:
         general.mean.copy_(fitted["mean"]), general.projection.copy_(fitted["projection"])
         model.general = general
         return general
@@ -120,9 +124,11 @@ def attach_general_descriptor(
 
 def attach_to_checkpoint_model(model: nn.Module, payload: dict) -> GeneralDescriptor:
     """``attach_general_descriptor`` for the model of a checkpoint payload: the fit its export carried
-    (``phpq_train.export.from_onnx``), else one on its training photos."""
+    (``phpq_train.export.from_onnx``) when it has the model's dims, else one on its training photos."""
     fitted = payload.get("general_fit")
-    return attach_general_descriptor(model, [] if fitted else checkpoint_training_photos(payload), fitted)
+    if fitted is not None and len(fitted["projection"]) == model.config.general_dim:
+        return attach_general_descriptor(model, [], fitted)
+    return attach_general_descriptor(model, checkpoint_training_photos(payload))
 
 
 def checkpoint_training_photos(payload: dict) -> list[Photo]:

@@ -17,7 +17,7 @@ from phpq_train.checkpoint import model_from_checkpoint, save_checkpoint
 from phpq_train.export.cli import export_main
 from phpq_train.export.from_onnx import payload_from_export
 from phpq_train.export.onnx_export import export_checkpoint
-from phpq_train.general import attach_to_checkpoint_model, first_trained_block
+from phpq_train.general import attach_to_checkpoint_model, first_trained_block, pretrained_backbone
 from phpq_train.model import PHPQ
 from tests.test_export import RECIPE, TINY
 
@@ -40,15 +40,16 @@ def partly_trained(tmp_path_factory, synthetic_folder):
 
 
 def test_the_general_branch_starts_at_the_first_trained_block():
-    model = PHPQ(TINY)
-    assert first_trained_block(model.backbone) == len(model.backbone.blocks)  # nothing trained: only the head
+    model, pretrained = PHPQ(TINY), pretrained_backbone(TINY.backbone)
+    # nothing trained: the general branch is the head alone
+    assert first_trained_block(model.backbone, pretrained) == len(model.backbone.blocks)
     with torch.no_grad():
         for parameter in model.parameters():  # float16 rounding, as an export with --fp16-weights stores it
             parameter.copy_(parameter.half().float())
-    assert first_trained_block(model.backbone) == len(model.backbone.blocks)
+    assert first_trained_block(model.backbone, pretrained) == len(model.backbone.blocks)
     with torch.no_grad():
         model.backbone.blocks[9]._project_conv.weight.add_(0.01)
-    assert first_trained_block(model.backbone) == 9
+    assert first_trained_block(model.backbone, pretrained) == 9
 
 
 def test_export_carries_the_general_descriptor_mixed_into_the_descriptor(partly_trained, synthetic_folder, tmp_path):
@@ -172,3 +173,10 @@ def test_an_index_made_with_the_previous_default_upgrades_without_losing_folders
         result = library.search(write_photo(tmp_path / "q.png", 0, 60), top_k=6)
         assert result.n_searched == 6 and len(result.hits) == 6
         assert library.model_for().info.descriptor_dim == 16 + 8
+
+
+def test_an_export_written_again_with_other_general_dims_fits_them_on_its_training_photos(partly_trained, tmp_path):
+    first, again = tmp_path / "first.onnx", tmp_path / "again.onnx"
+    assert export_main([str(partly_trained), "-o", str(first), "--parity-photos", "4"]) == 0
+    assert export_main([str(first), "-o", str(again), "--parity-photos", "4", "--general-dim", "4"]) == 0
+    assert PHPQModel(again, prefer_cuda=False).info.descriptor_dim == 16 + 4
