@@ -28,8 +28,8 @@ import numpy as np
 
 from phpq.gui.ranking import RANK_CHOICES
 from phpq.library import Library
+from phpq.prototypes import display_name
 from phpq.search import SearchHit
-from phpq.species import display_name
 
 TOP_K = 40  # the window's default result count
 PRECISION_AT = {"cub": 10, "other": 4}

@@ -48,17 +48,9 @@ from phpq.descriptor import quantize
 from phpq.eval.datasets import Photo, PhotoSet, scan_image_folder, species_key, split_protocol
 from phpq.locations import bundled_models
 from phpq.model import Encoding, PHPQModel
+from phpq.prototypes import EMBEDDINGS, ClassPrototypes, model_embeddings
 from phpq.search import CodeMatrix, SearchHit, model_query
-from phpq.species import (
-    EMBEDDINGS,
-    IDENTIFY_DEPTH,
-    ClassPrototypes,
-    Suggestion,
-    identification,
-    label_vote,
-    model_embeddings,
-    vote_weight,
-)
+from phpq.species import IDENTIFY_DEPTH, Suggestion, identification, label_vote, model_suggestions, vote_weight
 from phpq_train.export.prototypes import PROTOTYPE_TEMPERATURE
 
 LABEL_GRID = np.round(np.arange(0.3, 1.0001, 0.05), 2)
@@ -157,7 +149,7 @@ def identify_report(model: PHPQModel, other: PhotoSet, other_codes: Encoding, vo
         return {}
     first = []
     for index, vote in enumerate(votes):
-        found = identification(vote, prototypes.suggest(rows(other_codes, np.array([index]))))
+        found = identification(vote, model_suggestions(prototypes, rows(other_codes, np.array([index]))))
         confident = [suggestion for suggestion in found.suggestions if suggestion.confident]
         first.append(confident[:1])
     correct, confidence = scored(first, [photo.path.parent.name for photo in other.photos])

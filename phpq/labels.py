@@ -10,7 +10,7 @@ from pathlib import Path
 from phpq.db import EncodedImage, FolderRecord, IndexDatabase
 from phpq.errors import LibraryError
 from phpq.index import FolderChanges, IndexListener
-from phpq.species import display_name
+from phpq.prototypes import display_name
 
 log = logging.getLogger(__name__)
 

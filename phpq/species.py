@@ -19,26 +19,19 @@ docs/results.md.
 
 from __future__ import annotations
 
-import base64
-import json
-import logging
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from phpq.model import Encoding, ModelInfo
+from phpq.prototypes import ClassPrototypes, model_embeddings
 from phpq.search import SearchHit, SearchResult
-
-log = logging.getLogger(__name__)
 
 IDENTIFY_DEPTH = 100  # the search results the vote looks among for labelled photos
 VOTE_SIZE = 5  # labelled photos that vote
 VOTE_TEMPERATURE = 0.02  # a vote's weight falls by e for each 0.02 of similarity below the best one's
 VOTE_WEIGHT = 0.0  # the code weight w of the vote's search: the descriptor alone
 LABEL_THRESHOLD = 0.75  # the label vote is confident from this share of the weight (chosen by bench/species.py)
-PROTOTYPES_KEY = "class_prototypes"  # the metadata entry (after the ``phpq.`` prefix)
-EMBEDDINGS = ("subvectors", "descriptor")  # what prototypes can be means of
 
 
 @dataclass(frozen=True)
@@ -88,7 +81,7 @@ def identify(result: SearchResult, info: ModelInfo) -> Identification:
     """What a search's results (their labels) and the query's encoding (a model's prototypes) say."""
     prototypes = ClassPrototypes.from_model(info)
     encoding = result.query_encoding
-    model = [] if prototypes is None or encoding is None else prototypes.suggest(encoding)
+    model = [] if prototypes is None or encoding is None else model_suggestions(prototypes, encoding)
     return identification(label_vote(result.hits), model)
 
 
@@ -118,98 +111,20 @@ def label_vote(hits: list[SearchHit], threshold: float = LABEL_THRESHOLD) -> lis
     ]
 
 
-@dataclass(frozen=True)
-class ClassPrototypes:
-    """A model's class prototypes: the mean unit embedding of each class's photos (unit length again)."""
-
-    names: list[str]  # display names
-    vectors: np.ndarray  # [C, D] float32, unit rows
-    embedding: str  # "subvectors" (the code's continuous form) or "descriptor"
-    temperature: float  # softmax over cosine / temperature
-    threshold: float  # confident from this probability
-
-    @classmethod
-    def from_model(cls, info: ModelInfo) -> ClassPrototypes | None:
-        """The prototypes in a model's metadata, or None when it has none or they cannot be read (logged:
-        the model then makes no suggestion, and everything else works)."""
-        text = info.metadata.get(PROTOTYPES_KEY)
-        if not text:
-            return None
-        try:
-            data = json.loads(text)
-            vectors = np.frombuffer(base64.b64decode(data["float16"]), np.float16).astype(np.float32)
-            names = [display_name(name) for name in info.class_names]
-            shaped = vectors.reshape(len(names), -1)
-            if data["embedding"] not in EMBEDDINGS or not names:
-                raise ValueError(f"embedding {data['embedding']!r} for {len(names)} class names")
-            return cls(names, shaped, data["embedding"], float(data["temperature"]), float(data["threshold"]))
-        except (ValueError, KeyError, TypeError) as error:
-            log.warning("the model's class prototypes cannot be read (%s); it makes no species suggestion", error)
-            return None
-
-    @classmethod
-    def from_embeddings(
-        cls,
-        embeddings: np.ndarray,
-        labels: np.ndarray,
-        names: list[str],
-        embedding: str,
-        temperature: float,
-        threshold: float = 1.0,
-    ) -> ClassPrototypes:
-        """Prototypes of unit embeddings [N, D] with class labels [N] (every class needs a photo)."""
-        vectors = np.stack([embeddings[labels == label].mean(axis=0) for label in range(len(names))])
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        names = [display_name(name) for name in names]
-        return cls(names, vectors.astype(np.float32), embedding, temperature, threshold)
-
-    def to_metadata(self, class_count: int) -> str:
-        """The metadata form (``phpq.class_prototypes``) for a model with ``class_count`` class names."""
-        if len(self.vectors) != class_count:
-            raise ValueError(f"{len(self.vectors)} prototypes for {class_count} class names")
-        data = base64.b64encode(self.vectors.astype(np.float16).tobytes()).decode("ascii")
-        fields = {"embedding": self.embedding, "temperature": self.temperature, "threshold": self.threshold}
-        return json.dumps({**fields, "float16": data})
-
-    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
-        """Softmax [N, C] of unit embeddings [N, D] over the classes."""
-        logits = embeddings @ self.vectors.T / self.temperature
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return weights / weights.sum(axis=1, keepdims=True)
-
-    def suggest(self, encoding: Encoding) -> list[Suggestion]:
-        """The two most probable species for the first photo of an encoding, best first."""
-        probabilities = self.probabilities(model_embeddings(encoding, self.embedding)[:1])[0]
-        best = np.argsort(-probabilities, kind="stable")[:2]
-        return [
-            Suggestion(
-                self.names[i],
-                "model",
-                float(probabilities[i]),
-                bool(probabilities[i] >= self.threshold),
-                f"model: {round(100 * float(probabilities[i]))} %",
-            )
-            for i in best.tolist()
-        ]
-
-
-def model_embeddings(encoding: Encoding, embedding: str) -> np.ndarray:
-    """The unit embeddings [N, D] prototypes compare: the sub-vectors joined, or the descriptor."""
-    if embedding == "descriptor":
-        if encoding.descriptors is None:
-            raise ValueError("prototypes of descriptors need a format-2 model")
-        vectors = encoding.descriptors
-    elif embedding == "subvectors":
-        vectors = encoding.subvectors.reshape(len(encoding.subvectors), -1)
-    else:
-        raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
-    vectors = vectors.astype(np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
-def display_name(class_name: str) -> str:
-    """A class folder's name as a species name: "015.Lazuli_Bunting" -> "Lazuli Bunting"."""
-    return re.sub(r"^\d+\.", "", class_name).replace("_", " ").strip()
+def model_suggestions(prototypes: ClassPrototypes, encoding: Encoding) -> list[Suggestion]:
+    """The two most probable species for the first photo of an encoding, best first."""
+    probabilities = prototypes.probabilities(model_embeddings(encoding, prototypes.embedding)[:1])[0]
+    best = np.argsort(-probabilities, kind="stable")[:2]
+    return [
+        Suggestion(
+            prototypes.names[i],
+            "model",
+            float(probabilities[i]),
+            bool(probabilities[i] >= prototypes.threshold),
+            f"model: {round(100 * float(probabilities[i]))} %",
+        )
+        for i in best.tolist()
+    ]
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ import torch
 from phpq.eval.datasets import load_photo_set
 from phpq.fusion import NeighbourRerank
 from phpq.model import PHPQModel
+from phpq.prototypes import ClassPrototypes
 from phpq_train.checkpoint import model_from_checkpoint, save_checkpoint
 from phpq_train.export.cli import export_main
 from phpq_train.export.from_onnx import payload_from_export
-from phpq_train.export.onnx_export import export_checkpoint
+from phpq_train.export.onnx_export import export_checkpoint, write_metadata
 from phpq_train.general import attach_to_checkpoint_model, first_trained_block, pretrained_backbone
 from phpq_train.model import PHPQ
 from tests.test_export import RECIPE, TINY
@@ -157,6 +158,10 @@ def test_an_index_made_with_the_previous_default_upgrades_without_losing_folders
     photos = write_image_folder(tmp_path / "photos", n_classes=2, per_class=3, size=64)
     database = tmp_path / "data" / "index.sqlite3"
     as_exported_before_the_general_descriptor(bundled, bundled)
+    info = PHPQModel(bundled, prefer_cuda=False).info
+    vectors = np.random.default_rng(0).standard_normal((len(info.class_names), info.dim))
+    prototypes = ClassPrototypes(info.class_names, vectors, "subvectors", 0.1, 0.5).to_metadata(len(info.class_names))
+    write_metadata(bundled, bundled, {"class_prototypes": prototypes})
     with Library(database, prefer_cuda=False) as library:
         library.add_folder(photos, species_from_folders=True)
         assert library.index().encoded == 6 and library.active_model_id == old_id
@@ -173,6 +178,7 @@ def test_an_index_made_with_the_previous_default_upgrades_without_losing_folders
         result = library.search(write_photo(tmp_path / "q.png", 0, 60), top_k=6)
         assert result.n_searched == 6 and len(result.hits) == 6
         assert library.model_for().info.descriptor_dim == 16 + 8
+        assert library.model_for().info.metadata["class_prototypes"] == prototypes  # the code names species as before
 
 
 def test_an_export_written_again_with_other_general_dims_fits_them_on_its_training_photos(partly_trained, tmp_path):

@@ -15,14 +15,15 @@ import pytest
 from phpq.cli import main as phpq
 from phpq.library import Library, LibraryError
 from phpq.model import Encoding, PHPQModel
+from phpq.prototypes import ClassPrototypes
 from phpq.search import SearchHit
 from phpq.species import (
-    ClassPrototypes,
     Identification,
     Suggestion,
     group_by_species,
     identification,
     label_vote,
+    model_suggestions,
 )
 from tests.conftest import write_image_folder, write_photo
 
@@ -85,12 +86,12 @@ def test_model_prototypes_name_a_species_only_above_their_threshold():
     )
     codes = (np.zeros((1, 2, 2), np.float32), np.zeros((1, 2), np.uint8))
     near = Encoding(*codes, np.array([[1.0, 0.1, 0, 0]], np.float32))
-    best, second = prototypes.suggest(near)
+    best, second = model_suggestions(prototypes, near)
     assert (best.species, best.source, best.confident, second.species) == ("Red Bird", "model", True, "Blue")
     logits = np.array([1.0, 0.1, 0.0]) / math.sqrt(1.01) / 0.1
     assert best.confidence == pytest.approx(np.exp(logits[0]) / np.exp(logits).sum(), rel=1e-5)
     between = Encoding(*codes, np.array([[1.0, 1.0, 0, 0]], np.float32))
-    assert not prototypes.suggest(between)[0].confident
+    assert not model_suggestions(prototypes, between)[0].confident
     names = ["001.Red_Bird", "002.Blue", "003.Green"]
     stored = SimpleNamespace(metadata={"class_prototypes": prototypes.to_metadata(3)}, class_names=names)
     assert ClassPrototypes.from_model(stored).vectors == pytest.approx(prototypes.vectors, abs=1e-3)  # float16

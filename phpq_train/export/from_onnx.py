@@ -67,6 +67,7 @@ def payload_from_export(path: Path) -> dict[str, Any]:
         "metrics": json.loads(metadata.get("validation", "{}")),
         "exported_from": str(path),
         "general_fit": general_fit or None,  # the general descriptor's centring and projection, when it has one
+        "class_prototypes": metadata.get("class_prototypes"),  # phpq.prototypes, when it has them
     }
 
 

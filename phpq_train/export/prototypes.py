@@ -18,7 +18,7 @@ import numpy as np
 
 from phpq.eval.datasets import PROTOCOLS, load_photo_set, split_protocol
 from phpq.model import PHPQModel
-from phpq.species import EMBEDDINGS, PROTOTYPES_KEY, ClassPrototypes, model_embeddings
+from phpq.prototypes import EMBEDDINGS, PROTOTYPES_KEY, ClassPrototypes, model_embeddings
 from phpq_train.config import recipe_values
 from phpq_train.export.onnx_export import write_metadata
 
