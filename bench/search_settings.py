@@ -49,7 +49,7 @@ from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq_train.config import load_config
 
 GRID = {
-    "general_weight": (0.0, 0.4, 0.5, 0.6, 0.7, 0.8),
+    "general_weight": (0.0, 0.2, 0.3, 0.4, 0.5, 0.6),
     "low": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
     "high": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     "threshold": (0.2, 0.3, 0.4, 0.5),
@@ -198,13 +198,21 @@ def main() -> None:
         choices=MEASURED_PROTOCOLS,
         help="the protocols measured (a floor applies only where its protocol is measured)",
     )
+    parser.add_argument(
+        "--general-dim",
+        type=int,
+        default=0,
+        help="give every model a general descriptor of this many dims (fitted on its training photos where it"
+        " has none), so that general_weight can be measured on checkpoints trained without one",
+    )
     args = parser.parse_args()
     if args.centring is not None or args.whitening:
         parser.error("this bench varies the whitening itself (the recipe's prior)")
     recipe = load_config().model
     start = Setting.of_recipe()  # read before the long encoding, so an edit of the recipe meanwhile cannot mix in
     previous = replace(start, general_weight=0.0)
-    scores = all_protocol_scores(args, protocols=tuple(args.protocols))
+    changes = {"general_dim": args.general_dim} if args.general_dim else {}
+    scores = all_protocol_scores(args, protocols=tuple(args.protocols), **changes)
     sweep = Sweep(
         scores, recipe.collection_centring["prior"], recipe.adaptive_weight["k"], args.val_floor, args.fresh_floor
     )

@@ -175,69 +175,6 @@ class CollectionCentring:
 
 
 @dataclass(frozen=True)
-class GeneralPart:
-    """Where a model's descriptor carries the untrained backbone's view (``phpq_train.general``): its last
-    ``dim`` dims, stored mixed at ``weight`` b, so that a dot product is (1 - b) * trained cosine + b *
-    general cosine."""
-
-    dim: int
-    weight: float
-
-    def __post_init__(self) -> None:
-        if self.dim < 1 or not 0.0 < self.weight < 1.0:
-            raise ValueError(f"general descriptor: needs dim >= 1 and 0 < weight < 1, got {self.dim}, {self.weight}")
-
-    @classmethod
-    def from_json(cls, text: str) -> GeneralPart | None:
-        """The metadata form ``{"dim": ..., "weight": ..., ...}`` (``{}``: the model has none)."""
-        values = json.loads(text)
-        if not isinstance(values, dict):
-            raise ValueError(f"general descriptor: expected a JSON object, got {text!r}")
-        try:
-            return cls(int(values["dim"]), float(values["weight"])) if values else None
-        except KeyError as error:
-            raise ValueError(f"general descriptor: {error} missing") from error
-
-    def query_scale(self, descriptor_dim: int, weight: float) -> np.ndarray:
-        """Per-dim factors [descriptor_dim] for a query's descriptor that mix the two cosines at ``weight``
-        instead of b: (1 - weight) / (1 - b) on the trained dims, weight / b on the general ones."""
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"the general descriptor's weight must be in [0, 1], got {weight}")
-        if self.dim >= descriptor_dim:
-            raise ValueError(f"a general part of {self.dim} dims in a {descriptor_dim}-dim descriptor")
-        scale = np.full(descriptor_dim, (1.0 - weight) / (1.0 - self.weight), np.float32)
-        scale[descriptor_dim - self.dim :] = weight / self.weight
-        return scale
-
-
-@dataclass(frozen=True)
-class UnknownSpecies:
-    """How a query is ranked when the model does not know its species: the best probability of the model's
-    class prototypes (``phpq.prototypes``) below ``threshold``. Such a query is ranked at the fixed code
-    weight ``weight`` (the code knows only the trained species) and, with a general descriptor, with it
-    weighted ``general_weight`` in the descriptor; a query the model knows weighs it
-    ``known_general_weight``. Measured and chosen by ``python -m bench.search_settings``."""
-
-    threshold: float
-    weight: float
-    general_weight: float = 0.0
-    known_general_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("threshold", "weight", "general_weight", "known_general_weight"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"unknown species: {name} must be in [0, 1], got {getattr(self, name)}")
-
-    @classmethod
-    def from_json(cls, text: str) -> UnknownSpecies | None:
-        """The metadata form (a JSON object; ``{}`` when the model has none)."""
-        return setting_from_json(cls, text, "unknown species")
-
-    def describe(self) -> str:
-        return f"w={self.weight:g} for a species it does not know"
-
-
-@dataclass(frozen=True)
 class SearchSettings:
     """How a model ranks: similarity = w * ADC / M + (1 - w) * descriptor similarity, and the steps after
     the first scan. ``descriptor_dim`` 0 is a codes-only (format 1) model: ADC / M alone."""
@@ -248,8 +185,6 @@ class SearchSettings:
     adaptive: AdaptiveWeight | None = None
     rerank: NeighbourRerank | None = None
     centring: CollectionCentring | None = None
-    general: GeneralPart | None = None
-    unknown: UnknownSpecies | None = None
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str]) -> SearchSettings:
@@ -269,8 +204,6 @@ class SearchSettings:
             AdaptiveWeight.from_json(metadata.get("adaptive_weight", "{}")),
             NeighbourRerank.from_json(metadata.get("neighbour_rerank", "{}")),
             CollectionCentring.from_json(metadata.get("collection_centring", "{}")),
-            GeneralPart.from_json(metadata.get("general_descriptor", "{}")),
-            UnknownSpecies.from_json(metadata.get("unknown_species", "{}")),
         )
 
     @property
@@ -283,18 +216,7 @@ class SearchSettings:
             raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
         if weight is None or not self.fused:
             return self
-        return replace(self, fusion_weight=weight, adaptive=None, unknown=None)
-
-    def for_query(self, known: bool) -> tuple[SearchSettings, np.ndarray | None]:
-        """The settings of one query, given whether the model knows its species (``UnknownSpecies``), and
-        the per-dim factors of its descriptor that weigh the general descriptor for it (None: as stored)."""
-        if self.unknown is None:
-            return self, None
-        settings = self if known else self.at_weight(self.unknown.weight)
-        if self.general is None:
-            return settings, None
-        weight = self.unknown.known_general_weight if known else self.unknown.general_weight
-        return settings, self.general.query_scale(self.descriptor_dim, weight)
+        return replace(self, fusion_weight=weight, adaptive=None)
 
     def describe(self) -> str:
         """ "codes + descriptor (fused, w=0.4 or 0.7 by query, query expansion 3, neighbour re-ranking,
@@ -303,8 +225,6 @@ class SearchSettings:
         if not self.fused:
             return "codes only (format 1)"
         parts = [self.adaptive.describe() if self.adaptive is not None else f"w={self.fusion_weight:g}"]
-        if self.unknown is not None:
-            parts.append(self.unknown.describe())
         if self.query_expansion:
             parts.append(f"query expansion {self.query_expansion}")
         if self.rerank is not None:

@@ -16,7 +16,6 @@ import numpy as np
 from phpq.fusion import SearchSettings
 from phpq.imaging import RESIZE_RATIO, Preprocessing, load_and_preprocess
 from phpq.locations import default_cache_dir
-from phpq.prototypes import ClassPrototypes
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +178,6 @@ class PHPQModel:
                 raise
             self.codebooks = codebooks.result()
         self.info = parse_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
-        self.prototypes = ClassPrototypes.from_model(self.info)  # None: the model names no species
         self._check_signature()
         self.provider = self.session.get_providers()[0]
         log.info("model %s on %s", self.info.model_id[:12], self.provider)

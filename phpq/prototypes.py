@@ -1,8 +1,7 @@
 """Class prototypes: the mean embedding of each species the model trained on, stored in its metadata
 (``phpq.class_prototypes``, written by ``python -m phpq_train.export.prototypes``). A softmax over the
 cosines of a photo's embedding to them, at the temperature the model was trained with, says how probable
-each of its species is: ``phpq.species`` names a photo's species with it, and the search knows from it
-whether the model knows a query's species (``phpq.fusion.UnknownSpecies``)."""
+each of its species is, and ``phpq.species`` names a photo's species with it."""
 
 from __future__ import annotations
 
@@ -11,12 +10,10 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # phpq.model reads a model's prototypes with this module
-    from phpq.model import Encoding, ModelInfo
+from phpq.model import Encoding, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +79,6 @@ class ClassPrototypes:
         logits = embeddings @ self.vectors.T / self.temperature
         weights = np.exp(logits - logits.max(axis=1, keepdims=True))
         return weights / weights.sum(axis=1, keepdims=True)
-
-    def best_probability(self, embeddings: np.ndarray) -> np.ndarray:
-        """Each unit embedding's [N, D] probability of its most probable class [N]."""
-        return self.probabilities(embeddings).max(axis=1)
 
 
 def model_embeddings(encoding: Encoding, embedding: str) -> np.ndarray:

@@ -14,7 +14,6 @@ from phpq.descriptor import from_blobs
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank, agreement
 from phpq.model import Encoding, PHPQModel
 from phpq.pq import decode, lookup_tables
-from phpq.prototypes import ClassPrototypes
 from phpq.scan import DescriptorScan, Scorer, pack_codes
 
 
@@ -75,15 +74,6 @@ class Query:
     centring: CollectionCentring | None = None
     mean: np.ndarray | None = None
     metric: np.ndarray | None = None
-    # Per-dim factors [E] of the (centred) query descriptor wherever it meets stored ones: how much of the
-    # descriptor's general part counts for this query (``SearchSettings.for_query``); None: as stored.
-    descriptor_scale: np.ndarray | None = None
-
-    def scaled_descriptor(self) -> np.ndarray | None:
-        """The descriptor that scores stored ones: ``descriptor`` times ``descriptor_scale``."""
-        if self.descriptor is None or self.descriptor_scale is None:
-            return self.descriptor
-        return self.descriptor * self.descriptor_scale
 
 
 def model_query(
@@ -91,12 +81,8 @@ def model_query(
 ) -> Query:
     """The query of a photo's sub-vectors [M, d] and descriptor [E] under a model's search settings, at a
     fixed ``weight`` when given; the one place both ``phpq search`` and ``phpq-eval --model`` build their
-    queries. With ``UnknownSpecies`` settings, the model's class prototypes say whether it knows the
-    photo's species (a model without them knows every photo's)."""
-    settings, scale = model.info.search.at_weight(weight), None
-    if settings.unknown is not None:
-        known = model.prototypes is None or knows_species(model.prototypes, subvectors, settings.unknown.threshold)
-        settings, scale = settings.for_query(known)
+    queries."""
+    settings = model.info.search.at_weight(weight)
     table = lookup_tables(subvectors[None], model.codebooks)[0]
     return Query(
         table,
@@ -107,18 +93,7 @@ def model_query(
         settings.adaptive,
         settings.rerank,
         settings.centring,
-        descriptor_scale=scale,
     )
-
-
-def knows_species(prototypes: ClassPrototypes, subvectors: np.ndarray, threshold: float) -> bool:
-    """Whether the most probable of the model's species has at least ``threshold`` for these sub-vectors [M, d]
-    (prototypes of descriptors are not used: the general part changes the descriptor, not the code)."""
-    if prototypes.embedding != "subvectors":
-        return True
-    joined = subvectors.reshape(1, -1).astype(np.float32)
-    joined /= max(float(np.linalg.norm(joined)), 1e-12)
-    return bool(prototypes.best_probability(joined)[0] >= threshold)
 
 
 # The second stage (per-query weight, query expansion, neighbour re-ranking) re-ranks this many of the
@@ -293,7 +268,7 @@ class CodeMatrix:
             return Scorer(query.table / self.n_subspaces, self._words[:size])
         if query.descriptor.shape != (self.descriptor_dim,):
             raise ValueError(f"query descriptor {query.descriptor.shape}, matrix holds {self.descriptor_dim} dims")
-        descriptor = (1.0 - query.weight) * query.scaled_descriptor()
+        descriptor = (1.0 - query.weight) * query.descriptor
         descriptors = DescriptorScan(descriptor, self._descriptors[:size], self._scales[:size])
         offset = 0.0 if query.mean is None else -float(descriptor @ query.mean)
         table = (query.table * query.weight + offset) / self.n_subspaces
@@ -313,14 +288,7 @@ class CodeMatrix:
             if query.metric is not None:
                 stored = stored @ query.metric
             descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
-        return Query(
-            table,
-            descriptor,
-            query.weight,
-            mean=query.mean,
-            metric=query.metric,
-            descriptor_scale=query.descriptor_scale,
-        )
+        return Query(table, descriptor, query.weight, mean=query.mean, metric=query.metric)
 
     def _mutual(self, query: Query, rows: np.ndarray) -> np.ndarray:
         """The similarities of these rows to each other [n, n] at the query's weight (stored codes by SDC,
@@ -332,8 +300,6 @@ class CodeMatrix:
             return similarity
         stored = self._stored(rows, query.mean)
         weighted = stored if query.metric is None else stored @ query.metric
-        if query.descriptor_scale is not None:
-            weighted = weighted * query.descriptor_scale
         return query.weight * similarity + (1 - query.weight) * (weighted @ stored.T)
 
     def _adapted(self, query: Query, candidates: np.ndarray) -> Query:
@@ -343,7 +309,7 @@ class CodeMatrix:
             return query
         size = self._size
         code_scores = Scorer(query.table / self.n_subspaces, self._words[:size]).score(candidates)
-        descriptor_scores = self._stored(candidates, query.mean) @ query.scaled_descriptor().astype(np.float32)
+        descriptor_scores = self._stored(candidates, query.mean) @ query.descriptor.astype(np.float32)
         weight = query.adaptive.weight(agreement(code_scores, descriptor_scores, query.adaptive.k))
         return replace(query, weight=weight, adaptive=None)
 

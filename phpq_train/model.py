@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank, UnknownSpecies
+from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.imaging import Preprocessing
 from phpq_train.backbone import EfficientNetLiteTaps
 
@@ -29,7 +29,6 @@ SEARCH_FIELDS = (
     "collection_centring",
     "query_expansion",
     "general_weight",
-    "unknown_species",
 )
 
 
@@ -77,10 +76,6 @@ class ModelConfig:
     # Descriptors compared after subtracting the searched collection's mean, optionally whitened
     # (phpq.fusion.CollectionCentring's prior and whitening; {} for none).
     collection_centring: dict[str, float]
-    # A query whose species the model does not know (its class prototypes' best probability below the
-    # threshold) is ranked at its own code weight and general descriptor weight (phpq.fusion.UnknownSpecies's
-    # threshold, weight, general_weight and known_general_weight; {} for none).
-    unknown_species: dict[str, float]
     query_expansion: int  # the app ranks by the mean similarity to the query and its this many best photos
     mirror_average: bool  # the exported model encodes each photo and its mirror image, pooled features averaged
     n_classes: int = 0  # derived by the run from its training photos, not a recipe value
@@ -105,7 +100,6 @@ class ModelConfig:
         AdaptiveWeight.from_json(json.dumps(self.adaptive_weight))  # raises ValueError when malformed
         NeighbourRerank.from_json(json.dumps(self.neighbour_rerank))
         CollectionCentring.from_json(json.dumps(self.collection_centring))
-        UnknownSpecies.from_json(json.dumps(self.unknown_species))
 
     @property
     def encode_preprocessing(self) -> Preprocessing:

@@ -13,7 +13,7 @@ from phpq import search
 from phpq.cli import main as phpq
 from phpq.db import SCHEMA_VERSION, IndexDatabase
 from phpq.descriptor import dequantize, from_blobs, quantize
-from phpq.fusion import WHITENING_SAMPLE, AdaptiveWeight, CollectionCentring, GeneralPart, NeighbourRerank
+from phpq.fusion import WHITENING_SAMPLE, AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.library import Library, LibraryError
 from phpq.model import ModelError, PHPQModel
 from phpq.pq import decode, lookup_tables
@@ -462,56 +462,3 @@ def test_collection_whitening_measures_every_photo_of_a_small_collection_and_a_s
     assert centring.metric(np.zeros((0, 4), np.float32), np.zeros(4, np.float32)) is None
     assert centring.metric(np.ones((3, 4), np.float32), np.ones(4, np.float32)) is None  # no spread
     assert CollectionCentring(prior=0).metric(np.eye(4, dtype=np.float32), np.zeros(4, np.float32)) is None
-
-
-def test_a_query_weighs_the_general_part_of_the_descriptor_by_its_own_factors_at_every_step():
-    """Every step (first scan, expansion, neighbour re-ranking) scores the centred, whitened query's
-    descriptor times its per-dim factors against the stored ones, as a numpy reference does."""
-    rng = np.random.default_rng(11)
-    n_subspaces, n_codewords, dim, n = 4, 16, 8, 40
-    codebooks = rng.standard_normal((n_subspaces, n_codewords, 3)).astype(np.float32)
-    subvectors = rng.standard_normal((n_subspaces, 3)).astype(np.float32)
-    table = lookup_tables(subvectors[None], codebooks)[0]
-    query_descriptor = rng.standard_normal(dim).astype(np.float32)
-    query_descriptor /= np.linalg.norm(query_descriptor)
-    codes = rng.integers(0, n_codewords, (n, n_subspaces)).astype(np.uint8)
-    values, scales = quantize(rng.standard_normal((n, dim)) * np.linspace(0.3, 2.0, dim) + 0.4)
-    descriptors = dequantize(values, scales)
-    matrix = search.CodeMatrix("general", n_subspaces, dim)
-    matrix.upsert(np.arange(n), np.zeros(n, np.int64), codes, (values, scales))
-    centring, rerank, w, depth = CollectionCentring(prior=5, whitening=0.1), NeighbourRerank(6, 2), 0.3, 2
-    scale = GeneralPart(dim=3, weight=0.4).query_scale(dim, 0.7)
-    assert scale.tolist() == pytest.approx([0.5] * 5 + [1.75] * 3)  # (1 - 0.7) / (1 - 0.4), 0.7 / 0.4
-    query = search.Query(table, query_descriptor, w, depth, codebooks, None, rerank, centring, descriptor_scale=scale)
-
-    mean, transform = reference_centring(descriptors, centring)
-    # the query W^2 (q - m) / |W (q - m)| against each stored d - m; stored ones against each other through W^2
-    metric = transform @ transform
-    whitened = metric @ (query_descriptor - mean) / np.linalg.norm(transform @ (query_descriptor - mean))
-    centred = descriptors - mean
-
-    def code_part(query_table: np.ndarray) -> np.ndarray:
-        return np.array([query_table[np.arange(n_subspaces), code].sum() for code in codes]) / n_subspaces
-
-    first = w * code_part(table) + (1 - w) * centred @ (scale * whitened)
-    best = np.argsort(-first, kind="stable")[:depth]
-    reconstructed = lookup_tables(decode(codes, codebooks), codebooks)
-    expanded_table = (table + reconstructed[best].sum(axis=0)) / (1 + depth)
-    expanded_descriptor = (whitened + (centred[best] @ metric).sum(axis=0)) / (1 + depth)
-    expanded = w * code_part(expanded_table) + (1 - w) * centred @ (scale * expanded_descriptor)
-    order = np.argsort(-expanded, kind="stable")
-    top = order[: rerank.depth]
-    mutual = np.array(
-        [
-            [w * code_part(reconstructed[i])[j] + (1 - w) * (scale * (metric @ centred[i])) @ centred[j] for j in top]
-            for i in top
-        ]
-    )
-    final = dict(zip(order.tolist(), expanded[order].tolist(), strict=True))
-    final.update(zip(top.tolist(), rerank.rescored(expanded[top], mutual).tolist(), strict=True))
-
-    ranking = matrix.search(query, n)
-    for image_id, score in zip(ranking.image_ids.tolist(), ranking.scores.tolist(), strict=True):
-        assert score == pytest.approx(final[image_id], abs=1e-4)
-    plain = matrix.search(replace(query, descriptor_scale=None), n)
-    assert not np.allclose(np.sort(plain.scores), np.sort(ranking.scores), atol=1e-3)  # the factors count

@@ -61,7 +61,6 @@ def search_metadata(config: ModelConfig) -> dict[str, str]:
         "adaptive_weight": json.dumps(config.adaptive_weight),
         "neighbour_rerank": json.dumps(config.neighbour_rerank),
         "collection_centring": json.dumps(config.collection_centring),
-        "unknown_species": json.dumps(config.unknown_species),
         "query_expansion": str(config.query_expansion),
         "model_config": json.dumps(config.to_dict()),
     }
