@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.scan import median_ms, naive_fused, naive_numpy
+from bench.scan import median_ms, naive_fused, naive_numpy, scanned_bytes
 from phpq.descriptor import quantize, to_blobs
 from phpq.imaging import is_image_path
 from phpq.library import Library
@@ -127,7 +127,10 @@ def main() -> None:
         with Library(database, prefer_cuda=False) as library:
             library.search(queries[0])  # loads the matrix and the kernel
             info = library.model_for().info
-            print(f"index: {args.size} photos ({args.indexed} real CUB photos, the rest random), top 20")
+            print(
+                f"index: {args.size} photos ({args.indexed} real CUB photos, the rest random), top 20;"
+                f" the scan streams {scanned_bytes(info.n_subspaces, info.descriptor_dim)} bytes a photo"
+            )
             kind = library.status().kind
             weights: dict[str, float | None] = {kind: None}
             if info.search.adaptive is not None:  # the per-query weight's cost: the same search at a fixed w

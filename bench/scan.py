@@ -40,6 +40,13 @@ def median_ms(function, repeats: int) -> float:
     return float(np.median(times)) * 1000
 
 
+def scanned_bytes(n_subspaces: int, descriptor_dim: int) -> int:
+    """Bytes the fused scan streams per photo: the code packed in 8-byte words, and for a format-2 model
+    the int8 descriptor and its float32 scale."""
+    code = 8 * pack_codes(np.zeros((1, n_subspaces), np.uint8)).shape[1]
+    return code + (descriptor_dim + 4 if descriptor_dim else 0)
+
+
 def naive_numpy(table: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
     scores = np.zeros(len(codes), np.float32)
     for m in range(table.shape[0]):
@@ -134,7 +141,7 @@ def main() -> None:
     print(f"{'N':>9} | {'naive numpy':>12} | {'FAISS IndexPQ 1T':>17} | {'phpq kernel':>12} | vs naive | vs FAISS")
     print("\n".join(codes_rows))
     if fused_rows:
-        row_bytes = 8 * words.shape[1] + args.descriptor_dim + 4
+        row_bytes = scanned_bytes(args.subspaces, args.descriptor_dim)
         print(f"\nfused, E = {args.descriptor_dim} int8 + scale ({row_bytes} bytes a photo with the code), w {WEIGHT}")
         print(
             f"{'N':>9} | {'naive numpy':>13} | {'kernel 1T':>11} | {'kernel (app)':>12} | {'codes':>6} |"
