@@ -45,7 +45,7 @@ class ModelConfig:
     # Photos are encoded (index, queries, evaluation of photos, the exported model) at this input size,
     # short side resized to encode_resize_ratio times it, then centre-cropped: a network trained on random
     # resized crops sees birds larger than a centre crop of the same size shows them, so it ranks better
-    # from a larger input (python -m bench.encode_geometry). The bins stay those of input_size.
+    # from a larger input (docs/results.md, "What each move did"). The bins stay those of input_size.
     encode_size: int
     encode_resize_ratio: float
     taps: tuple[str, ...]  # DECISION: a subset of backbone.TAP_NAMES (strides 8, 16, 32 and the head)

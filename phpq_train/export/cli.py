@@ -37,7 +37,7 @@ def export_main(argv: list[str] | None = None) -> int:
         "--encode-size",
         type=int,
         help="encode photos at this input size instead of the model's encode_size (the recipe's 288 for a"
-        " model trained at 256; larger costs more backbone work per photo: python -m bench.encode_geometry)",
+        " model trained at 256; larger costs more backbone work per photo: docs/results.md)",
     )
     parser.add_argument(
         "--search-from-recipe",
