@@ -211,8 +211,8 @@ def main() -> None:
     recipe = load_config().model
     start = Setting.of_recipe()  # read before the long encoding, so an edit of the recipe meanwhile cannot mix in
     previous = replace(start, general_weight=0.0)
-    changes = {"general_dim": args.general_dim} if args.general_dim else {}
-    scores = all_protocol_scores(args, protocols=tuple(args.protocols), **changes)
+    general = {"general_dim": args.general_dim} if args.general_dim else {}
+    scores = all_protocol_scores(args, protocols=tuple(args.protocols), **general)
     sweep = Sweep(
         scores, recipe.collection_centring["prior"], recipe.adaptive_weight["k"], args.val_floor, args.fresh_floor
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -78,8 +77,7 @@ def export_main(argv: list[str] | None = None) -> int:
         model.config = replace(model.config, **{field: recipe[field] for field in SEARCH_FIELDS})
     if args.general_dim is not None:
         model.config = replace(model.config, general_dim=args.general_dim)
-    changes_code = bool(args.mirror_average or args.encode_size)  # the sub-vectors of a photo change
-    if args.checkpoint.suffix == ".onnx" and not (model.config.general_dim or changes_code):
+    if args.checkpoint.suffix == ".onnx" and not (model.config.general_dim or args.mirror_average or args.encode_size):
         # Nothing in the graph changes: only the search settings are written again, the model id stays.
         model_id = write_metadata(args.checkpoint, args.output, search_metadata(model.config))
         print(f"wrote {args.output}: the search settings of {args.checkpoint.name} changed, model id {model_id[:16]}")
@@ -104,11 +102,6 @@ def export_main(argv: list[str] | None = None) -> int:
         args.output.rename(args.output.with_suffix(".failed-parity.onnx"))
         print("phpq-export: parity check failed; the file was renamed *.failed-parity.onnx", file=sys.stderr)
         return 1
-    prototypes = payload.get("class_prototypes")
-    if prototypes and json.loads(prototypes).get("embedding") == "subvectors" and not changes_code:
-        # The code's sub-vectors are what they were, so the species it names are too.
-        write_metadata(args.output, args.output, {"class_prototypes": prototypes})
-        print("kept the class prototypes of the source model")
     if args.int8:
         import numpy as np
 

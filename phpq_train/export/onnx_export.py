@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 
 from phpq.imaging import PIXEL_OFFSET, PIXEL_SCALE
 from phpq.model import CODEBOOKS_NAME, FORMAT_VERSION, INPUT_NAME, METADATA_PREFIX, OUTPUT_NAMES
+from phpq.prototypes import PROTOTYPES_KEY
 from phpq_train.inference import export_onnx
 from phpq_train.model import PHPQ, ModelConfig, RetrievalEncoder
 
@@ -45,6 +46,7 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
             else {"dim": general.dim, "weight": general.weight, "first_block": general.first_block}
         ),
         **search_metadata(config),
+        **carried_prototypes(config, checkpoint),
         "mirror_average": str(config.mirror_average).lower(),
         "training_data": json.dumps({k: train_config.get(k) for k in ("data", "split", "protocol", "mode", "epochs")}),
         "class_names": json.dumps(checkpoint.get("class_names", [])),
@@ -64,6 +66,23 @@ def search_metadata(config: ModelConfig) -> dict[str, str]:
         "query_expansion": str(config.query_expansion),
         "model_config": json.dumps(config.to_dict()),
     }
+
+
+# Fields of a model config that change a photo's code: prototypes of the code's sub-vectors (phpq.prototypes)
+# hold for an export again only where these are the source's.
+CODE_GEOMETRY_FIELDS = ("encode_size", "encode_resize_ratio", "mirror_average")
+
+
+def carried_prototypes(config: ModelConfig, checkpoint: dict[str, Any]) -> dict[str, str]:
+    """The class prototypes of an exported model written again (``phpq_train.export.from_onnx``), as
+    metadata, when they are of the code's sub-vectors and a photo's code is what it was; else none."""
+    text = checkpoint.get("class_prototypes")
+    source = checkpoint.get("model_config", {})
+    if not text or json.loads(text).get("embedding") != "subvectors":
+        return {}
+    if any(source.get(field) != getattr(config, field) for field in CODE_GEOMETRY_FIELDS):
+        return {}
+    return {PROTOTYPES_KEY: text}
 
 
 def write_metadata(source: Path, output: Path, changes: dict[str, str]) -> str:
