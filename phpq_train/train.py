@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from phpq.eval.datasets import Photo, PhotoSet, load_photo_set, split_protocol
+from phpq.eval.datasets import Photo, PhotoSet, extra_training_species, load_photo_set, split_protocol
 from phpq.model import Encoding
 from phpq_train.backbone import EfficientNetLiteTaps
 from phpq_train.checkpoint import load_checkpoint, save_checkpoint
@@ -169,9 +169,17 @@ class Trainer(ABC):
             self.output.mkdir(parents=True, exist_ok=True)
         seed_everything(config.seed + self.runtime.rank)
         self.photo_set: PhotoSet = load_photo_set(Path(config.data), config.split)
-        self.split = split_protocol(self.photo_set, config.protocol)
-        self.config = replace(config, model=replace(config.model, n_classes=self.split.train_classes))
+        split = split_protocol(self.photo_set, config.protocol)
         self.class_names = self.photo_set.class_names
+        self.extra_photos: list[Photo] = []  # photos of config.extra_data that train too
+        if config.extra_data:
+            extra = load_photo_set(Path(config.extra_data))
+            self.extra_photos, added = extra_training_species(extra, split, self.class_names, config.extra_species)
+            self.class_names = [*self.class_names[: split.train_classes], *added]
+            split = replace(split, train=split.train + self.extra_photos, train_classes=len(self.class_names))
+            log.info("%d photos of %d species of %s train too", len(self.extra_photos), len(added), config.extra_data)
+        self.split = split
+        self.config = replace(config, model=replace(config.model, n_classes=self.split.train_classes))
         self.model = PHPQ(self.config.model, pretrained=config.pretrained).to(self.runtime.device)
         self.amp = config.amp and self.runtime.device.type == "cuda"
         self.history: list[dict] = []
@@ -376,14 +384,19 @@ class CachedTrainer(Trainer):
         config = self.config
 
         def load() -> FeatureCache:
-            return build_or_load_cache(
-                self.photo_set.photos,
-                Path(config.cache_dir),
-                config.model.backbone,
-                config.model.input_size,
-                config.views,
-                self.cache_run,
-            )
+            caches = [
+                build_or_load_cache(
+                    photos,
+                    Path(config.cache_dir),
+                    config.model.backbone,
+                    config.model.input_size,
+                    config.views,
+                    self.cache_run,
+                )
+                for photos in self.cached_sets
+            ]
+            features = np.concatenate([c.features for c in caches], axis=1) if len(caches) > 1 else caches[0].features
+            return FeatureCache(features, caches[0].layout, caches[0].views)
 
         cache = self._main_first(load)
         gather = cache.layout.gather_index(self.model.layout).numpy()
@@ -409,6 +422,11 @@ class CachedTrainer(Trainer):
         return load() if result is None else result  # the other ranks read what rank 0 wrote
 
     @property
+    def cached_sets(self) -> list[list[Photo]]:
+        """The photo lists cached one by one, in cache order: the data set's, then the extra training photos."""
+        return [self.photo_set.photos, self.extra_photos] if self.extra_photos else [self.photo_set.photos]
+
+    @property
     def cache_run(self) -> CacheRun:
         """How this run's caches are computed."""
         config = self.config
@@ -419,7 +437,7 @@ class CachedTrainer(Trainer):
 
     def photo_indices(self, photos: list[Photo]) -> np.ndarray:
         """Positions of these photos in the cache."""
-        position = {photo.path: index for index, photo in enumerate(self.photo_set.photos)}
+        position = {photo.path: index for index, photo in enumerate(p for photos in self.cached_sets for p in photos)}
         return np.array([position[photo.path] for photo in photos], dtype=np.int64)
 
     def _sample(self, epoch: int, views: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -505,17 +523,23 @@ class PartialTrainer(CachedTrainer):
         if cut < 1:
             raise ValueError(f"trainable_blocks must be below the backbone's {len(backbone.blocks)} blocks")
         backbone.set_trainable(config.trainable_blocks)
-        self.maps = self._main_first(  # [views, photos, C, H, W] float16, memory-mapped, 0.24 GB a view (6,000 photos)
-            lambda: build_or_load_maps(
-                self.photo_set.photos,
-                Path(config.cache_dir),
-                config.model.backbone,
-                config.model.input_size,
-                cut,
-                config.partial_views,
-                self.cache_run,
-            )
-        )
+
+        def load() -> np.ndarray:  # [views, photos, C, H, W] float16, memory-mapped, 0.24 GB a view (6,000 photos)
+            maps = [
+                build_or_load_maps(
+                    photos,
+                    Path(config.cache_dir),
+                    config.model.backbone,
+                    config.model.input_size,
+                    cut,
+                    config.partial_views,
+                    self.cache_run,
+                )
+                for photos in self.cached_sets
+            ]
+            return np.concatenate(maps, axis=1) if len(maps) > 1 else maps[0]
+
+        self.maps = self._main_first(load)
         self.network = PartialNetwork(self.model, cut)
         self.first_partial_epoch = config.epochs - config.partial_epochs
         self.blocks_trained = False  # until then the pooled cache is exact

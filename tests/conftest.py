@@ -37,6 +37,18 @@ def write_image_folder(root: Path, n_classes: int = 4, per_class: int = 10, size
     return root
 
 
+EXTRA_SPECIES = ["Alpha Bird", "CLASS_1", "CLASS_4", "Delta Bird", "Echo Bird"]  # sorted: labels 0..4
+
+
+def write_extra_set(root: Path) -> Path:
+    """Another photo set: three new species, and two of synthetic_folder_6's ("class_1", "class_4")."""
+    for label, name in enumerate(EXTRA_SPECIES):
+        (root / name).mkdir(parents=True)
+        for index in range(3):
+            synthetic_photo(10 + label, index, 48).save(root / name / f"p{index}.jpg")
+    return root
+
+
 @pytest.fixture(scope="session")
 def synthetic_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 classes x 10 photos, ImageFolder layout."""

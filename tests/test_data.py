@@ -4,12 +4,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from phpq.eval.datasets import load_photo_set, scan_image_folder, species_key, split_protocol
+from phpq.eval.datasets import (
+    extra_training_species,
+    load_photo_set,
+    scan_image_folder,
+    species_key,
+    split_protocol,
+)
 from phpq.imaging import Preprocessing, load_and_preprocess, load_image, preprocess
 from phpq_train.compact import compact_copy
 from phpq_train.config import apply_overrides, load_config
 from phpq_train.data import PhotoDataset
-from tests.conftest import SHARED_CUB, synthetic_photo
+from tests.conftest import EXTRA_SPECIES, SHARED_CUB, synthetic_photo, write_extra_set
 
 
 def test_image_folder_ignores_stray_files_and_hidden_entries(synthetic_folder, tmp_path):
@@ -87,6 +93,40 @@ def test_other_protocol_is_every_photo_leave_one_out_and_deterministic(synthetic
     assert split_protocol(shuffled, "other").query == other.query
     with pytest.raises(ValueError, match="protocol must be one of"):  # it trains nothing
         load_config(None, ['protocol="other"'])
+
+
+def test_other_held_measures_the_species_extra_training_leaves_out(synthetic_folder_6, tmp_path):
+    extra = load_photo_set(write_extra_set(tmp_path / "extra"))
+    assert extra.class_names == EXTRA_SPECIES
+    held = split_protocol(extra, "other-held")
+    assert held.leave_one_out and held.train == [] and held.query == held.database
+    assert [p.label for p in held.query] == [1, 1, 1, 3, 3, 3]  # the odd species only
+    base = load_photo_set(synthetic_folder_6)
+
+    def labels(protocol: str, species: str) -> tuple[dict[str, set[int]], list[str]]:
+        photos, added = extra_training_species(extra, split_protocol(base, protocol), base.class_names, species)
+        by_species: dict[str, set[int]] = {}
+        for photo in photos:
+            by_species.setdefault(photo.path.parent.name, set()).add(photo.label)
+        assert all(len(photos_of) == 1 for photos_of in by_species.values())
+        return by_species, added
+
+    # Fresh trains all six classes: CLASS_4 joins class_4, the new species follow them.
+    assert labels("fresh", "even") == (
+        {"Alpha Bird": {6}, "CLASS_4": {4}, "Echo Bird": {7}},
+        ["Alpha Bird", "Echo Bird"],
+    )
+    # Unseen trains classes 0-2: CLASS_4 would leak a held-out species into training, so it stays out.
+    assert labels("unseen", "even") == ({"Alpha Bird": {3}, "Echo Bird": {4}}, ["Alpha Bird", "Echo Bird"])
+    assert labels("unseen", "all") == (
+        {"Alpha Bird": {3}, "CLASS_1": {1}, "Delta Bird": {4}, "Echo Bird": {5}},
+        ["Alpha Bird", "Delta Bird", "Echo Bird"],
+    )
+    assert not {p.path for p in held.query} & {
+        p.path for p in extra_training_species(extra, split_protocol(base, "val"), base.class_names, "even")[0]
+    }
+    with pytest.raises(ValueError, match="even"):
+        extra_training_species(extra, split_protocol(base, "val"), base.class_names, "odd")
 
 
 def test_species_key_matches_names_across_photo_sets():

@@ -21,6 +21,7 @@ from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
 from phpq_train.cli import eval_main, train_main
 from phpq_train.config import RECIPE, TrainConfig, load_config
 from phpq_train.data import PhotoDataset
+from phpq_train.features import build_or_load_cache
 from phpq_train.losses import LossConfig
 from phpq_train.model import ModelConfig
 from phpq_train.train import (
@@ -32,7 +33,7 @@ from phpq_train.train import (
     setup_runtime,
     train,
 )
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, write_extra_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -188,6 +189,40 @@ def test_unseen_species_protocol_trains_on_half_the_classes(synthetic_folder_6, 
     assert {p.label for p in trainer.split.query} == {3, 4, 5}
     metrics = trainer.fit()
     assert metrics["mAP@all"] > 0.6  # chance is about 1/3
+
+
+def test_species_of_another_photo_set_train_beside_the_protocols_own(synthetic_folder_6, tmp_path):
+    extra_root = write_extra_set(tmp_path / "extra")
+    overrides = tiny_overrides(synthetic_folder_6, tmp_path / "run", tmp_path / "cache")
+    config = load_config(
+        None,
+        [
+            *overrides,
+            'protocol="unseen"',
+            'mode="partial"',
+            "epochs=4",
+            "partial_epochs=1",
+            f'extra_data="{extra_root}"',
+        ],
+    )
+    trainer = make_trainer(config, setup_runtime("cpu"))
+    assert trainer.model.config.n_classes == 5  # classes 0-2, then Alpha Bird and Echo Bird
+    assert trainer.class_names == ["001.class_0", "002.class_1", "003.class_2", "Alpha Bird", "Echo Bird"]
+    assert {p.label for p in trainer.split.train} == {0, 1, 2, 3, 4} and len(trainer.split.train) == 30 + 6
+    assert {p.label for p in trainer.split.query} == {3, 4, 5}  # still the held-out CUB-like classes
+    # The extra photos' cached features are their own (the sets are cached one by one, then joined).
+    extra_photos = [p for p in trainer.split.train if p.path.is_relative_to(extra_root)]
+    own = build_or_load_cache(
+        extra_photos, tmp_path / "cache", "efficientnet_lite0", 64, config.views, trainer.cache_run
+    )
+    gather = own.layout.gather_index(trainer.model.layout).numpy()
+    np.testing.assert_array_equal(
+        trainer.features[:, trainer.photo_indices(extra_photos)].numpy(), np.asarray(own.features)[:, :, gather]
+    )
+    assert trainer.maps.shape[1] == len(trainer.photo_set.photos) + len(extra_photos)
+    metrics = trainer.fit()
+    assert metrics["mAP@all"] > 0.6
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["class_names"] == trainer.class_names
 
 
 def test_finetune_mode_runs_end_to_end_on_cpu(synthetic_folder, tmp_path):

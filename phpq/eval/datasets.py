@@ -12,10 +12,11 @@ import numpy as np
 
 from phpq.imaging import is_image_path
 
-PROTOCOLS = ("val", "fresh", "unseen", "other", "all")
+PROTOCOLS = ("val", "fresh", "unseen", "other", "other-held", "all")
 MEASURED_PROTOCOLS = PROTOCOLS[:-1]  # "all" trains on everything and measures nothing
 QUERY_EVERY = 5  # val: every 5th photo of a class is a query
 FRESH_EVERY = 3  # fresh: every 3rd photo of a class is held out of training
+EXTRA_SPECIES_EVERY = 2  # species 0, 2, 4, ... of another photo set may train; other-held measures the rest
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
       every photo of the other half is in the gallery, scored leave-one-out.
     - ``other`` (birds of another photo set, e.g. ``birds525-dev``, measured with a model trained
       elsewhere): nothing trains; every photo is in the gallery, scored leave-one-out.
+    - ``other-held``: ``other`` on that set's species a model trained with its even species
+      (``extra_training_species``) never saw: species 1, 3, 5, ... sorted by name.
     - ``all``: every photo trains; queries/database as in ``val`` (monitoring only, not a measurement).
     """
     if protocol not in PROTOCOLS:
@@ -112,8 +115,9 @@ def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
     for photo in photo_set.photos:
         by_class.setdefault(photo.label, []).append(photo)
     n_classes = len(photo_set.class_names)
-    if protocol == "other":
-        gallery = [p for label in sorted(by_class) for p in _by_path(by_class[label])]
+    if protocol in ("other", "other-held"):
+        measured = [label for label in sorted(by_class) if protocol == "other" or not is_extra_training_species(label)]
+        gallery = [p for label in measured for p in _by_path(by_class[label])]
         return ProtocolSplit([], gallery, gallery, 0, leave_one_out=True)
     if protocol == "unseen":
         held_out_from = n_classes // 2
@@ -129,6 +133,39 @@ def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
         return ProtocolSplit(rest, held, held, n_classes, leave_one_out=True)
     train = list(photo_set.photos) if protocol == "all" else list(rest)
     return ProtocolSplit(train, held, rest, n_classes, held_out=protocol != "all")
+
+
+def is_extra_training_species(label: int) -> bool:
+    """Whether a species (its position by name) of another photo set is in the half that may train."""
+    return label % EXTRA_SPECIES_EVERY == 0
+
+
+def extra_training_species(
+    extra: PhotoSet, split: ProtocolSplit, class_names: list[str], species: str
+) -> tuple[list[Photo], list[str]]:
+    """Photos of another set that train beside ``split`` (``species``: "even", the half ``other-held``
+    leaves out, or "all"), labelled in the split's label space, and the names of the species they add.
+
+    A species that is one of ``class_names`` (by ``species_key``) joins that class when the split trains
+    it and is left out when it does not (it would leak a held-out species into training); the others
+    take the labels after the split's ``train_classes``, in name order.
+    """
+    if species not in ("even", "all"):
+        raise ValueError(f"extra species must be 'even' or 'all', got {species!r}")
+    known = {species_key(name): label for label, name in enumerate(class_names)}
+    labels: dict[int, int | None] = {}
+    added: list[str] = []
+    for label, name in enumerate(extra.class_names):
+        if species == "even" and not is_extra_training_species(label):
+            continue
+        same = known.get(species_key(name))
+        if same is None:
+            labels[label] = split.train_classes + len(added)
+            added.append(name)
+        else:
+            labels[label] = same if same < split.train_classes else None
+    photos = [Photo(photo.path, new) for photo in extra.photos if (new := labels.get(photo.label)) is not None]
+    return photos, added
 
 
 def _by_path(photos: list[Photo]) -> list[Photo]:
