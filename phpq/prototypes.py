@@ -96,5 +96,7 @@ def model_embeddings(encoding: Encoding, embedding: str) -> np.ndarray:
 
 
 def display_name(class_name: str) -> str:
-    """A class folder's name as a species name: "015.Lazuli_Bunting" -> "Lazuli Bunting"."""
-    return re.sub(r"^\d+\.", "", class_name).replace("_", " ").strip()
+    """A class folder's name as a species name: "015.Lazuli_Bunting" -> "Lazuli Bunting", "ABBOTTS BABBLER"
+    -> "Abbotts Babbler"."""
+    name = re.sub(r"^\d+\.", "", class_name).replace("_", " ").strip()
+    return name.title() if name.isupper() else name

@@ -15,7 +15,7 @@ import pytest
 from phpq.cli import main as phpq
 from phpq.library import Library, LibraryError
 from phpq.model import Encoding, PHPQModel
-from phpq.prototypes import ClassPrototypes
+from phpq.prototypes import ClassPrototypes, display_name
 from phpq.search import SearchHit
 from phpq.species import (
     Identification,
@@ -241,3 +241,9 @@ def test_a_rebuilt_index_keeps_its_species_folders_and_the_labels_it_can_read(tm
     with Library.rebuild(database, prefer_cuda=False) as library:  # unreadable: the folder list still says
         library.index()
         assert library.species() == {"class 0": 2, "class 1": 2}
+
+
+def test_species_names_read_as_names_whatever_the_folder_style():
+    assert display_name("015.Lazuli_Bunting") == "Lazuli Bunting"
+    assert display_name("ABBOTTS BABBLER") == "Abbotts Babbler"
+    assert display_name("Painted Bunting") == "Painted Bunting"

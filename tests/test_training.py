@@ -17,6 +17,8 @@ import torch
 
 import phpq_train
 from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq.model import PHPQModel
+from phpq.prototypes import ClassPrototypes
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint
 from phpq_train.cli import eval_main, train_main
 from phpq_train.config import RECIPE, TrainConfig, load_config
@@ -223,6 +225,17 @@ def test_species_of_another_photo_set_train_beside_the_protocols_own(synthetic_f
     metrics = trainer.fit()
     assert metrics["mAP@all"] > 0.6
     assert load_checkpoint(tmp_path / "run" / "last.pt")["class_names"] == trainer.class_names
+    # The exported model names the extra species too: prototypes of every species it trained on.
+    from phpq_train.export.cli import export_main
+    from phpq_train.export.prototypes import main as write_prototypes
+
+    model = tmp_path / "extra.onnx"
+    assert export_main([str(tmp_path / "run" / "last.pt"), "-o", str(model), "--parity-photos", "4"]) == 0
+    named = [str(model), "--photos", str(synthetic_folder_6), "--protocol", "unseen", "--threshold", "0.3"]
+    assert write_prototypes([*named, "-o", str(tmp_path / "no.onnx")]) == 2  # the extra species missing
+    assert write_prototypes([*named, "--extra-photos", str(extra_root), "-o", str(model)]) == 0
+    prototypes = ClassPrototypes.from_model(PHPQModel(model, prefer_cuda=False).info)
+    assert prototypes.names == ["class 0", "class 1", "class 2", "Alpha Bird", "Echo Bird"]
 
 
 def test_finetune_mode_runs_end_to_end_on_cpu(synthetic_folder, tmp_path):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from phpq.eval.datasets import PROTOCOLS, load_photo_set, split_protocol
+from phpq.eval.datasets import PROTOCOLS, extra_training_species, load_photo_set, split_protocol
 from phpq.model import PHPQModel
 from phpq.prototypes import EMBEDDINGS, PROTOTYPES_KEY, ClassPrototypes, model_embeddings
 from phpq_train.config import recipe_values
@@ -25,20 +26,35 @@ from phpq_train.export.onnx_export import write_metadata
 PROTOTYPE_TEMPERATURE = 1 / recipe_values()["loss"]["classifier_scale"]
 
 
+@dataclass(frozen=True)
+class ExtraSpecies:
+    """Another photo set whose species the model trained on too (the training config's ``extra_data``)."""
+
+    photos: Path
+    species: str  # even | all, as extra_species
+
+
 def class_prototypes(
-    model: PHPQModel, photos: Path, protocol: str | None, embedding: str, threshold: float
+    model: PHPQModel,
+    photos: Path,
+    protocol: str | None,
+    embedding: str,
+    threshold: float,
+    extra: ExtraSpecies | None = None,
 ) -> ClassPrototypes:
-    """Prototypes of a labelled photo folder (only a protocol's training photos, when given), whose
-    classes must be the model's."""
+    """Prototypes of the photos a model trained on: a labelled photo folder (only a protocol's training
+    photos, when given), and the species of ``extra`` it trained on too; the classes must be the model's."""
     photo_set = load_photo_set(photos)
-    if photo_set.class_names != model.info.class_names:
-        raise ValueError(f"the classes of {photos} are not the model's {len(model.info.class_names)} classes")
-    chosen = photo_set.photos if protocol is None else split_protocol(photo_set, protocol).train
+    split = split_protocol(photo_set, protocol or "all")
+    chosen, names = split.train, photo_set.class_names
+    if extra is not None:
+        extra_photos, added = extra_training_species(load_photo_set(extra.photos), split, names, extra.species)
+        chosen, names = chosen + extra_photos, [*names[: split.train_classes], *added]
+    if names != model.info.class_names:
+        raise ValueError(f"the classes of these photos are not the model's {len(model.info.class_names)} classes")
     embeddings = model_embeddings(model.encode_paths([photo.path for photo in chosen]), embedding)
     labels = np.array([photo.label for photo in chosen])
-    return ClassPrototypes.from_embeddings(
-        embeddings, labels, photo_set.class_names, embedding, PROTOTYPE_TEMPERATURE, threshold
-    )
+    return ClassPrototypes.from_embeddings(embeddings, labels, names, embedding, PROTOTYPE_TEMPERATURE, threshold)
 
 
 def write_prototypes(source: Path, output: Path, prototypes: ClassPrototypes, class_count: int) -> str:
@@ -51,13 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("--photos", type=Path, required=True, help="one folder per class, the model's classes")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="only this protocol's training photos (default: all)")
+    parser.add_argument("--extra-photos", type=Path, help="the photo set whose species the model trained on too")
+    parser.add_argument("--extra-species", choices=["even", "all"], default="even", help="which of them it trained on")
     parser.add_argument("--embedding", choices=EMBEDDINGS, default="subvectors")
     parser.add_argument("--threshold", type=float, required=True, help="the probability from which it names")
     parser.add_argument("-o", "--output", type=Path, required=True, help="may be the model itself")
     args = parser.parse_args(argv)
     model = PHPQModel(args.model, prefer_cuda=False)
     try:
-        prototypes = class_prototypes(model, args.photos, args.protocol, args.embedding, args.threshold)
+        extra = ExtraSpecies(args.extra_photos, args.extra_species) if args.extra_photos else None
+        prototypes = class_prototypes(model, args.photos, args.protocol, args.embedding, args.threshold, extra)
         model_id = write_prototypes(args.model, args.output, prototypes, len(model.info.class_names))
     except (ValueError, FileNotFoundError) as error:
         print(f"prototypes: {error}", file=sys.stderr)
