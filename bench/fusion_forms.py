@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phpq.eval.datasets import load_photo_set, split_protocol
+from phpq.eval.datasets import OTHER_PROTOCOLS, load_photo_set, split_protocol
 from phpq.eval.metrics import retrieval_report
 from phpq.fusion import CollectionCentring
 from phpq.pq import adc_scores, decode, lookup_tables
@@ -180,10 +180,13 @@ def all_protocol_scores(
     encodes ``--other-data`` with ``--other-model``."""
     changes = ({"encode_size": args.encode_size} if args.encode_size else {}) | config_changes
     scores = {}
-    if "other" in protocols:
+    others = [p for p in protocols if p in OTHER_PROTOCOLS]
+    if others:
         other = load_photo_set(args.other_data)
-        scores["other"] = protocol_scores(args.runs, "other", other, None, checkpoint=args.other_model, **changes)
-    cub = [p for p in protocols if p != "other"]
+        scores |= {
+            p: protocol_scores(args.runs, p, other, None, checkpoint=args.other_model, **changes) for p in others
+        }
+    cub = [p for p in protocols if p not in OTHER_PROTOCOLS]
     if cub:
         photo_set = load_photo_set(args.data)
         cache = build_or_load_cache(photo_set.photos, args.cache_dir, args.backbone, args.input_size, args.views)
@@ -221,9 +224,10 @@ def protocol_report(s: dict, scores: np.ndarray) -> list[float]:
 
 def rule_objective(row: dict) -> float:
     """The rule's objective of one setting's [P@4, mAP@all] per protocol: the mean of fresh mAP@all,
-    unseen P@4 and other P@4 over those measured (the protocols that look like a user's collection)."""
+    unseen P@4 and other (or other-held) P@4 over those measured (the protocols that look like a user's
+    collection)."""
     parts = [row["fresh"][1]] if "fresh" in row else []
-    parts += [row[p][0] for p in ("unseen", "other") if p in row]
+    parts += [row[p][0] for p in ("unseen", *OTHER_PROTOCOLS) if p in row]
     return round(sum(parts) / len(parts), 4)
 
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import tomllib
 
-from phpq.eval.datasets import PROTOCOLS
+from phpq.eval.datasets import OTHER_PROTOCOLS, PROTOCOLS
 from phpq_train.losses import LossConfig
 from phpq_train.model import ModelConfig
 
 MODES = ("cached", "partial", "finetune")
-TRAINING_PROTOCOLS = tuple(p for p in PROTOCOLS if p != "other")  # "other" trains on nothing
+TRAINING_PROTOCOLS = tuple(p for p in PROTOCOLS if p not in OTHER_PROTOCOLS)  # those train on nothing
 RECIPE = Path(__file__).resolve().parent / "recipes" / "cub_cpu.toml"
 
 

@@ -91,8 +91,9 @@ def test_other_protocol_is_every_photo_leave_one_out_and_deterministic(synthetic
         assert paths == sorted(paths) and len(paths) == 10
     shuffled = type(photo_set)(list(reversed(photo_set.photos)), photo_set.class_names)
     assert split_protocol(shuffled, "other").query == other.query
-    with pytest.raises(ValueError, match="protocol must be one of"):  # it trains nothing
-        load_config(None, ['protocol="other"'])
+    for protocol in ("other", "other-held"):  # they train nothing
+        with pytest.raises(ValueError, match="protocol must be one of"):
+            load_config(None, [f'protocol="{protocol}"'])
 
 
 def test_other_held_measures_the_species_extra_training_leaves_out(synthetic_folder_6, tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 from phpq.imaging import is_image_path
 
 PROTOCOLS = ("val", "fresh", "unseen", "other", "other-held", "all")
+OTHER_PROTOCOLS = ("other", "other-held")  # another photo set, measured with a model trained elsewhere
 MEASURED_PROTOCOLS = PROTOCOLS[:-1]  # "all" trains on everything and measures nothing
 QUERY_EVERY = 5  # val: every 5th photo of a class is a query
 FRESH_EVERY = 3  # fresh: every 3rd photo of a class is held out of training
@@ -115,7 +116,7 @@ def split_protocol(photo_set: PhotoSet, protocol: str) -> ProtocolSplit:
     for photo in photo_set.photos:
         by_class.setdefault(photo.label, []).append(photo)
     n_classes = len(photo_set.class_names)
-    if protocol in ("other", "other-held"):
+    if protocol in OTHER_PROTOCOLS:
         measured = [label for label in sorted(by_class) if protocol == "other" or not is_extra_training_species(label)]
         gallery = [p for label in measured for p in _by_path(by_class[label])]
         return ProtocolSplit([], gallery, gallery, 0, leave_one_out=True)
