@@ -33,7 +33,6 @@ class TrainConfig:
     protocol: str  # val | fresh | unseen | all (see phpq.eval.datasets.split_protocol)
     extra_data: str  # "" or another photo set (one folder per species) whose species train too
     extra_species: str  # even (the half the other-held protocol leaves out) | all
-    extra_repeats: int  # each extra photo is in the training list this many times (few photos a species)
     mode: str
     views: int  # cached mode: view 0 is the centre crop, the others random resized crops + flips
     train_on_centre_crop: bool  # cached mode: sample view 0 too (database photos are training photos)
@@ -70,8 +69,6 @@ class TrainConfig:
             raise ValueError(f"protocol must be one of {TRAINING_PROTOCOLS}, got {self.protocol!r}")
         if self.extra_species not in ("even", "all"):
             raise ValueError(f"extra_species must be 'even' or 'all', got {self.extra_species!r}")
-        if self.extra_repeats < 1:
-            raise ValueError(f"extra_repeats must be at least 1, got {self.extra_repeats}")
         if self.mode == "cached" and self.views < 2:
             raise ValueError("cached mode needs views >= 2 (the centre crop plus augmented views)")
         if self.mode == "partial":

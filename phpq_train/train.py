@@ -176,8 +176,7 @@ class Trainer(ABC):
             extra = load_photo_set(Path(config.extra_data))
             self.extra_photos, added = extra_training_species(extra, split, self.class_names, config.extra_species)
             self.class_names = [*self.class_names[: split.train_classes], *added]
-            train = split.train + self.extra_photos * config.extra_repeats
-            split = replace(split, train=train, train_classes=len(self.class_names))
+            split = replace(split, train=split.train + self.extra_photos, train_classes=len(self.class_names))
             log.info("%d photos of %d species of %s train too", len(self.extra_photos), len(added), config.extra_data)
         self.split = split
         self.config = replace(config, model=replace(config.model, n_classes=self.split.train_classes))
