@@ -33,6 +33,7 @@ class TrainConfig:
     protocol: str  # val | fresh | unseen | all (see phpq.eval.datasets.split_protocol)
     extra_data: str  # "" or another photo set (one folder per species) whose species train too
     extra_species: str  # even (the half the other-held protocol leaves out) | all
+    extra_trains_descriptor: bool  # false: the extra species train the code alone, not the descriptor
     mode: str
     views: int  # cached mode: view 0 is the centre crop, the others random resized crops + flips
     train_on_centre_crop: bool  # cached mode: sample view 0 too (database photos are training photos)

@@ -93,24 +93,40 @@ def structure_loss(embedding: torch.Tensor, teacher: torch.Tensor, temperature: 
 
 
 def descriptor_terms(
-    descriptor: torch.Tensor, cosine: torch.Tensor, frozen: torch.Tensor, labels: torch.Tensor, config: LossConfig
+    descriptor: torch.Tensor,
+    cosine: torch.Tensor,
+    frozen: torch.Tensor,
+    labels: torch.Tensor,
+    config: LossConfig,
+    descriptor_classes: int | None = None,
 ) -> dict[LossTerm, torch.Tensor]:
-    """The descriptor's loss terms: cross-entropy on its prototypes and distillation from the frozen input."""
+    """The descriptor's loss terms: cross-entropy on its prototypes (only of the photos of the first
+    ``descriptor_classes`` classes, when given) and distillation from the frozen input."""
     logits = config.classifier_scale * cosine.float()
     smoothing = config.descriptor_label_smoothing
-    terms = {LossTerm.DESCRIPTOR_CLASSIFICATION: F.cross_entropy(logits, labels, label_smoothing=smoothing)}
+    if descriptor_classes is not None:
+        kept = labels < descriptor_classes
+        logits, labels = logits[kept], labels[kept]
+    classification = F.cross_entropy(logits, labels, label_smoothing=smoothing) if len(labels) else logits.sum() * 0.0
+    terms = {LossTerm.DESCRIPTOR_CLASSIFICATION: classification}
     if config.descriptor_distillation > 0:
         terms[LossTerm.DESCRIPTOR_DISTILLATION] = structure_loss(descriptor, frozen, config.structure_temperature)
     return terms
 
 
 def phpq_loss(
-    output: HeadOutput, labels: torch.Tensor, config: LossConfig, teacher: torch.Tensor | None = None
+    output: HeadOutput,
+    labels: torch.Tensor,
+    config: LossConfig,
+    teacher: torch.Tensor | None = None,
+    descriptor_classes: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the loss terms, and each term's value for the log."""
+    """Weighted sum of the loss terms, and each term's value for the log (the descriptor's classifier
+    learns only the first ``descriptor_classes`` classes, when given)."""
     quantized = output.quantized
+    descriptor = (output.descriptor, output.cosine_descriptor, output.descriptor_input)
     terms = {
-        **descriptor_terms(output.descriptor, output.cosine_descriptor, output.descriptor_input, labels, config),
+        **descriptor_terms(*descriptor, labels, config, descriptor_classes),
         LossTerm.CLASSIFICATION_CONTINUOUS: margin_cross_entropy(output.cosine_continuous, labels, config),
         LossTerm.CLASSIFICATION_QUANTIZED: margin_cross_entropy(output.cosine_quantized, labels, config),
         # Pull each sub-vector and its nearest codeword together (both are unit vectors).

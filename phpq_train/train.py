@@ -172,7 +172,10 @@ class Trainer(ABC):
         split = split_protocol(self.photo_set, config.protocol)
         self.class_names = self.photo_set.class_names
         self.extra_photos: list[Photo] = []  # photos of config.extra_data that train too
+        self.descriptor_classes: int | None = None  # the descriptor's classifier learns only these classes
         if config.extra_data:
+            if not config.extra_trains_descriptor:
+                self.descriptor_classes = split.train_classes
             extra = load_photo_set(Path(config.extra_data))
             self.extra_photos, added = extra_training_species(extra, split, self.class_names, config.extra_species)
             self.class_names = [*self.class_names[: split.train_classes], *added]
@@ -321,7 +324,7 @@ class Trainer(ABC):
             for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"] * self._schedule(group, step, steps_per_epoch)
             output, labels, teacher = self._forward(batch)
-            loss, parts = phpq_loss(output, labels, config.loss, teacher)
+            loss, parts = phpq_loss(output, labels, config.loss, teacher, self.descriptor_classes)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)

@@ -144,3 +144,23 @@ def test_every_loss_term_has_its_own_weight_and_the_loss_is_their_weighted_sum()
     assert set(parts) == {term.value for term in LossTerm}  # every term computed once all weights are on
     expected = sum(weights[term] * parts[term.value] for term in LossTerm)
     assert float(total.detach()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_descriptor_learns_only_the_classes_it_is_given():
+    from phpq_train.losses import LossTerm, descriptor_terms
+
+    config = load_config().loss
+    generator = torch.Generator().manual_seed(0)
+    cosine = torch.rand(6, 5, generator=generator) * 2 - 1
+    descriptor, frozen = torch.randn(6, 4), torch.randn(6, 4)
+    labels = torch.tensor([0, 3, 1, 4, 2, 3])
+    term = LossTerm.DESCRIPTOR_CLASSIFICATION
+    kept = labels < 3
+    alone = descriptor_terms(descriptor, cosine[kept], frozen[kept], labels[kept], config)[term]
+    masked = descriptor_terms(descriptor, cosine, frozen, labels, config, descriptor_classes=3)[term]
+    torch.testing.assert_close(masked, alone)
+    assert not torch.isclose(descriptor_terms(descriptor, cosine, frozen, labels, config)[term], alone)
+    cosine.requires_grad_(True)
+    none_kept = descriptor_terms(descriptor, cosine, frozen, labels, config, descriptor_classes=0)[term]
+    none_kept.backward()
+    assert none_kept.item() == 0.0 and torch.equal(cosine.grad, torch.zeros_like(cosine))
