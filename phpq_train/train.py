@@ -527,7 +527,8 @@ class PartialTrainer(CachedTrainer):
             raise ValueError(f"trainable_blocks must be below the backbone's {len(backbone.blocks)} blocks")
         backbone.set_trainable(config.trainable_blocks)
 
-        def load() -> np.ndarray:  # [views, photos, C, H, W] float16, memory-mapped, 0.24 GB a view (6,000 photos)
+        def load() -> np.ndarray:  # [views, photos, C, H, W] float16, 0.24 GB a view (6,000 photos): memory-mapped,
+            # or read into memory when an extra set's maps join them
             maps = [
                 build_or_load_maps(
                     photos,
