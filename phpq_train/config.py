@@ -13,7 +13,7 @@ from typing import Any
 
 import tomllib
 
-from phpq.eval.datasets import OTHER_PROTOCOLS, PROTOCOLS
+from phpq.eval.datasets import EXTRA_SPECIES, OTHER_PROTOCOLS, PROTOCOLS
 from phpq_train.losses import LossConfig
 from phpq_train.model import ModelConfig
 
@@ -68,8 +68,8 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.protocol not in TRAINING_PROTOCOLS:
             raise ValueError(f"protocol must be one of {TRAINING_PROTOCOLS}, got {self.protocol!r}")
-        if self.extra_species not in ("even", "all"):
-            raise ValueError(f"extra_species must be 'even' or 'all', got {self.extra_species!r}")
+        if self.extra_species not in EXTRA_SPECIES:
+            raise ValueError(f"extra_species must be one of {EXTRA_SPECIES}, got {self.extra_species!r}")
         if self.mode == "cached" and self.views < 2:
             raise ValueError("cached mode needs views >= 2 (the centre crop plus augmented views)")
         if self.mode == "partial":

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from phpq.eval.datasets import Photo, PhotoSet, extra_training_species, load_photo_set, split_protocol
+from phpq.eval.datasets import Photo, PhotoSet, load_photo_set, split_protocol, with_extra_species
 from phpq.model import Encoding
 from phpq_train.backbone import EfficientNetLiteTaps
 from phpq_train.checkpoint import load_checkpoint, save_checkpoint
@@ -154,6 +154,12 @@ FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # logg
 # The trainers
 
 
+def joined_over_photos(caches: list[np.ndarray]) -> np.ndarray:
+    """Caches of photo sets, [views, photos, ...] each, as one in their order: a single one as it is
+    (memory-mapped), several read into memory and joined."""
+    return caches[0] if len(caches) == 1 else np.concatenate(caches, axis=1)
+
+
 class Trainer(ABC):
     """The shared loop: data split, model, optimizer, epochs, evaluation, log and checkpoint.
 
@@ -174,13 +180,15 @@ class Trainer(ABC):
         self.extra_photos: list[Photo] = []  # photos of config.extra_data that train too
         self.descriptor_classes: int | None = None  # the descriptor's classifier learns only these classes
         if config.extra_data:
+            own_classes = split.train_classes
             if not config.extra_trains_descriptor:
-                self.descriptor_classes = split.train_classes
+                self.descriptor_classes = own_classes
             extra = load_photo_set(Path(config.extra_data))
-            self.extra_photos, added = extra_training_species(extra, split, self.class_names, config.extra_species)
-            self.class_names = [*self.class_names[: split.train_classes], *added]
-            split = replace(split, train=split.train + self.extra_photos, train_classes=len(self.class_names))
-            log.info("%d photos of %d species of %s train too", len(self.extra_photos), len(added), config.extra_data)
+            split, self.class_names, self.extra_photos = with_extra_species(
+                split, self.class_names, extra, config.extra_species
+            )
+            added = split.train_classes - own_classes
+            log.info("%d photos of %d species of %s train too", len(self.extra_photos), added, config.extra_data)
         self.split = split
         self.config = replace(config, model=replace(config.model, n_classes=self.split.train_classes))
         self.model = PHPQ(self.config.model, pretrained=config.pretrained).to(self.runtime.device)
@@ -398,8 +406,7 @@ class CachedTrainer(Trainer):
                 )
                 for photos in self.cached_sets
             ]
-            features = np.concatenate([c.features for c in caches], axis=1) if len(caches) > 1 else caches[0].features
-            return FeatureCache(features, caches[0].layout, caches[0].views)
+            return FeatureCache(joined_over_photos([c.features for c in caches]), caches[0].layout, caches[0].views)
 
         cache = self._main_first(load)
         gather = cache.layout.gather_index(self.model.layout).numpy()
@@ -527,8 +534,7 @@ class PartialTrainer(CachedTrainer):
             raise ValueError(f"trainable_blocks must be below the backbone's {len(backbone.blocks)} blocks")
         backbone.set_trainable(config.trainable_blocks)
 
-        def load() -> np.ndarray:  # [views, photos, C, H, W] float16, 0.24 GB a view (6,000 photos): memory-mapped,
-            # or read into memory when an extra set's maps join them
+        def load() -> np.ndarray:  # [views, photos, C, H, W] float16, 0.24 GB a view (6,000 photos)
             maps = [
                 build_or_load_maps(
                     photos,
@@ -541,7 +547,7 @@ class PartialTrainer(CachedTrainer):
                 )
                 for photos in self.cached_sets
             ]
-            return np.concatenate(maps, axis=1) if len(maps) > 1 else maps[0]
+            return joined_over_photos(maps)
 
         self.maps = self._main_first(load)
         self.network = PartialNetwork(self.model, cut)

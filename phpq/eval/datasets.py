@@ -5,7 +5,7 @@ Torch-free, so ONNX-only evaluation (``phpq-eval --model``) and the app can use 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ MEASURED_PROTOCOLS = PROTOCOLS[:-1]  # "all" trains on everything and measures n
 QUERY_EVERY = 5  # val: every 5th photo of a class is a query
 FRESH_EVERY = 3  # fresh: every 3rd photo of a class is held out of training
 EXTRA_SPECIES_EVERY = 2  # species 0, 2, 4, ... of another photo set may train; other-held measures the rest
+EXTRA_SPECIES = ("even", "all")  # which species of another photo set train: that half, or every one
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,8 @@ def extra_training_species(
     it and is left out when it does not (it would leak a held-out species into training); the others
     take the labels after the split's ``train_classes``, in name order.
     """
-    if species not in ("even", "all"):
-        raise ValueError(f"extra species must be 'even' or 'all', got {species!r}")
+    if species not in EXTRA_SPECIES:
+        raise ValueError(f"extra species must be one of {EXTRA_SPECIES}, got {species!r}")
     known = {species_key(name): label for label, name in enumerate(class_names)}
     labels: dict[int, int | None] = {}
     added: list[str] = []
@@ -167,6 +168,16 @@ def extra_training_species(
             labels[label] = same if same < split.train_classes else None
     photos = [Photo(photo.path, new) for photo in extra.photos if (new := labels.get(photo.label)) is not None]
     return photos, added
+
+
+def with_extra_species(
+    split: ProtocolSplit, class_names: list[str], extra: PhotoSet, species: str
+) -> tuple[ProtocolSplit, list[str], list[Photo]]:
+    """``split`` with the species of ``extra`` training too (``extra_training_species``): its training
+    photos and class count grown, the names of its classes by label, and the extra photos alone."""
+    photos, added = extra_training_species(extra, split, class_names, species)
+    names = [*class_names[: split.train_classes], *added]
+    return replace(split, train=split.train + photos, train_classes=len(names)), names, photos
 
 
 def _by_path(photos: list[Photo]) -> list[Photo]:

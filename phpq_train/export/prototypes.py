@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phpq.eval.datasets import PROTOCOLS, extra_training_species, load_photo_set, split_protocol
+from phpq.eval.datasets import EXTRA_SPECIES, PROTOCOLS, load_photo_set, split_protocol, with_extra_species
 from phpq.model import PHPQModel
 from phpq.prototypes import EMBEDDINGS, PROTOTYPES_KEY, ClassPrototypes, model_embeddings
 from phpq_train.config import recipe_values
@@ -45,11 +45,10 @@ def class_prototypes(
     """Prototypes of the photos a model trained on: a labelled photo folder (only a protocol's training
     photos, when given), and the species of ``extra`` it trained on too; the classes must be the model's."""
     photo_set = load_photo_set(photos)
-    split = split_protocol(photo_set, protocol or "all")
-    chosen, names = split.train, photo_set.class_names
+    split, names = split_protocol(photo_set, protocol or "all"), photo_set.class_names
     if extra is not None:
-        extra_photos, added = extra_training_species(load_photo_set(extra.photos), split, names, extra.species)
-        chosen, names = chosen + extra_photos, [*names[: split.train_classes], *added]
+        split, names, _ = with_extra_species(split, names, load_photo_set(extra.photos), extra.species)
+    chosen = split.train
     if names != model.info.class_names:
         raise ValueError(f"the classes of these photos are not the model's {len(model.info.class_names)} classes")
     embeddings = model_embeddings(model.encode_paths([photo.path for photo in chosen]), embedding)
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=Path, required=True, help="one folder per class, the model's classes")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="only this protocol's training photos (default: all)")
     parser.add_argument("--extra-photos", type=Path, help="the photo set whose species the model trained on too")
-    parser.add_argument("--extra-species", choices=["even", "all"], default="even", help="which of them it trained on")
+    parser.add_argument("--extra-species", choices=EXTRA_SPECIES, default="even", help="which of them it trained on")
     parser.add_argument("--embedding", choices=EMBEDDINGS, default="subvectors")
     parser.add_argument("--threshold", type=float, required=True, help="the probability from which it names")
     parser.add_argument("-o", "--output", type=Path, required=True, help="may be the model itself")
