@@ -7,8 +7,10 @@ A temporary index gets ``--indexed`` real CUB photos (every n-th, encoded with t
 ``--model``), then random codes (and, for a format-2 model, random int8 descriptors) for made-up paths
 up to ``--size`` entries, so the scan covers 10^5 photos. Queries are other CUB photos, not indexed.
 Warm = `Library.search` in a process that already answered one query (decode + encode + scan + fetch
-paths), at the model's weight and, for a format-2 model, with codes alone (``weight=1``) in the same
-run (and, for a model with a per-query weight, at its fixed first-scan weight). Cold = `python -m
+paths; the median of each stage, and the mean and 90th percentile of the total, which show the queries
+that a model zooming in on small birds encodes twice), at the model's weight and, for a model with a
+descriptor, with codes alone (``weight=1``) in the same run (and, for a model with a per-query weight, at
+its fixed first-scan weight). Cold = `python -m
 phpq.cli search` from process start to exit, next to the start of a bare `python -c pass` measured in
 the same run.
 """
@@ -31,9 +33,9 @@ from bench.scan import median_ms, naive_fused, naive_numpy, scanned_bytes
 from phpq.descriptor import quantize, to_blobs
 from phpq.imaging import is_image_path
 from phpq.library import Library
+from phpq.model import unit_rows
 from phpq.scan import DescriptorScan
 from phpq.search import CodeMatrix, model_query
-from phpq_train.evaluate import unit_rows
 
 
 def pad_index(library: Library, size: int, rng: np.random.Generator) -> None:
@@ -143,9 +145,11 @@ def main() -> None:
                     start = time.perf_counter()
                     result = library.search(query, top_k=20, weight=weight)
                     timings.append({**result.timings_ms, "total": (time.perf_counter() - start) * 1000})
+                totals = [t["total"] for t in timings]
                 print(
                     f"warm query, {name}, median of {len(queries)} (ms): "
                     + ", ".join(f"{key} {np.median([t[key] for t in timings]):.2f}" for key in timings[0])
+                    + f"; total mean {np.mean(totals):.2f}, 90th percentile {np.percentile(totals, 90):.2f}"
                 )
             stored = library.db.load_encodings(library.active_model_id)
             matrix = library.matrix()

@@ -29,7 +29,8 @@ import torch
 from phpq.db import EncodedImage, IndexDatabase
 from phpq.descriptor import dequantize, quantize, to_blobs
 from phpq.eval.datasets import load_photo_set, split_protocol
-from phpq_train.evaluate import evaluate_cosine, unit_rows
+from phpq.model import unit_rows
+from phpq_train.evaluate import evaluate_cosine
 from phpq_train.features import build_or_load_cache
 from phpq_train.model import DescriptorHead
 

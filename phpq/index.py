@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from phpq.db import EncodedImage, FolderRecord, ImageRecord, IndexDatabase
 from phpq.descriptor import to_blobs
 from phpq.imaging import Preprocessing, is_image_name, load_and_preprocess_with_size
-from phpq.model import PHPQModel
+from phpq.model import PHPQModel, photo_source
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +404,11 @@ def _encode_batch(
     code_of: dict[int, bytes] = {}
     descriptor_of: dict[int, bytes] = {}
     if good:
-        encoding = model.encode(np.stack([decoded[i][0] for i in good]))
+        encoding = model.encode_photos(
+            np.stack([decoded[i][0] for i in good]),
+            [photo_source(batch[i][1]) for i in good],
+            [decoded[i][1] for i in good],
+        )
         code_of = {i: code.astype(np.uint8).tobytes() for i, code in zip(good, encoding.codes, strict=True)}
         if encoding.descriptors is not None:
             descriptor_of = dict(zip(good, to_blobs(encoding.descriptors), strict=True))

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,21 +15,25 @@ from typing import Any
 import numpy as np
 
 from phpq.fusion import SearchSettings
-from phpq.imaging import RESIZE_RATIO, Preprocessing, load_and_preprocess
+from phpq.imaging import RESIZE_RATIO, Preprocessing, load_and_preprocess_with_size, load_image
 from phpq.locations import default_cache_dir
+from phpq.zoom import PhotoSource, Zoom, zoom_regions, zoomed_inputs
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "2"  # 2: a third output, the general-purpose descriptor; 1: codes only (still read)
-READABLE_FORMAT_VERSIONS = ("1", "2")
+# 3: a fourth output, the attention map that finds a small bird (phpq.zoom); 2: a third, the general-purpose
+# descriptor; 1: codes only. All are still read.
+FORMAT_VERSION = "3"
+READABLE_FORMAT_VERSIONS = ("1", "2", "3")
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("subvectors", "codes", "descriptor")  # format 2
-CODE_OUTPUT_NAMES = OUTPUT_NAMES[:2]  # format 1 has only these
+OUTPUT_NAMES = ("subvectors", "codes", "descriptor", "attention")  # format 3
+OUTPUTS_OF_FORMAT = {"1": OUTPUT_NAMES[:2], "2": OUTPUT_NAMES[:3], "3": OUTPUT_NAMES}
 # Format 2 metadata: the descriptor's length and the weight w of the code similarity in the fused ranking
 # (similarity = w * ADC / M + (1 - w) * descriptor similarity), chosen on the dev protocols. Optional:
 # "adaptive_weight", the per-query weight (phpq.fusion.AdaptiveWeight as JSON), "fusion_weight" then
 # being the weight of the first scan only; "neighbour_rerank" (phpq.fusion.NeighbourRerank as JSON);
-# "collection_centring" (phpq.fusion.CollectionCentring as JSON); see phpq.fusion.SearchSettings.
+# "collection_centring" (phpq.fusion.CollectionCentring as JSON); see phpq.fusion.SearchSettings. Format 3:
+# "zoom" (phpq.zoom.Zoom as JSON, {} for none).
 DESCRIPTOR_METADATA = ("descriptor_dim", "fusion_weight")
 CODEBOOKS_NAME = "phpq_codebooks"
 METADATA_PREFIX = "phpq."
@@ -64,6 +69,7 @@ class ModelInfo:
     metadata: dict[str, str]
     preprocessing: Preprocessing  # the pixels this model was trained on (from its metadata)
     search: SearchSettings  # how its photos are ranked (from its metadata)
+    zoom: Zoom | None  # when a photo is encoded again around a small bird (format 3; None: never)
 
     @property
     def has_descriptor(self) -> bool:
@@ -75,8 +81,19 @@ class ModelInfo:
         return self.search.descriptor_dim
 
     @property
+    def descriptor_parts(self) -> list[tuple[slice, float]]:
+        """The descriptor's parts and their weights in its cosine (each part has length sqrt(weight)): the
+        trained descriptor alone, or it and the untrained network's view (``general_descriptor``)."""
+        general = json.loads(self.metadata.get("general_descriptor") or "{}")
+        if not general:
+            return [(slice(0, self.descriptor_dim), 1.0)]
+        cut = self.descriptor_dim - int(general["dim"])
+        weight = float(general["weight"])
+        return [(slice(0, cut), 1.0 - weight), (slice(cut, self.descriptor_dim), weight)]
+
+    @property
     def output_names(self) -> tuple[str, ...]:
-        return OUTPUT_NAMES if self.has_descriptor else CODE_OUTPUT_NAMES
+        return OUTPUTS_OF_FORMAT[self.metadata["format_version"]]
 
     @property
     def class_names(self) -> list[str]:
@@ -120,6 +137,7 @@ def parse_metadata(metadata: dict[str, str], source: str) -> ModelInfo:
                 float(props["pixel_scale"]),
             ),
             SearchSettings.from_metadata(props),
+            Zoom.from_json(props.get("zoom", "{}")) if props["format_version"] == "3" else None,
         )
     except ValueError as error:
         raise ModelError(f"{source} has malformed metadata: {error}") from error
@@ -223,13 +241,16 @@ class PHPQModel:
             raise ModelError(f"{self.path} codebooks have shape {self.codebooks.shape}, metadata says {expected}")
 
     def encode_paths(self, paths: list[Path], batch_size: int = 32, threads: int = 2) -> Encoding:
-        """Decode and preprocess photos in a thread pool, encode them in batches (test-time geometry)."""
+        """Decode and preprocess photos in a thread pool, encode them in batches (test-time geometry,
+        zooming in on small birds as ``encode_photos`` does)."""
         spec, size = self.info.preprocessing, self.info.input_size
         batches = []
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for start in range(0, len(paths), batch_size):
-                batch = list(pool.map(lambda path: load_and_preprocess(path, spec), paths[start : start + batch_size]))
-                batches.append(self.encode(np.stack(batch)))
+                chunk = paths[start : start + batch_size]
+                decoded = list(pool.map(lambda path: load_and_preprocess_with_size(path, spec), chunk))
+                sources = [photo_source(path) for path in chunk]
+                batches.append(self.encode_photos(np.stack([d[0] for d in decoded]), sources, [d[1] for d in decoded]))
         if not batches:
             return self.encode(np.zeros((0, 3, size, size), np.float32))
         descriptors = None if batches[0].descriptors is None else np.concatenate([b.descriptors for b in batches])
@@ -238,11 +259,38 @@ class PHPQModel:
         )
 
     def encode(self, images: np.ndarray) -> Encoding:
-        """Preprocessed images [B, 3, S, S] -> sub-vectors [B, M, d] float32, codes [B, M] uint8 and, for
-        format-2 models, descriptors [B, E] float32 (L2-normalised)."""
+        """Preprocessed images [B, 3, S, S] -> sub-vectors [B, M, d] float32, codes [B, M] uint8, for
+        format-2 and later models descriptors [B, E] float32 (L2-normalised), for format 3 attention maps."""
         outputs = self.session.run(list(self.info.output_names), {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
         codes = outputs[1].astype(np.uint8 if self.info.n_codewords <= 256 else np.int32)
-        return Encoding(outputs[0], codes, outputs[2] if self.info.has_descriptor else None)
+        return Encoding(
+            outputs[0],
+            codes,
+            outputs[2] if self.info.has_descriptor else None,
+            outputs[3] if len(outputs) > 3 else None,
+        )
+
+    def encode_photos(
+        self, images: np.ndarray, sources: Sequence[PhotoSource], full_sizes: Sequence[tuple[int, int]]
+    ) -> Encoding:
+        """``encode`` the preprocessed photos, then encode again, from a crop around the bird, each photo
+        whose bird the model's ``zoom`` finds small (``sources`` decode the photos again for the crop;
+        ``full_sizes`` are their (width, height) as shown)."""
+        encoding = self.encode(images)
+        regions = zoom_regions(self.info.zoom, encoding.attention)
+        crops = zoomed_inputs(regions, sources, full_sizes, self.info.preprocessing)
+        if not crops:
+            return encoding
+        zoomed = self.encode(np.stack(list(crops.values())))
+        rows = list(crops)
+        if self.info.zoom.combine == "average":
+            zoomed = encoding.rows(rows).averaged(zoomed, self.codebooks, self.info.descriptor_parts)
+        return encoding.replaced(rows, zoomed)
+
+
+def photo_source(path: Path) -> PhotoSource:
+    """Decodes the photo at ``path`` again (reduced-scale JPEG decode down to the short side asked for)."""
+    return lambda min_side: load_image(path, min_side=min_side)
 
 
 @dataclass(frozen=True)
@@ -252,6 +300,54 @@ class Encoding:
     subvectors: np.ndarray  # [B, M, d] float32, L2-normalised per sub-space
     codes: np.ndarray  # [B, M] uint8 (int32 when K > 256)
     descriptors: np.ndarray | None  # [B, E] float32, L2-normalised; None for format-1 models
+    attention: np.ndarray | None = None  # [B, g, g] float32, the bird's whereabouts (phpq.zoom); format 3
+
+    def rows(self, rows: list[int]) -> Encoding:
+        """These photos of the batch only."""
+        return Encoding(
+            self.subvectors[rows],
+            self.codes[rows],
+            None if self.descriptors is None else self.descriptors[rows],
+            None if self.attention is None else self.attention[rows],
+        )
+
+    def averaged(self, other: Encoding, codebooks: np.ndarray, descriptor_parts: list[tuple[slice, float]]) -> Encoding:
+        """The mean of two encodings of the same photos: sub-vectors (per sub-space) summed and L2-normalised,
+        codes assigned again as the graph does (the codeword of highest inner product), and each part of the
+        descriptors summed and scaled back to length sqrt(its weight) (``ModelInfo.descriptor_parts``)."""
+        subvectors = unit_rows(self.subvectors + other.subvectors)
+        codes = np.einsum("bmd,mkd->bmk", subvectors, codebooks).argmax(axis=-1).astype(self.codes.dtype)
+        descriptors = None
+        if self.descriptors is not None and other.descriptors is not None:
+            summed = self.descriptors + other.descriptors
+            descriptors = np.concatenate(
+                [unit_rows(summed[:, part]) * np.float32(np.sqrt(weight)) for part, weight in descriptor_parts], axis=1
+            )
+        return Encoding(subvectors, codes, descriptors, self.attention)
+
+    def replaced(self, rows: list[int], other: Encoding) -> Encoding:
+        """This encoding with ``rows`` taken from ``other`` (one row of it per entry of ``rows``, in order);
+        the attention maps stay this encoding's."""
+
+        def merged(mine: np.ndarray | None, theirs: np.ndarray | None) -> np.ndarray | None:
+            if mine is None or theirs is None:
+                return mine
+            result = mine.copy()
+            result[rows] = theirs
+            return result
+
+        return Encoding(
+            merged(self.subvectors, other.subvectors),
+            merged(self.codes, other.codes),
+            merged(self.descriptors, other.descriptors),
+            self.attention,
+        )
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each vector along the last axis scaled to length 1 (zero vectors stay zero)."""
+    vectors = vectors.astype(np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
 def read_codebooks(data: bytes, source: str) -> np.ndarray:

@@ -19,12 +19,13 @@ from PIL import Image
 
 from phpq.db import EncodedImage, ImageRecord, IndexDatabase
 from phpq.errors import LibraryError
-from phpq.imaging import load_and_preprocess, preprocess
+from phpq.imaging import load_and_preprocess_with_size, preprocess
 from phpq.index import FolderChanges, content_hash, describe_error
-from phpq.model import Encoding, PHPQModel
+from phpq.model import Encoding, PHPQModel, photo_source
 from phpq.registry import ModelRegistry
 from phpq.scan import warm_up_in_background
 from phpq.search import CodeMatrix, Query, SearchHit, SearchResult, model_query
+from phpq.zoom import PhotoSource
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,14 @@ class Searcher:
         clock = time.perf_counter()
         model = self.registry.model()
         try:
-            image = load_and_preprocess(Path(query), model.info.preprocessing)
+            image, full_size = load_and_preprocess_with_size(Path(query), model.info.preprocessing)
         except Exception as error:  # any unreadable query gets one readable message
             raise LibraryError(f"cannot read the query photo {query}: {describe_error(error)}") from error
         indexed = self.db.image_by_path(Path(query).resolve(), model.info.model_id)
         exclude = {indexed.id} if indexed is not None else set()
         copies = [copy for copy in self._indexed_copies(Path(query), model.info.model_id) if copy.id not in exclude]
         timings = {"decode": _lap(clock)}
-        query_vectors, encoding = self._query(model, image, weight, timings)
+        query_vectors, encoding = self._query(model, image, photo_source(Path(query)), full_size, weight, timings)
         return self._scan(query_vectors, encoding, top_k, folder_ids, exclude, timings, copies)
 
     def search_image(
@@ -119,9 +120,11 @@ class Searcher:
         """Photos that look most like an image already in memory (a paste from the clipboard)."""
         clock = time.perf_counter()
         model = self.registry.model()
-        array = preprocess(image.convert("RGB"), model.info.preprocessing)
+        rgb = image.convert("RGB")
+        array = preprocess(rgb, model.info.preprocessing)
         timings = {"decode": _lap(clock)}
-        return self._scan(*self._query(model, array, weight, timings), top_k, folder_ids, set(), timings)
+        query = self._query(model, array, lambda _: rgb, rgb.size, weight, timings)
+        return self._scan(*query, top_k, folder_ids, set(), timings)
 
     def _indexed_copies(self, path: Path, model_id: str) -> list[ImageRecord]:
         """Indexed photos with a code whose content hash and size match the file at ``path``."""
@@ -136,12 +139,18 @@ class Searcher:
         )
 
     def _query(
-        self, model: PHPQModel, image: np.ndarray, weight: float | None, timings: dict[str, float]
+        self,
+        model: PHPQModel,
+        image: np.ndarray,
+        source: PhotoSource,
+        full_size: tuple[int, int],
+        weight: float | None,
+        timings: dict[str, float],
     ) -> tuple[Query, Encoding]:
-        """Encode a preprocessed query image into the query the matrix scores (timed as "encode"), with
-        the model's encoding of it."""
+        """Encode a preprocessed query image (``source`` decodes it again for a zoom) into the query the
+        matrix scores (timed as "encode"), with the model's encoding of it."""
         clock = time.perf_counter()
-        encoding = model.encode(image[None])
+        encoding = model.encode_photos(image[None], [source], [full_size])
         timings["encode"] = _lap(clock)
         descriptor = None if encoding.descriptors is None else encoding.descriptors[0]
         if weight is not None and not model.info.has_descriptor:

@@ -7,7 +7,7 @@ import numpy as np
 from phpq.descriptor import quantize
 from phpq.eval.datasets import Photo
 from phpq.eval.metrics import DEFAULT_KS, relevance_report, retrieval_report
-from phpq.model import Encoding, PHPQModel
+from phpq.model import Encoding, PHPQModel, unit_rows
 from phpq.pq import adc_scores, lookup_tables, sdc_scores
 from phpq.search import CodeMatrix, model_query
 
@@ -41,12 +41,6 @@ def code_scores(
     if distance == "sdc":
         return sdc_scores(query_codes, database_codes, codebooks)
     raise ValueError(f"distance must be 'adc' or 'sdc', got {distance!r}")
-
-
-def unit_rows(features: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float32; all-zero rows stay zero)."""
-    features = features.astype(np.float32)
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def evaluate_cosine(

@@ -16,6 +16,7 @@ from torch import nn
 
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.imaging import Preprocessing
+from phpq.zoom import Zoom
 from phpq_train.backbone import EfficientNetLiteTaps
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
@@ -78,6 +79,9 @@ class ModelConfig:
     collection_centring: dict[str, float]
     query_expansion: int  # the app ranks by the mean similarity to the query and its this many best photos
     mirror_average: bool  # the exported model encodes each photo and its mirror image, pooled features averaged
+    # A photo whose bird looks small is encoded again from a crop around it (phpq.zoom.Zoom's max_side and
+    # margin; {} for never).
+    zoom: dict[str, float]
     n_classes: int = 0  # derived by the run from its training photos, not a recipe value
 
     def __post_init__(self) -> None:
@@ -100,6 +104,7 @@ class ModelConfig:
         AdaptiveWeight.from_json(json.dumps(self.adaptive_weight))  # raises ValueError when malformed
         NeighbourRerank.from_json(json.dumps(self.neighbour_rerank))
         CollectionCentring.from_json(json.dumps(self.collection_centring))
+        Zoom.from_json(json.dumps(self.zoom))
 
     @property
     def encode_preprocessing(self) -> Preprocessing:
@@ -504,7 +509,8 @@ class PartialNetwork(nn.Module):
 
 
 class RetrievalEncoder(nn.Module):
-    """Images -> (sub-vectors [B, M, d], codes [B, M], descriptors [B, E]): what the app's ONNX model computes.
+    """Images -> (sub-vectors [B, M, d], codes [B, M], descriptors [B, E], attention [B, g, g]): what the app's
+    ONNX model computes (the attention map is the deepest tapped map's channel mean, which ``phpq.zoom`` reads).
 
     The normalised codebooks are baked into a buffer named ``phpq_codebooks``, which becomes an ONNX
     initializer of that name, so the app can read them without running the graph.
@@ -525,14 +531,17 @@ class RetrievalEncoder(nn.Module):
         self.mirror_average = model.config.mirror_average
         self.register_buffer("phpq_codebooks", model.head.quantizer.normalized_codebooks().detach().clone())
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = images.shape[0]
         if self.mirror_average:
             images = torch.cat([images, torch.flip(images, dims=[3])])
         if self.general is None:
-            pooled, general = self.pooling(self.backbone(images)), None
+            maps, general = self.backbone(images), None
         else:
             maps, cut = self.backbone.forward_split(images, self.general.first_block)
-            pooled, general = self.pooling(maps), self.general(cut)
+            general = self.general(cut)
+        pooled = self.pooling(maps)
+        attention = maps[-1][:batch].mean(dim=1)  # the deepest map's channel mean: where the bird is (phpq.zoom)
         if self.mirror_average:
             pooled = pooled.reshape(2, -1, pooled.shape[-1]).mean(dim=0)
             general = None if general is None else F.normalize(general.reshape(2, -1, general.shape[-1]).mean(0), dim=1)
@@ -541,4 +550,4 @@ class RetrievalEncoder(nn.Module):
         descriptor = self.descriptor(pooled)
         if general is not None:
             descriptor = self.general.combined(descriptor, general)
-        return subvectors, similarities.argmax(dim=-1).transpose(0, 1), descriptor
+        return subvectors, similarities.argmax(dim=-1).transpose(0, 1), descriptor, attention

@@ -128,10 +128,10 @@ def encode_photos(
     model: PHPQ, photos: list[Photo], device: torch.device, engine: str = "auto", batch_size: int = 32, workers: int = 2
 ) -> Encoding:
     """Encode photos as the exported model does, at the model's encode size and resize ratio (through ONNX
-    Runtime on CPU when present)."""
+    Runtime on CPU when present), without zooming in on small birds (``phpq.zoom``: the app's models only)."""
     geometry = model.config.encode_preprocessing
-    runner = BatchRunner(RetrievalEncoder(model.eval()), geometry.input_size, 3, engine=engine, device=device)
-    subvectors, codes, descriptors = run_over_photos(
+    runner = BatchRunner(RetrievalEncoder(model.eval()), geometry.input_size, 4, engine=engine, device=device)
+    subvectors, codes, descriptors, _ = run_over_photos(
         runner,
         photos,
         geometry.input_size,

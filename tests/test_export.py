@@ -11,6 +11,7 @@ import torch
 from phpq.eval.datasets import load_photo_set
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.model import CODEBOOKS_NAME, ModelError, PHPQModel
+from phpq.zoom import Zoom
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from phpq_train.config import load_config
 from phpq_train.export.cli import export_main
@@ -270,9 +271,10 @@ def test_the_shipped_default_model_loads_and_encodes():
     assert model.info.search.rerank == NeighbourRerank(**load_config().model.neighbour_rerank)
     assert model.info.search.centring == CollectionCentring(**load_config().model.collection_centring)
     assert model.info.preprocessing == load_config().model.encode_preprocessing
+    assert model.info.metadata["format_version"] == "3" and model.info.zoom == Zoom(**load_config().model.zoom)
     encoded = model.encode(np.zeros((2, 3, 288, 288), np.float32))
     assert encoded.subvectors.shape == (2, 8, 128) and encoded.codes.shape == (2, 8)
-    assert encoded.descriptors.shape == (2, 256)
+    assert encoded.descriptors.shape == (2, 256) and encoded.attention.shape == (2, 9, 9)
     np.testing.assert_allclose(np.linalg.norm(encoded.descriptors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(model.codebooks, axis=-1), 1.0, atol=1e-5)
 

@@ -15,7 +15,7 @@ from phpq.db import SCHEMA_VERSION, IndexDatabase
 from phpq.descriptor import dequantize, from_blobs, quantize
 from phpq.fusion import WHITENING_SAMPLE, AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.library import Library, LibraryError
-from phpq.model import ModelError, PHPQModel
+from phpq.model import OUTPUTS_OF_FORMAT, ModelError, PHPQModel
 from phpq.pq import decode, lookup_tables
 from phpq_train.evaluate import evaluate_exported_model, search_rankings
 from tests.conftest import write_image_folder, write_photo
@@ -24,14 +24,14 @@ from tests.conftest import write_image_folder, write_photo
 def rewritten_model(
     source: Path, target: Path, format_version: str, keep_descriptor: bool, settings: dict[str, str] | None = None
 ) -> Path:
-    """The tiny model with its descriptor output dropped (or kept), its metadata set to a format and,
+    """The tiny model with the outputs of a format (its descriptor dropped, or kept), its metadata set to it and,
     when given, other search settings (``phpq.``-less metadata keys: "query_expansion": "0",
     "adaptive_weight": "{}", ...)."""
     model = onnx.load(str(source))
-    if not keep_descriptor:
-        outputs = [output for output in model.graph.output if output.name != "descriptor"]
-        del model.graph.output[:]
-        model.graph.output.extend(outputs)
+    wanted = set(OUTPUTS_OF_FORMAT[format_version]) - {"descriptor"} | ({"descriptor"} if keep_descriptor else set())
+    outputs = [output for output in model.graph.output if output.name in wanted]
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
     props = {entry.key: entry.value for entry in model.metadata_props}
     props["phpq.format_version"] = format_version
     props["phpq.model_id"] = f"{props['phpq.model_id'][:50]}-format{format_version}-{keep_descriptor}"

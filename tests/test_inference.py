@@ -25,11 +25,13 @@ def test_onnxruntime_matches_torch_for_pyramid_features_and_codes():
     tiny = replace(load_config().model, input_size=96, dim=32, n_subspaces=4, n_codewords=16, topk=4, n_classes=3)
     model = PHPQ(tiny)
     encoder = RetrievalEncoder(model.eval())
-    subvectors, codes, descriptors = BatchRunner(encoder, 96, 3, engine="onnxruntime")(images)
+    subvectors, codes, descriptors, attention = BatchRunner(encoder, 96, 4, engine="onnxruntime")(images)
     with torch.inference_mode():
-        torch_sub, torch_codes, torch_descriptors = encoder(images)
+        torch_sub, torch_codes, torch_descriptors, torch_attention = encoder(images)
     np.testing.assert_allclose(subvectors, torch_sub.numpy(), atol=1e-4)
     np.testing.assert_allclose(descriptors, torch_descriptors.numpy(), atol=1e-4)
+    assert attention.shape == (3, 3, 3)  # the head's map at 96 px (stride 32)
+    np.testing.assert_allclose(attention, torch_attention.numpy(), atol=1e-4)
     assert (codes == torch_codes.numpy()).mean() >= 0.99
 
 

@@ -54,6 +54,7 @@ def export_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    from phpq.model import FORMAT_VERSION
     from phpq_train.checkpoint import model_from_checkpoint
     from phpq_train.config import recipe_values
     from phpq_train.export.from_onnx import payload_from_file
@@ -77,8 +78,12 @@ def export_main(argv: list[str] | None = None) -> int:
         model.config = replace(model.config, **{field: recipe[field] for field in SEARCH_FIELDS})
     if args.general_dim is not None:
         model.config = replace(model.config, general_dim=args.general_dim)
-    if args.checkpoint.suffix == ".onnx" and not (model.config.general_dim or args.mirror_average or args.encode_size):
-        # Nothing in the graph changes: only the search settings are written again, the model id stays.
+    same_graph = not (model.config.general_dim or args.mirror_average or args.encode_size)
+    same_zoom = payload["model_config"].get("zoom") == model.config.zoom
+    same_codes = payload.get("exported_format") == FORMAT_VERSION and same_zoom
+    if args.checkpoint.suffix == ".onnx" and same_graph and same_codes:
+        # Nothing in the graph or the codes changes: only the search settings are written again, the model id
+        # stays. A model of an older format (or another zoom) is exported again and gets a new model id.
         model_id = write_metadata(args.checkpoint, args.output, search_metadata(model.config))
         print(f"wrote {args.output}: the search settings of {args.checkpoint.name} changed, model id {model_id[:16]}")
         return 0

@@ -66,6 +66,7 @@ def payload_from_export(path: Path) -> dict[str, Any]:
         "history": [],
         "metrics": json.loads(metadata.get("validation", "{}")),
         "exported_from": str(path),
+        "exported_format": metadata.get("format_version"),  # phpq.model.FORMAT_VERSION when it was written
         "general_fit": general_fit or None,  # the general descriptor's centring and projection, when it has one
         "class_prototypes": metadata.get("class_prototypes"),  # phpq.prototypes, when it has them
     }

@@ -64,13 +64,14 @@ def search_metadata(config: ModelConfig) -> dict[str, str]:
         "neighbour_rerank": json.dumps(config.neighbour_rerank),
         "collection_centring": json.dumps(config.collection_centring),
         "query_expansion": str(config.query_expansion),
+        "zoom": json.dumps(config.zoom),
         "model_config": json.dumps(config.to_dict()),
     }
 
 
 # Fields of a model config that change a photo's code: prototypes of the code's sub-vectors (phpq.prototypes)
 # hold for an export again only where these are the source's.
-CODE_GEOMETRY_FIELDS = ("encode_size", "encode_resize_ratio", "mirror_average")
+CODE_GEOMETRY_FIELDS = ("encode_size", "encode_resize_ratio", "mirror_average", "zoom")
 
 
 def carried_prototypes(config: ModelConfig, checkpoint: dict[str, Any]) -> dict[str, str]:
@@ -85,6 +86,15 @@ def carried_prototypes(config: ModelConfig, checkpoint: dict[str, Any]) -> dict[
     return {PROTOTYPES_KEY: text}
 
 
+def model_identity(graph_model: onnx.ModelProto, zoom: str) -> str:
+    """The model id: SHA-256 of the graph (weights included) and, when the model zooms in on small birds, of
+    its zoom setting, since that changes a photo's code too (phpq.zoom); an index keeps codes of one id."""
+    digest = hashlib.sha256(graph_model.graph.SerializeToString())
+    if json.loads(zoom or "{}"):
+        digest.update(json.dumps(json.loads(zoom), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
 def write_metadata(source: Path, output: Path, changes: dict[str, str]) -> str:
     """Copy the exported model ``source`` to ``output`` with ``changes`` to its ``phpq.*`` metadata; the
     graph, and so the model id (an index keeps its codes), stay the same. Returns the model id."""
@@ -94,7 +104,7 @@ def write_metadata(source: Path, output: Path, changes: dict[str, str]) -> str:
     del graph_model.metadata_props[:]
     for key, value in props.items():
         graph_model.metadata_props.add(key=key, value=value)
-    model_id = hashlib.sha256(graph_model.graph.SerializeToString()).hexdigest()
+    model_id = model_identity(graph_model, props.get(METADATA_PREFIX + "zoom", "{}"))
     if model_id != props.get(METADATA_PREFIX + "model_id"):
         raise ValueError(f"{source}: its graph no longer matches its model id; export it again")
     partial = output.with_suffix(".partial")
@@ -160,7 +170,7 @@ def export_checkpoint(model: PHPQ, checkpoint: dict[str, Any], output: Path, fp1
         raise RuntimeError(f"the exported graph lost the {CODEBOOKS_NAME} initializer")
     if fp16_weights:
         store_weights_as_fp16(graph_model)
-    model_id = hashlib.sha256(graph_model.graph.SerializeToString()).hexdigest()
+    model_id = model_identity(graph_model, json.dumps(model.config.zoom))
     for key, value in model_metadata(model, checkpoint, model_id, fp16_weights).items():
         entry = graph_model.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, value

@@ -30,7 +30,8 @@ class ParityReport:
     def __str__(self) -> str:
         verdict = "OK" if self.ok else "FAILED"
         return (
-            f"parity {verdict} on {self.photos} photos: max |sub-vector or descriptor diff| {self.max_abs_diff:.2e} "
+            f"parity {verdict} on {self.photos} photos: max |sub-vector, descriptor or attention diff| "
+            f"{self.max_abs_diff:.2e} "
             f"(limit {MAX_ABS_DIFF:.0e}), identical codes {100 * self.code_agreement:.2f}% "
             f"(limit {100 * MIN_CODE_AGREEMENT:.1f}%)"
         )
@@ -47,8 +48,13 @@ def check_parity(model: PHPQ, onnx_path: Path, photos: list[Path], batch_size: i
         batch = np.stack([load_and_preprocess(p, spec) for p in photos[start : start + batch_size]])
         encoded = runtime.encode(batch)
         with torch.inference_mode():
-            torch_sub, torch_codes, torch_descriptors = encoder(torch.from_numpy(batch))
-        for ours, theirs in ((encoded.subvectors, torch_sub), (encoded.descriptors, torch_descriptors)):
+            torch_sub, torch_codes, torch_descriptors, torch_attention = encoder(torch.from_numpy(batch))
+        pairs = (
+            (encoded.subvectors, torch_sub),
+            (encoded.descriptors, torch_descriptors),
+            (encoded.attention, torch_attention),
+        )
+        for ours, theirs in pairs:
             max_diff = max(max_diff, float(np.abs(ours - theirs.numpy()).max()))
         same += int((encoded.codes.astype(np.int64) == torch_codes.numpy()).sum())
         total += encoded.codes.size

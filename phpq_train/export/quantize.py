@@ -7,7 +7,6 @@ sub-vector normalisation, the codebook similarities and the argmax stay in float
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import onnx
 
 from phpq.imaging import Preprocessing, load_and_preprocess
 from phpq.model import CODEBOOKS_NAME, INPUT_NAME, METADATA_PREFIX
+from phpq_train.export.onnx_export import model_identity
 
 
 class PhotoCalibrationReader:
@@ -58,7 +58,8 @@ def quantize_int8(fp32_path: Path, output: Path, calibration_photos: list[Path],
             calibrate_method=CalibrationMethod.MinMax,
         )
     quantized = onnx.load(output)
-    model_id = hashlib.sha256(quantized.graph.SerializeToString()).hexdigest()
+    zoom = next((prop.value for prop in source.metadata_props if prop.key == METADATA_PREFIX + "zoom"), "{}")
+    model_id = model_identity(quantized, zoom)
     del quantized.metadata_props[:]
     for prop in source.metadata_props:
         entry = quantized.metadata_props.add()

@@ -1,0 +1,189 @@
+"""Zooming in on small birds (phpq.zoom): where the bird is, which box of the photo is encoded again, the
+two-scale average, the whole path through an exported model, and the small-birds copy of a photo set."""
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from phpq.eval.small_birds import write_small_birds
+from phpq.imaging import Preprocessing, load_image, preprocess
+from phpq.model import Encoding, ModelError, PHPQModel, parse_metadata
+from phpq.zoom import Region, Zoom, bird_cells, crop_box
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "phpq-cub200-lite0-64bit.onnx"
+
+
+def attention_with_blob(rows: slice, columns: slice, grid: int = 9) -> np.ndarray:
+    attention = np.full((grid, grid), 0.1, np.float32)
+    attention[rows, columns] = 5.0
+    return attention
+
+
+def test_the_bird_is_the_largest_region_above_the_mean():
+    attention = attention_with_blob(slice(2, 4), slice(5, 8))
+    attention[8, 0] = 4.0  # a lone bright cell elsewhere: smaller, so not the bird
+    assert bird_cells(attention) == (slice(2, 4), slice(5, 8))
+    diagonal = np.zeros((3, 3), np.float32)
+    diagonal[0, 0] = diagonal[1, 1] = 1.0  # touching at a corner only: two regions of one cell, the first wins
+    assert bird_cells(diagonal) == (slice(0, 1), slice(0, 1))
+    assert bird_cells(np.ones((9, 9), np.float32)) is None  # a flat map has nothing above its mean
+
+
+def test_only_a_small_bird_is_zoomed_and_the_square_follows_it():
+    zoom = Zoom(max_side=0.56, margin=1.3)
+    region = zoom.region(attention_with_blob(slice(2, 4), slice(5, 8)))  # 3 of 9 cells wide
+    assert region == Region(centre_x=6.5 / 9, centre_y=3 / 9, side=pytest.approx(3 / 9 * 1.3))
+    assert zoom.region(attention_with_blob(slice(1, 7), slice(1, 8))) is None  # 7 of 9 cells: large enough
+    assert Zoom.from_json("{}") is None
+    assert Zoom.from_json('{"max_side": 0.5, "margin": 1.0}') == Zoom(0.5, 1.0, "average")
+    for bad in ('{"max_side": 0.5}', '{"max_side": 0, "margin": 1}', '{"max_side": 0.5, "margin": 1, "combine": "x"}'):
+        with pytest.raises(ValueError):
+            Zoom.from_json(bad)
+
+
+def test_the_crop_box_maps_the_encoded_square_onto_the_photo():
+    spec = Preprocessing(288, 329 / 288)  # short side 329, centre crop 288, as the default model
+    # a 658 x 500 photo: the encoded square is 288 / 329 of the short side (437.7 px), centred
+    square = 288 * 500 / 329
+    box = crop_box((658, 500), Region(0.5, 0.5, 0.5), spec)
+    expected = (329 - square / 4, 250 - square / 4, 329 + square / 4, 250 + square / 4)
+    assert box == tuple(round(v) for v in expected)
+    # near the edge the box moves inside the photo, and it is never larger than the short side
+    assert crop_box((658, 500), Region(0.95, 0.05, 0.5), spec)[1] == 0
+    assert crop_box((658, 500), Region(0.5, 0.5, 3.0), spec) == (79, 0, 579, 500)
+
+
+def test_two_scales_average_sub_vectors_and_descriptors_and_assign_the_code_again():
+    rng = np.random.default_rng(0)
+    codebooks = rng.normal(size=(4, 16, 8)).astype(np.float32)
+    codebooks /= np.linalg.norm(codebooks, axis=-1, keepdims=True)
+
+    def random_encoding() -> Encoding:
+        subvectors = rng.normal(size=(3, 4, 8)).astype(np.float32)
+        subvectors /= np.linalg.norm(subvectors, axis=-1, keepdims=True)
+        descriptors = rng.normal(size=(3, 12)).astype(np.float32)
+        descriptors /= np.linalg.norm(descriptors, axis=-1, keepdims=True)
+        return Encoding(subvectors, np.zeros((3, 4), np.uint8), descriptors)
+
+    first, second = random_encoding(), random_encoding()
+    averaged = first.averaged(second, codebooks, [(slice(0, 12), 1.0)])
+    for b in range(3):
+        for m in range(4):
+            mean = first.subvectors[b, m] + second.subvectors[b, m]
+            mean /= np.linalg.norm(mean)
+            np.testing.assert_allclose(averaged.subvectors[b, m], mean, atol=1e-6)
+            assert averaged.codes[b, m] == int(np.argmax([c @ mean for c in codebooks[m]]))
+        descriptor = first.descriptors[b] + second.descriptors[b]
+        np.testing.assert_allclose(averaged.descriptors[b], descriptor / np.linalg.norm(descriptor), atol=1e-6)
+    # a descriptor of two weighted parts (the general descriptor's form) is averaged part by part
+    parts = [(slice(0, 8), 0.4), (slice(8, 12), 0.6)]
+    weighted = [replace(e, descriptors=e.descriptors.copy()) for e in (first, second)]
+    for encoding in weighted:
+        for part, weight in parts:
+            norms = np.linalg.norm(encoding.descriptors[:, part], axis=1, keepdims=True)
+            encoding.descriptors[:, part] *= np.sqrt(weight) / norms
+    mixed = weighted[0].averaged(weighted[1], codebooks, parts).descriptors
+    for part, weight in parts:
+        summed = weighted[0].descriptors[:, part] + weighted[1].descriptors[:, part]
+        expected = np.sqrt(weight) * summed / np.linalg.norm(summed, axis=1, keepdims=True)
+        np.testing.assert_allclose(mixed[:, part], expected, atol=1e-6)
+    replaced = first.replaced([2], averaged.rows([1]))
+    np.testing.assert_array_equal(replaced.subvectors[:2], first.subvectors[:2])
+    np.testing.assert_array_equal(replaced.subvectors[2], averaged.subvectors[1])
+    np.testing.assert_array_equal(replaced.codes[2], averaged.codes[1])
+
+
+def small_bird_photo(path: Path) -> Path:
+    """A 240 x 180 photo: grey ground with a small bright textured 'bird' off the centre."""
+    rng = np.random.default_rng(1)
+    pixels = np.full((180, 240, 3), 90, np.uint8)
+    pixels[60:100, 130:170] = rng.integers(150, 255, size=(40, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_a_model_that_zooms_encodes_the_crop_as_a_numpy_reference_does(tiny_model, tmp_path):
+    model = PHPQModel(tiny_model, prefer_cuda=False)
+    assert model.info.metadata["format_version"] == "3" and model.info.zoom is not None
+    photo = small_bird_photo(tmp_path / "bird.png")
+    spec = model.info.preprocessing
+    whole = model.encode(preprocess(load_image(photo), spec)[None])
+    assert whole.attention.shape[0] == 1 and whole.attention.ndim == 3
+    for combine in ("average", "replace"):
+        model.info = replace(model.info, zoom=Zoom(max_side=1.0, margin=1.2, combine=combine))
+        ours = model.encode_paths([photo])
+        rows, columns = bird_cells(whole.attention[0])
+        grid = whole.attention.shape[-1]
+        region = Region(
+            (columns.start + columns.stop) / 2 / grid,
+            (rows.start + rows.stop) / 2 / grid,
+            max(rows.stop - rows.start, columns.stop - columns.start) / grid * 1.2,
+        )
+        crop = load_image(photo).crop(crop_box((240, 180), region, spec))
+        zoomed = model.encode(preprocess(crop, spec)[None])
+        if combine == "replace":
+            expected_subvectors, expected_descriptor = zoomed.subvectors[0], zoomed.descriptors[0]
+        else:
+            expected_subvectors = whole.subvectors[0] + zoomed.subvectors[0]
+            expected_subvectors /= np.linalg.norm(expected_subvectors, axis=-1, keepdims=True)
+            expected_descriptor = whole.descriptors[0] + zoomed.descriptors[0]
+            expected_descriptor /= np.linalg.norm(expected_descriptor)
+        np.testing.assert_allclose(ours.subvectors[0], expected_subvectors, atol=1e-5)
+        np.testing.assert_allclose(ours.descriptors[0], expected_descriptor, atol=1e-5)
+        assert not np.allclose(ours.descriptors[0], whole.descriptors[0], atol=1e-3)  # the zoom changed it
+    model.info = replace(model.info, zoom=None)
+    np.testing.assert_allclose(model.encode_paths([photo]).descriptors, whole.descriptors, atol=1e-5)
+
+
+def test_a_photo_that_cannot_be_decoded_again_keeps_its_whole_frame_encoding(tiny_model, tmp_path):
+    model = PHPQModel(tiny_model, prefer_cuda=False)
+    model.info = replace(model.info, zoom=Zoom(max_side=1.0, margin=1.0))
+    photo = small_bird_photo(tmp_path / "bird.png")
+    image = preprocess(load_image(photo), model.info.preprocessing)[None]
+
+    def vanished(_: int) -> Image.Image:
+        raise FileNotFoundError("moved away")
+
+    encoded = model.encode_photos(image, [vanished], [(240, 180)])
+    np.testing.assert_allclose(encoded.descriptors, model.encode(image).descriptors, atol=1e-6)
+
+
+def test_models_of_format_2_never_zoom_and_a_bad_zoom_is_refused():
+    model = PHPQModel(DEFAULT_MODEL, prefer_cuda=False)
+    if model.info.metadata["format_version"] == "2":
+        assert model.info.zoom is None and model.encode(np.zeros((1, 3, 288, 288), np.float32)).attention is None
+    metadata = {f"phpq.{k}": v for k, v in model.info.metadata.items()}
+    assert parse_metadata({**metadata, "phpq.format_version": "2", "phpq.zoom": '{"max_side": 1}'}, "m").zoom is None
+    with pytest.raises(ModelError, match="malformed"):
+        parse_metadata({**metadata, "phpq.format_version": "3", "phpq.zoom": '{"max_side": 1}'}, "m")
+
+
+def test_the_zoom_setting_is_part_of_the_model_id(tmp_path):
+    import onnx
+
+    from phpq_train.export.onnx_export import model_identity
+
+    graph = onnx.load(DEFAULT_MODEL)
+    plain = hashlib.sha256(graph.graph.SerializeToString()).hexdigest()
+    assert model_identity(graph, "{}") == plain  # models that never zoom keep their ids
+    zooming = model_identity(graph, '{"max_side": 0.56, "margin": 1.3}')
+    assert zooming != plain != model_identity(graph, '{"max_side": 0.56, "margin": 1.0}')
+    assert model_identity(graph, '{"margin": 1.3, "max_side": 0.56}') == zooming
+
+
+def test_the_small_birds_copy_is_deterministic_and_leaves_the_source_alone(synthetic_folder, tmp_path):
+    before = {p: p.read_bytes() for p in synthetic_folder.rglob("*.jpg")}
+    assert write_small_birds(synthetic_folder, synthetic_folder, tmp_path / "a", share=0.35) == len(before)
+    write_small_birds(synthetic_folder, synthetic_folder, tmp_path / "b", share=0.35)
+    written = sorted((tmp_path / "a").rglob("*.jpg"))
+    assert [p.relative_to(tmp_path / "a") for p in written] == sorted(p.relative_to(synthetic_folder) for p in before)
+    assert all(p.read_bytes() == (tmp_path / "b" / p.relative_to(tmp_path / "a")).read_bytes() for p in written)
+    with Image.open(written[0]) as frame:
+        assert frame.size == (365, 274)  # a 96 px photo at 35 % of the frame's height, 4:3
+    assert {p: p.read_bytes() for p in synthetic_folder.rglob("*.jpg")} == before
+    with pytest.raises(ValueError, match="share"):
+        write_small_birds(synthetic_folder, synthetic_folder, tmp_path / "c", share=0.0)
