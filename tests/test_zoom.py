@@ -187,3 +187,17 @@ def test_the_small_birds_copy_is_deterministic_and_leaves_the_source_alone(synth
     assert {p: p.read_bytes() for p in synthetic_folder.rglob("*.jpg")} == before
     with pytest.raises(ValueError, match="share"):
         write_small_birds(synthetic_folder, synthetic_folder, tmp_path / "c", share=0.0)
+
+
+def test_export_sets_the_zoom_and_a_new_zoom_is_a_new_model(tiny_model, synthetic_folder, tmp_path, capsys):
+    from phpq_train.export.cli import export_main
+
+    common = ["--photos", str(synthetic_folder), "--parity-photos", "4"]
+    never, every = tmp_path / "never.onnx", tmp_path / "every.onnx"
+    assert export_main([str(tiny_model), "-o", str(never), "--zoom", "{}", *common]) == 0
+    assert export_main([str(tiny_model), "-o", str(every), "--zoom", '{"max_side": 1.0, "margin": 1.0}', *common]) == 0
+    never_info, every_info = PHPQModel(never, prefer_cuda=False).info, PHPQModel(every, prefer_cuda=False).info
+    assert never_info.zoom is None and every_info.zoom == Zoom(1.0, 1.0, "average")
+    assert len({never_info.model_id, every_info.model_id, PHPQModel(tiny_model).info.model_id}) == 3
+    assert export_main([str(tiny_model), "-o", str(tmp_path / "bad.onnx"), "--zoom", '{"margin": 1}', *common]) == 2
+    assert "--zoom" in capsys.readouterr().err and not (tmp_path / "bad.onnx").exists()
