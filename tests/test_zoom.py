@@ -201,3 +201,36 @@ def test_export_sets_the_zoom_and_a_new_zoom_is_a_new_model(tiny_model, syntheti
     assert len({never_info.model_id, every_info.model_id, PHPQModel(tiny_model).info.model_id}) == 3
     assert export_main([str(tiny_model), "-o", str(tmp_path / "bad.onnx"), "--zoom", '{"margin": 1}', *common]) == 2
     assert "--zoom" in capsys.readouterr().err and not (tmp_path / "bad.onnx").exists()
+
+
+def test_the_index_and_the_query_zoom_as_the_model_does(tiny_model, synthetic_folder, tmp_path, monkeypatch):
+    from phpq.descriptor import to_blobs
+    from phpq.library import Library
+    from phpq_train.export.cli import export_main
+
+    every = tmp_path / "every.onnx"
+    zoom = '{"max_side": 1.0, "margin": 1.0}'
+    assert export_main([str(tiny_model), "-o", str(every), "--photos", str(synthetic_folder), "--zoom", zoom]) == 0
+    photos = tmp_path / "photos" / "birds"
+    photos.mkdir(parents=True)
+    bird = small_bird_photo(photos / "bird.png")
+    model = PHPQModel(every, prefer_cuda=False)
+    expected = model.encode_paths([bird])
+    unzoomed = model.encode(preprocess(load_image(bird), model.info.preprocessing)[None])
+    assert to_blobs(expected.descriptors)[0] != to_blobs(unzoomed.descriptors)[0]  # as stored, too
+    encoded: list[Encoding] = []
+    original = PHPQModel.encode_photos
+    monkeypatch.setattr(PHPQModel, "encode_photos", lambda *a: encoded.append(original(*a)) or encoded[-1])
+    with Library(tmp_path / "index.sqlite3", prefer_cuda=False) as library:
+        library.activate_model(library.import_model(every).id)
+        library.add_folder(photos.parent)
+        assert library.index().encoded == 1
+        stored = library.db.load_encodings(library.active_model_id)
+        np.testing.assert_array_equal(stored.codes[0], expected.codes[0])
+        assert stored.descriptors[0] == to_blobs(expected.descriptors)[0]
+        # a query photo (the same pixels in another file) is zoomed the same way
+        query = tmp_path / "query.bmp"
+        Image.open(bird).save(query)
+        library.search(query, top_k=1)
+    np.testing.assert_allclose(encoded[-1].descriptors, expected.descriptors, atol=1e-5)
+    np.testing.assert_array_equal(encoded[-1].codes, expected.codes)
