@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from phpq.imaging import MAX_ASPECT, Preprocessing, preprocess
+from phpq.imaging import Preprocessing, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,9 @@ def bird_cells(attention: np.ndarray) -> tuple[slice, slice] | None:
 
 
 def encoded_square(width: int, height: int, spec: Preprocessing) -> float:
-    """The side, in the photo's pixels, of the centred square that ``preprocess`` encodes."""
-    short = min(width, height)
-    return spec.input_size * short / spec.resize_side if max(width, height) <= MAX_ASPECT * short else short
+    """The side, in the photo's pixels, of the centred square that ``preprocess`` encodes (a very elongated
+    photo is first cut to its central square, which changes nothing here)."""
+    return spec.input_size * min(width, height) / spec.resize_side
 
 
 def crop_box(size: tuple[int, int], region: Region, spec: Preprocessing) -> tuple[int, int, int, int]:

@@ -234,3 +234,15 @@ def test_the_index_and_the_query_zoom_as_the_model_does(tiny_model, synthetic_fo
         library.search(query, top_k=1)
     np.testing.assert_allclose(encoded[-1].descriptors, expected.descriptors, atol=1e-5)
     np.testing.assert_array_equal(encoded[-1].codes, expected.codes)
+
+
+def test_the_crop_box_of_a_very_elongated_photo_is_in_its_encoded_square():
+    spec = Preprocessing(288, 329 / 288)
+    # a 2000 x 100 strip: preprocess cuts its central 100 x 100 square, then encodes 288/329 of it
+    side = 100 * 288 / 329
+    assert crop_box((2000, 100), Region(0.5, 0.5, 1.0), spec) == (
+        round(1000 - side / 2),
+        round(50 - side / 2),
+        round(1000 + side / 2),
+        round(50 + side / 2),
+    )
