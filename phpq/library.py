@@ -32,6 +32,7 @@ from phpq.search import CodeMatrix, SearchResult
 from phpq.searcher import Searcher
 from phpq.species import IDENTIFY_DEPTH, Identification, identify, vote_weight
 from phpq.threadguard import guarded
+from phpq.zoom import Zoom
 
 __all__ = ["IndexReport", "Library", "LibraryError", "LibraryStatus", "ReadOnlyError", "SearchSettings"]
 
@@ -51,11 +52,13 @@ class LibraryStatus:
     pending: int
     errors: int
     search: SearchSettings  # how the active model ranks
+    zoom: Zoom | None = None  # when the active model encodes a photo again around a small bird
 
     @property
     def kind(self) -> str:
         """Which kind of search the active model gives, in words."""
-        return self.search.describe()
+        zoom = "" if self.zoom is None else f"; zooms in on small birds (up to {self.zoom.max_side:.0%} of the frame)"
+        return self.search.describe() + zoom
 
 
 @guarded
@@ -292,4 +295,5 @@ class Library:
             pending=counts["pending"],
             errors=counts["errors"],
             search=model.info.search,
+            zoom=model.info.zoom,
         )

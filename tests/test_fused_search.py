@@ -288,8 +288,9 @@ def test_status_names_the_kind_of_search(tmp_path, tiny_model, capsys):
     low, high = info.search.adaptive.low, info.search.adaptive.high
     expected = (
         f"codes + descriptor (fused, w={low:g} or {high:g} by query, query expansion {info.search.query_expansion},"
-        f" neighbour re-ranking, {info.search.centring.describe()})"
+        f" neighbour re-ranking, {info.search.centring.describe()}); zooms in on small birds (up to 56% of the frame)"
     )
+    assert info.zoom.max_side == 0.56  # the recipe's, which the tiny model carries
     assert json.loads(capsys.readouterr().out)["kind"] == expected
     assert phpq(["--db", str(database), "--cpu", "status"]) == 0
     assert "search     codes + descriptor (fused" in capsys.readouterr().out
