@@ -463,3 +463,17 @@ def test_collection_whitening_measures_every_photo_of_a_small_collection_and_a_s
     assert centring.metric(np.zeros((0, 4), np.float32), np.zeros(4, np.float32)) is None
     assert centring.metric(np.ones((3, 4), np.float32), np.ones(4, np.float32)) is None  # no spread
     assert CollectionCentring(prior=0).metric(np.eye(4, dtype=np.float32), np.zeros(4, np.float32)) is None
+
+
+def test_a_format_2_model_still_loads_and_never_zooms(tmp_path, tiny_model, synthetic_folder):
+    from phpq.eval.datasets import load_photo_set
+
+    format2 = PHPQModel(rewritten_model(tiny_model, tmp_path / "format2.onnx", "2", True), prefer_cuda=False)
+    assert format2.info.output_names == ("subvectors", "codes", "descriptor") and format2.info.zoom is None
+    photos = [p.path for p in load_photo_set(synthetic_folder).photos[:8]]
+    encoded = format2.encode_paths(photos)
+    assert encoded.attention is None and encoded.descriptors.shape == (8, format2.info.descriptor_dim)
+    format3 = PHPQModel(tiny_model, prefer_cuda=False)
+    assert format3.info.zoom is not None  # the same graph with its attention output zooms; unzoomed, it agrees
+    format3.info = replace(format3.info, zoom=None)
+    np.testing.assert_allclose(encoded.subvectors, format3.encode_paths(photos).subvectors, atol=1e-5)
