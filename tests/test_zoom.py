@@ -244,3 +244,17 @@ def test_the_crop_box_of_a_very_elongated_photo_is_in_its_encoded_square():
         round(1000 + side / 2),
         round(50 + side / 2),
     )
+
+
+def test_a_photo_turned_by_its_exif_orientation_zooms_on_the_bird_as_shown(tiny_model, tmp_path):
+    model = PHPQModel(tiny_model, prefer_cuda=False)
+    model.info = replace(model.info, zoom=Zoom(max_side=1.0, margin=1.0))
+    upright = small_bird_photo(tmp_path / "upright.png")
+    stored = tmp_path / "stored.jpg"  # the same photo stored turned, with orientation 6 to show it upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(upright).transpose(Image.Transpose.ROTATE_90).save(stored, quality=100, exif=exif)
+    reference = tmp_path / "reference.jpg"  # what is shown, stored upright at the same quality
+    Image.open(stored).transpose(Image.Transpose.ROTATE_270).save(reference, quality=100)
+    turned, shown = model.encode_paths([stored]), model.encode_paths([reference])
+    np.testing.assert_allclose(turned.descriptors, shown.descriptors, atol=0.05)  # JPEG noise only
