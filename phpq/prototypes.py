@@ -6,6 +6,7 @@ each of its species is, and ``phpq.species`` names a photo's species with it."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import re
@@ -34,21 +35,10 @@ class ClassPrototypes:
     @classmethod
     def from_model(cls, info: ModelInfo) -> ClassPrototypes | None:
         """The prototypes in a model's metadata, or None when it has none or they cannot be read (logged:
-        the model then makes no suggestion, and everything else works)."""
+        the model then makes no suggestion, and everything else works). Read once per model (about 2 ms
+        for 200 species), not at every search that names a species."""
         text = info.metadata.get(PROTOTYPES_KEY)
-        if not text:
-            return None
-        try:
-            data = json.loads(text)
-            vectors = np.frombuffer(base64.b64decode(data["float16"]), np.float16).astype(np.float32)
-            names = [display_name(name) for name in info.class_names]
-            shaped = vectors.reshape(len(names), -1)
-            if data["embedding"] not in EMBEDDINGS or not names:
-                raise ValueError(f"embedding {data['embedding']!r} for {len(names)} class names")
-            return cls(names, shaped, data["embedding"], float(data["temperature"]), float(data["threshold"]))
-        except (ValueError, KeyError, TypeError) as error:
-            log.warning("the model's class prototypes cannot be read (%s); it makes no species suggestion", error)
-            return None
+        return _read_prototypes(text, tuple(info.class_names)) if text else None
 
     @classmethod
     def from_embeddings(
@@ -100,3 +90,20 @@ def display_name(class_name: str) -> str:
     -> "Abbotts Babbler"."""
     name = re.sub(r"^\d+\.", "", class_name).replace("_", " ").strip()
     return name.title() if name.isupper() else name
+
+
+@functools.lru_cache(maxsize=4)
+def _read_prototypes(text: str, class_names: tuple[str, ...]) -> ClassPrototypes | None:
+    """``ClassPrototypes.from_model`` of a model's ``class_prototypes`` metadata and class names."""
+    try:
+        data = json.loads(text)
+        vectors = np.frombuffer(base64.b64decode(data["float16"]), np.float16).astype(np.float32)
+        names = [display_name(name) for name in class_names]
+        shaped = vectors.reshape(len(names), -1)
+        if data["embedding"] not in EMBEDDINGS or not names:
+            raise ValueError(f"embedding {data['embedding']!r} for {len(names)} class names")
+        shaped.setflags(write=False)  # shared by every search of the model
+        return ClassPrototypes(names, shaped, data["embedding"], float(data["temperature"]), float(data["threshold"]))
+    except (ValueError, KeyError, TypeError) as error:
+        log.warning("the model's class prototypes cannot be read (%s); it makes no species suggestion", error)
+        return None
