@@ -171,12 +171,22 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     return to_network_input(center_crop(resized, spec.input_size), spec.pixel_offset, spec.pixel_scale)
 
 
-def load_and_preprocess_with_size(path: Path, spec: Preprocessing) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode and preprocess ``path`` for the network; also return the photo's full (width, height)."""
+@dataclass(frozen=True)
+class DecodedPhoto:
+    """A photo decoded for the network: its input, its full (width, height) as shown, and the image it was
+    made from (a JPEG's reduced-scale decode), kept so that a zoom (``phpq.zoom``) need not decode again."""
+
+    array: np.ndarray
+    full_size: tuple[int, int]
+    image: Image.Image
+
+
+def decode_for_network(path: Path, spec: Preprocessing) -> DecodedPhoto:
+    """Decode ``path`` (reduced-scale JPEG decode where enough) and preprocess it for the network."""
     image, full_size = load_image_with_size(path, min_side=spec.resize_side)
-    return preprocess(image, spec), full_size
+    return DecodedPhoto(preprocess(image, spec), full_size, image)
 
 
 def load_and_preprocess(path: Path, spec: Preprocessing) -> np.ndarray:
     """Decode ``path`` (reduced-scale JPEG decode where enough) and preprocess it for the network."""
-    return load_and_preprocess_with_size(path, spec)[0]
+    return decode_for_network(path, spec).array

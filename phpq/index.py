@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from phpq.db import EncodedImage, FolderRecord, ImageRecord, IndexDatabase
 from phpq.descriptor import to_blobs
-from phpq.imaging import Preprocessing, is_image_name, load_and_preprocess_with_size
+from phpq.imaging import DecodedPhoto, Preprocessing, decode_for_network, is_image_name
 from phpq.model import PHPQModel, photo_source
 
 log = logging.getLogger(__name__)
@@ -349,9 +349,9 @@ def describe_error(error: Exception) -> str:
     return f"cannot decode: {error}" if str(error) else f"cannot decode ({type(error).__name__})"
 
 
-def _decode(path: Path, spec: Preprocessing) -> tuple[np.ndarray, tuple[int, int]] | Exception:
+def _decode(path: Path, spec: Preprocessing) -> DecodedPhoto | Exception:
     try:
-        return load_and_preprocess_with_size(path, spec)
+        return decode_for_network(path, spec)
     except Exception as error:  # any failure of one photo is recorded, never fatal
         return error
 
@@ -397,7 +397,7 @@ def encode_pending(
 
 
 def _encode_batch(
-    model: PHPQModel, batch: list[tuple[int, Path]], decoded: list[tuple[np.ndarray, tuple[int, int]] | Exception]
+    model: PHPQModel, batch: list[tuple[int, Path]], decoded: list[DecodedPhoto | Exception]
 ) -> list[EncodedImage]:
     results: list[EncodedImage] = []
     good = [i for i, item in enumerate(decoded) if not isinstance(item, Exception)]
@@ -405,9 +405,9 @@ def _encode_batch(
     descriptor_of: dict[int, bytes] = {}
     if good:
         encoding = model.encode_photos(
-            np.stack([decoded[i][0] for i in good]),
-            [photo_source(batch[i][1]) for i in good],
-            [decoded[i][1] for i in good],
+            np.stack([decoded[i].array for i in good]),
+            [photo_source(batch[i][1], decoded[i]) for i in good],
+            [decoded[i].full_size for i in good],
         )
         code_of = {i: code.astype(np.uint8).tobytes() for i, code in zip(good, encoding.codes, strict=True)}
         if encoding.descriptors is not None:
@@ -418,6 +418,6 @@ def _encode_batch(
             log.warning("%s: %s", path, reason)
             results.append(EncodedImage(image_id, None, error=reason))
         else:
-            width, height = item[1]
+            width, height = item.full_size
             results.append(EncodedImage(image_id, code_of[i], width, height, descriptor=descriptor_of.get(i)))
     return results

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from phpq.fusion import SearchSettings
-from phpq.imaging import RESIZE_RATIO, Preprocessing, load_and_preprocess_with_size, load_image
+from phpq.imaging import RESIZE_RATIO, DecodedPhoto, Preprocessing, decode_for_network, load_image
 from phpq.locations import default_cache_dir
 from phpq.zoom import PhotoSource, Zoom, zoom_regions, zoomed_inputs
 
@@ -248,9 +249,10 @@ class PHPQModel:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for start in range(0, len(paths), batch_size):
                 chunk = paths[start : start + batch_size]
-                decoded = list(pool.map(lambda path: load_and_preprocess_with_size(path, spec), chunk))
-                sources = [photo_source(path) for path in chunk]
-                batches.append(self.encode_photos(np.stack([d[0] for d in decoded]), sources, [d[1] for d in decoded]))
+                decoded = list(pool.map(lambda path: decode_for_network(path, spec), chunk))
+                sources = [photo_source(path, photo) for path, photo in zip(chunk, decoded, strict=True)]
+                arrays, full_sizes = np.stack([d.array for d in decoded]), [d.full_size for d in decoded]
+                batches.append(self.encode_photos(arrays, sources, full_sizes))
         if not batches:
             return self.encode(np.zeros((0, 3, size, size), np.float32))
         descriptors = None if batches[0].descriptors is None else np.concatenate([b.descriptors for b in batches])
@@ -288,9 +290,17 @@ class PHPQModel:
         return encoding.replaced(rows, zoomed)
 
 
-def photo_source(path: Path) -> PhotoSource:
-    """Decodes the photo at ``path`` again (reduced-scale JPEG decode down to the short side asked for)."""
-    return lambda min_side: load_image(path, min_side=min_side)
+def photo_source(path: Path, decoded: DecodedPhoto) -> PhotoSource:
+    """The photo at ``path`` with at least the short side asked for: ``decoded``'s image when it is at full
+    size or large enough (most photos: decoding again would repeat the same work), else decoded again."""
+
+    def source(min_side: int) -> Image.Image:
+        image = decoded.image
+        if image.size == decoded.full_size or min(image.size) >= min_side:
+            return image
+        return load_image(path, min_side=min_side)
+
+    return source
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from phpq.db import EncodedImage, ImageRecord, IndexDatabase
 from phpq.errors import LibraryError
-from phpq.imaging import load_and_preprocess_with_size, preprocess
+from phpq.imaging import decode_for_network, preprocess
 from phpq.index import FolderChanges, content_hash, describe_error
 from phpq.model import Encoding, PHPQModel, photo_source
 from phpq.registry import ModelRegistry
@@ -104,14 +104,15 @@ class Searcher:
         clock = time.perf_counter()
         model = self.registry.model()
         try:
-            image, full_size = load_and_preprocess_with_size(Path(query), model.info.preprocessing)
+            decoded = decode_for_network(Path(query), model.info.preprocessing)
         except Exception as error:  # any unreadable query gets one readable message
             raise LibraryError(f"cannot read the query photo {query}: {describe_error(error)}") from error
         indexed = self.db.image_by_path(Path(query).resolve(), model.info.model_id)
         exclude = {indexed.id} if indexed is not None else set()
         copies = [copy for copy in self._indexed_copies(Path(query), model.info.model_id) if copy.id not in exclude]
         timings = {"decode": _lap(clock)}
-        query_vectors, encoding = self._query(model, image, photo_source(Path(query)), full_size, weight, timings)
+        source = photo_source(Path(query), decoded)
+        query_vectors, encoding = self._query(model, decoded.array, source, decoded.full_size, weight, timings)
         return self._scan(query_vectors, encoding, top_k, folder_ids, exclude, timings, copies)
 
     def search_image(

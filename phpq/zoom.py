@@ -1,7 +1,7 @@
 """Zooming in on a small bird: a photo whose bird fills little of the frame is encoded again from a square
 crop around it, cut from the photo at the resolution the crop needs.
 
-The bird is found as SCDA does (Wei et al., 2017): the model's ``attention`` output is the channel sum of its
+The bird is found as SCDA does (Wei et al., 2017): the model's ``attention`` output is the channel mean of its
 last activation map; the largest 4-connected region of cells above the map's mean is the bird. When that
 region's longer side is at most ``max_side`` of the encoded square, the crop is ``margin`` times that side
 around the region's centre (kept inside the photo) and goes through the model's own preprocessing. The
@@ -23,7 +23,7 @@ from phpq.imaging import Preprocessing, preprocess
 log = logging.getLogger(__name__)
 
 COMBINES = ("replace", "average")
-# Decodes a photo with its short side at least this many pixels (or at full size when it is smaller).
+# The photo with its short side at least this many pixels (or at full size when it is smaller).
 PhotoSource = Callable[[int], Image.Image]
 
 

@@ -258,3 +258,20 @@ def test_a_photo_turned_by_its_exif_orientation_zooms_on_the_bird_as_shown(tiny_
     Image.open(stored).transpose(Image.Transpose.ROTATE_270).save(reference, quality=100)
     turned, shown = model.encode_paths([stored]), model.encode_paths([reference])
     np.testing.assert_allclose(turned.descriptors, shown.descriptors, atol=0.05)  # JPEG noise only
+
+
+def test_the_zoom_reuses_the_first_decode_unless_the_crop_needs_more_pixels(tmp_path):
+    from phpq.imaging import decode_for_network
+    from phpq.model import photo_source
+
+    spec = Preprocessing(288, 329 / 288)
+    small = small_bird_photo(tmp_path / "small.png")  # decoded at full size: always reused
+    decoded = decode_for_network(small, spec)
+    assert photo_source(small, decoded)(5000) is decoded.image
+    large = tmp_path / "large.jpg"  # a JPEG decoded at a reduced scale (1/2: 800 x 600) for the network
+    Image.open(small).resize((1600, 1200)).save(large, quality=90)
+    decoded = decode_for_network(large, spec)
+    assert decoded.image.size == (800, 600) and decoded.full_size == (1600, 1200)
+    source = photo_source(large, decoded)
+    assert source(600) is decoded.image
+    assert source(1000).size == (1600, 1200)  # decoded again, at the scale the crop needs

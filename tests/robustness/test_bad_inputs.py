@@ -17,7 +17,7 @@ from PIL import Image
 
 from phpq.cli import main as phpq
 from phpq.db import PhotoSize
-from phpq.imaging import Preprocessing, load_and_preprocess, load_and_preprocess_with_size
+from phpq.imaging import Preprocessing, decode_for_network, load_and_preprocess
 from phpq.index import IndexProgress
 from phpq.library import Library
 from tests.conftest import synthetic_photo, write_image_folder
@@ -198,9 +198,9 @@ def test_recorded_sizes_follow_exif_orientation(tmp_path):
     for orientation in range(1, 9):
         path = tmp_path / f"o{orientation}.jpg"
         photo.save(path, exif=_exif_with(0x0112, orientation))
-        array, size = load_and_preprocess_with_size(path, Preprocessing(64))
-        assert array.shape == (3, 64, 64) and np.isfinite(array).all()
-        assert size == ((80, 120) if orientation >= 5 else (120, 80))
+        decoded = decode_for_network(path, Preprocessing(64))
+        assert decoded.array.shape == (3, 64, 64) and np.isfinite(decoded.array).all()
+        assert decoded.full_size == ((80, 120) if orientation >= 5 else (120, 80))
 
 
 def test_files_changing_and_folders_vanishing_during_indexing(library, tmp_path, tally):
