@@ -238,7 +238,7 @@ def run_status(library: Library, args: argparse.Namespace) -> int:
         print(json.dumps(data, default=str))
         return EXIT_OK
     print(f"database   {status.database} (schema {status.schema_version})")
-    print(f"model      {status.model.name} ({status.model.id[:12]}, {status.bits} bits) on {status.provider}")
+    print(f"model      {status.model.title} ({status.model.id[:12]}, {status.bits} bits) on {status.provider}")
     print(f"search     {status.kind}")
     print(
         f"photos     {status.images} known, {status.indexed} indexed, {status.pending} to index, "
@@ -281,7 +281,9 @@ def run_models(library: Library, args: argparse.Namespace) -> int:
     for record in library.models():
         marker = "*" if record.id == active else " "
         bits = record.metadata.get("bits", "?")
-        print(f"{marker} {record.id[:12]}  {bits:>3} bits  {record.name}  {record.path}")
+        print(f"{marker} {record.id[:12]}  {bits:>3} bits  {record.title}  {record.path}")
+        if record.summary:
+            print(f"  {'':12}  {'':8}  {record.summary}")
     return EXIT_OK
 
 

@@ -149,6 +149,17 @@ class ModelRecord:
     metadata: dict[str, str]
     added: float
 
+    @property
+    def title(self) -> str:
+        """What a user calls the model: the title its export gave it (``phpq-export --title``), else its
+        file's name."""
+        return self.metadata.get("title") or self.name
+
+    @property
+    def summary(self) -> str:
+        """What the model is good for, in a user's words (``phpq-export --summary``; may be empty)."""
+        return self.metadata.get("summary", "")
+
 
 @dataclass(frozen=True)
 class EncodedImage:

@@ -10,6 +10,7 @@ the active model changes or another process writes to the index. Every public me
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -57,8 +58,14 @@ class LibraryStatus:
     @property
     def kind(self) -> str:
         """Which kind of search the active model gives, in words."""
-        zoom = "" if self.zoom is None else f"; zooms in on small birds (up to {self.zoom.max_side:.0%} of the frame)"
-        return self.search.describe() + zoom
+        parts = [self.search.describe()]
+        if json.loads(self.model.metadata.get("general_descriptor") or "{}"):
+            parts.append("with the untrained network's view of each photo")
+        if self.zoom is not None and self.zoom.max_side >= 1.0:
+            parts.append("every photo encoded whole and around the bird")
+        elif self.zoom is not None:
+            parts.append(f"zooms in on small birds (up to {self.zoom.max_side:.0%} of the frame)")
+        return "; ".join(parts)
 
 
 @guarded

@@ -28,7 +28,11 @@ def default_cache_dir() -> Path:
     return data_dir() / "cache"
 
 
+DEFAULT_MODEL_NAME = "phpq-cub200-lite0-64bit.onnx"  # the bundled model a new index starts with
+
+
 def bundled_models() -> list[Path]:
     """The .onnx models shipped in the package (assets/models), the default one first."""
     folder = resources.files("phpq_assets") / "models"
-    return sorted(Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".onnx"))
+    paths = [Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".onnx")]
+    return sorted(paths, key=lambda path: (path.name != DEFAULT_MODEL_NAME, path.name))

@@ -333,6 +333,55 @@ def test_byte_identical_copies_of_the_query_come_first(library, tmp_path):
     assert first / "002.class_1" / "z_copy.jpg" not in [hit.path for hit in from_copy]
 
 
+def write_other_model(source: Path, target: Path, **metadata: str) -> str:
+    """``source`` with its codebooks reversed (so another model id) and these ``phpq.*`` metadata props,
+    written to ``target``; returns the new model id."""
+    model = onnx.load(str(source))
+    for initializer in model.graph.initializer:
+        if initializer.name == "phpq_codebooks":
+            codebooks = numpy_helper.to_array(initializer)[:, ::-1].copy()
+            initializer.CopyFrom(numpy_helper.from_array(codebooks, "phpq_codebooks"))
+    model_id = hashlib.sha256(model.graph.SerializeToString()).hexdigest()
+    props = {entry.key: entry.value for entry in model.metadata_props} | {"phpq.model_id": model_id}
+    onnx.helper.set_model_props(model, props | {f"phpq.{key}": value for key, value in metadata.items()})
+    onnx.save(model, str(target))
+    return model_id
+
+
+def test_a_second_bundled_model_is_offered_beside_the_default_and_never_replaces_it(
+    tmp_path, tiny_model, monkeypatch, capsys
+):
+    """Two bundled models (the default and the thorough one): a new index starts with the first; the
+    other is listed by its title, can be switched to (its codes built first) and back, and stays."""
+    package = tmp_path / "package"
+    package.mkdir()
+    default, thorough = package / "phpq-default.onnx", package / "phpq-default-thorough.onnx"
+    shutil.copyfile(tiny_model, default)
+    thorough_id = write_other_model(tiny_model, thorough, title="Thorough", summary="Better on other birds.")
+    monkeypatch.setattr("phpq.registry.bundled_models", lambda: [default, thorough])
+    database = tmp_path / "data" / "index.sqlite3"
+    with Library(database, prefer_cuda=False) as library:
+        default_id = library.active_model_id
+        assert default_id == PHPQModel(default).info.model_id != thorough_id
+        assert [(record.title, record.summary) for record in library.models()] == [
+            ("phpq-default", ""),
+            ("Thorough", "Better on other birds."),
+        ]
+        library.add_folder(folder_of_photos(tmp_path / "photos", per_class=2))
+        assert library.index().encoded == 8
+        assert library.counts(thorough_id)["pending"] == 8
+        assert library.index(model_id=thorough_id).encoded == 8
+        library.activate_model(thorough_id)
+        assert library.status().model.title == "Thorough" and library.status().pending == 0
+    with Library(database, prefer_cuda=False) as library:  # reopened: both models, the user's choice kept
+        assert library.active_model_id == thorough_id and len(library.models()) == 2
+        library.activate_model(default_id)
+        assert library.status().pending == 0  # the default's codes stayed
+    assert phpq(["--db", str(database), "--cpu", "models"]) == 0
+    listed = capsys.readouterr().out
+    assert "Thorough" in listed and "Better on other birds." in listed and f"* {default_id[:12]}" in listed
+
+
 def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(tmp_path, tiny_model, monkeypatch):
     bundled = tmp_path / "package" / "default.onnx"
     bundled.parent.mkdir()
@@ -345,16 +394,7 @@ def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(t
         library.add_folder(photos)
         assert library.index().encoded == 8
     # the upgrade: the same file name now holds another model (here: the tiny model with other codebooks)
-    upgraded = onnx.load(str(tiny_model))
-    for initializer in upgraded.graph.initializer:
-        if initializer.name == "phpq_codebooks":
-            codebooks = numpy_helper.to_array(initializer)[:, ::-1].copy()
-            initializer.CopyFrom(numpy_helper.from_array(codebooks, "phpq_codebooks"))
-    new_id = hashlib.sha256(upgraded.graph.SerializeToString()).hexdigest()
-    for entry in upgraded.metadata_props:
-        if entry.key == "phpq.model_id":
-            entry.value = new_id
-    onnx.save(upgraded, str(bundled))
+    new_id = write_other_model(tiny_model, bundled)
     with Library(database, prefer_cuda=False) as library:
         assert library.active_model_id == new_id != old_id
         assert [record.id for record in library.models()] == [new_id]  # the old model and its codes are gone

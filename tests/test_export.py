@@ -1,16 +1,21 @@
 """Export of a tiny model: parity, metadata, codebooks, and refusal of bad model files."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import tomllib
 import torch
 
+import phpq_train
 from phpq.eval.datasets import load_photo_set
 from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
+from phpq.locations import DEFAULT_MODEL_NAME, bundled_models
 from phpq.model import CODEBOOKS_NAME, ModelError, PHPQModel
+from phpq.prototypes import ClassPrototypes
 from phpq.zoom import Zoom
 from phpq_train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from phpq_train.config import load_config
@@ -279,6 +284,31 @@ def test_the_shipped_default_model_loads_and_encodes():
     np.testing.assert_allclose(np.linalg.norm(model.codebooks, axis=-1), 1.0, atol=1e-5)
 
 
+THOROUGH_MODEL_NAME = "phpq-cub200-lite0-64bit-thorough.onnx"
+
+
+def test_the_shipped_thorough_model_is_the_default_exported_with_its_recipe():
+    """The second bundled model: the default's weights with phpq_train/recipes/thorough.toml's changes (its
+    general descriptor, zoom on every photo and weights), listed after the default."""
+    models = Path(__file__).resolve().parents[1] / "assets" / "models"
+    default, thorough = PHPQModel(models / DEFAULT_MODEL_NAME), PHPQModel(models / THOROUGH_MODEL_NAME)
+    recipe = tomllib.loads((Path(phpq_train.__file__).parent / "recipes" / "thorough.toml").read_text())
+    info = thorough.info
+    assert [path.name for path in bundled_models()] == [DEFAULT_MODEL_NAME, THOROUGH_MODEL_NAME]
+    assert info.model_id != default.info.model_id and info.metadata["format_version"] == "3"
+    assert info.zoom == Zoom(**recipe["model"]["zoom"]) and info.search.adaptive is None
+    assert info.search.fusion_weight == recipe["model"]["fusion_weight"]
+    general = json.loads(info.metadata["general_descriptor"])
+    assert (general["dim"], general["weight"]) == (recipe["model"]["general_dim"], recipe["model"]["general_weight"])
+    assert {key: info.metadata[key] for key in ("title", "summary")} == recipe["description"]
+    assert info.search.rerank == default.info.search.rerank and info.search.centring == default.info.search.centring
+    np.testing.assert_array_equal(thorough.codebooks, default.codebooks)  # the same weights
+    assert info.class_names == default.info.class_names and ClassPrototypes.from_model(info) is not None
+    encoded = thorough.encode(np.zeros((2, 3, 288, 288), np.float32))
+    assert encoded.descriptors.shape == (2, 256 + general["dim"]) and encoded.codes.shape == (2, 8)
+    np.testing.assert_array_equal(encoded.codes, default.encode(np.zeros((2, 3, 288, 288), np.float32)).codes)
+
+
 def test_a_mirror_averaged_model_encodes_a_photo_and_its_mirror_image_alike(tiny_checkpoint, exported, tmp_path):
     output = tmp_path / "tiny.mirror.onnx"
     assert export_main([str(tiny_checkpoint), "-o", str(output), "--parity-photos", "8", "--mirror-average"]) == 0
@@ -330,3 +360,35 @@ def test_export_can_take_the_recipes_search_settings(synthetic_folder, tmp_path)
     assert recipe_info.search.centring == CollectionCentring(**RECIPE.model.collection_centring)
     assert recipe_info.search.query_expansion == RECIPE.model.query_expansion
     assert recipe_info.model_id == own_info.model_id  # the same graph: an index keeps its codes
+
+
+def test_a_title_and_summary_for_users_are_written_and_carried_by_an_export_again(tiny_checkpoint, exported, tmp_path):
+    """``--title``/``--summary`` describe the model in a user's words (the window's model list); exporting
+    the file again keeps them unless told otherwise, and they never change the model id."""
+    titled, again, retitled = tmp_path / "titled.onnx", tmp_path / "again.onnx", tmp_path / "retitled.onnx"
+    arguments = [str(tiny_checkpoint), "-o", str(titled), "--parity-photos", "4"]
+    assert export_main([*arguments, "--title", "Thorough", "--summary", "Better on other birds."]) == 0
+    info = PHPQModel(titled, prefer_cuda=False).info
+    assert (info.metadata["title"], info.metadata["summary"]) == ("Thorough", "Better on other birds.")
+    assert export_main([str(titled), "-o", str(again), "--search-from-recipe"]) == 0  # metadata only
+    assert export_main([str(titled), "-o", str(retitled), "--title", "Careful", "--zoom", "{}"]) == 0  # new graph
+    again_info, retitled_info = PHPQModel(again, prefer_cuda=False).info, PHPQModel(retitled, prefer_cuda=False).info
+    assert (again_info.metadata["title"], again_info.metadata["summary"]) == ("Thorough", "Better on other birds.")
+    assert (retitled_info.metadata["title"], retitled_info.metadata["summary"]) == ("Careful", "Better on other birds.")
+    assert again_info.model_id == info.model_id == PHPQModel(exported, prefer_cuda=False).info.model_id
+
+
+def test_a_toml_file_of_changes_sets_model_fields_and_the_description(exported, tmp_path, capsys):
+    """``--config``: each [model] field replaces the model's (a table too: ``adaptive_weight = {}`` turns the
+    per-query weight off), [description] names it; an unknown or invalid field is refused with a message."""
+    changes = tmp_path / "changes.toml"
+    changes.write_text('[model]\nfusion_weight = 0.3\nadaptive_weight = {}\n[description]\ntitle = "Careful"\n')
+    output = tmp_path / "changed.onnx"
+    assert export_main([str(exported), "-o", str(output), "--config", str(changes)]) == 0
+    info = PHPQModel(output, prefer_cuda=False).info
+    assert info.search.fusion_weight == 0.3 and info.search.adaptive is None and info.metadata["title"] == "Careful"
+    assert info.model_id == PHPQModel(exported, prefer_cuda=False).info.model_id  # search settings only
+    for bad in ("[model]\nno_such_field = 1\n", "[model]\nfusion_weight = 0.3\nzoom = { max_side = 2.0 }\n"):
+        changes.write_text(bad)
+        assert export_main([str(exported), "-o", str(tmp_path / "bad.onnx"), "--config", str(changes)]) == 2
+        assert "--config" in capsys.readouterr().err and not (tmp_path / "bad.onnx").exists()

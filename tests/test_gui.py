@@ -17,7 +17,7 @@ from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QPointF, QSet
 from PySide6.QtGui import QDrag, QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication, QInputDialog
 
-from phpq.db import REBUILD_HINT, DamagedDatabaseError
+from phpq.db import REBUILD_HINT, DamagedDatabaseError, ModelRecord
 from phpq.gui.captions import is_generic_name, result_folders
 from phpq.gui.dialogs import AddFolderDialog, ModelsDialog
 from phpq.gui.errors import failure_text, offers_rebuild
@@ -236,6 +236,21 @@ def test_model_import_rejects_a_bad_file_with_a_message(qtbot, window, tmp_path)
     assert [record.id for record in off_gui(window.library.models)] == before
     assert dialog.list.count() == len(before)
     assert "bits" in dialog.details.toPlainText() or dialog.list.currentItem() is not None
+
+
+def test_the_models_dialog_names_a_model_by_its_title_and_says_what_it_is_good_for(qtbot, window):
+    dialog = ModelsDialog(window.library, window.tasks, window)
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.loaded, timeout=TIMEOUT_MS):
+        pass
+    plain = ModelRecord("a" * 64, "phpq-plain", Path("/m/phpq-plain.onnx"), {"bits": "64"}, 0.0)
+    meta = {"bits": "64", "title": "Thorough", "summary": "Better on birds from elsewhere; indexes at half the speed."}
+    titled = ModelRecord("b" * 64, "phpq-thorough", Path("/m/phpq-thorough.onnx"), meta, 1.0)
+    dialog._show_models(plain.id, [plain, titled], select=titled.id)
+    assert [dialog.list.item(row).text() for row in range(2)] == ["● phpq-plain (64 bits)", "Thorough (64 bits)"]
+    details = dialog.details.toPlainText()
+    assert details.startswith(meta["summary"]) and "name: phpq-thorough" in details
+    assert dialog.activate_button.isEnabled()
 
 
 def test_errors_are_shown_in_the_window_and_settings_persist(qtbot, window, tmp_path, settings):

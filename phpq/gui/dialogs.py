@@ -36,7 +36,8 @@ SHOWN_METADATA = ("backbone", "input_size", "bits", "n_subspaces", "n_codewords"
 def describe_model(record: ModelRecord) -> str:
     """The metadata a user can judge a model by, one line each."""
     meta = record.metadata
-    lines = [f"name: {record.name}", f"id: {record.id}", f"file: {record.path}"]
+    lines = [record.summary, ""] if record.summary else []
+    lines += [f"name: {record.name}", f"id: {record.id}", f"file: {record.path}"]
     lines += [f"{key}: {meta[key]}" for key in SHOWN_METADATA if key in meta]
     classes = json.loads(meta.get("class_names", "[]"))
     if classes:
@@ -108,7 +109,7 @@ class ModelsDialog(QDialog):
         self.list.clear()
         for record in records:
             bits = record.metadata.get("bits", "?")
-            item = QListWidgetItem(f"{'● ' if record.id == active else ''}{record.name} ({bits} bits)")
+            item = QListWidgetItem(f"{'● ' if record.id == active else ''}{record.title} ({bits} bits)")
             item.setData(Qt.ItemDataRole.UserRole, record)
             self.list.addItem(item)
             if record.id == (select or active):
@@ -135,7 +136,7 @@ class ModelsDialog(QDialog):
 
     def _imported(self, record: ModelRecord) -> None:
         self.import_button.setEnabled(True)
-        self.message.setText(f"Imported {record.name}. Select it and choose “Use this model” to switch.")
+        self.message.setText(f"Imported {record.title}. Select it and choose “Use this model” to switch.")
         self.refresh(select=record.id)
 
     def _import_failed(self, error: Exception) -> None:

@@ -180,11 +180,11 @@ class WindowLayout:
         tooltip; a long name is shortened in the middle so the status line never runs off the window."""
         gpu = status.provider.startswith("CUDA")
         name = self.model_label.fontMetrics().elidedText(
-            status.model.name, Qt.TextElideMode.ElideMiddle, MODEL_NAME_WIDTH
+            status.model.title, Qt.TextElideMode.ElideMiddle, MODEL_NAME_WIDTH
         )
         self.model_label.setText(f"{name} · {'GPU' if gpu else 'CPU'}")
         self.model_label.setToolTip(
-            f"model {status.model.name} ({status.bits}-bit codes), id {status.model.id}\n{status.model.path}\n"
+            f"model {status.model.title} ({status.bits}-bit codes), id {status.model.id}\n{status.model.path}\n"
             f"search: {status.kind}\nruns on {status.provider}"
         )
 

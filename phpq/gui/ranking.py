@@ -35,7 +35,7 @@ RANK_CHOICES = (
         "balanced",
         "balanced",
         None,
-        "balanced: the model's own settings, which decide per photo whether the model knows its species",
+        "balanced: the model's own settings (Standard's decide per photo whether it knows the species)",
     ),
     RankChoice(
         "any",

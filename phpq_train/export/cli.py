@@ -10,6 +10,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import tomllib
+
 from phpq.imaging import is_image_path
 from phpq_train.extra import needs_train_extra
 
@@ -24,6 +26,12 @@ def export_main(argv: list[str] | None = None) -> int:
         help="a phpq-train checkpoint, or a model exported before (.onnx) to write again in today's format",
     )
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="a TOML file of changes: its [model] fields replace the model's, its [description] gives the title"
+        " and summary (e.g. phpq_train/recipes/thorough.toml); the options below override it",
+    )
     parser.add_argument("--photos", type=Path, help="photo folder for the parity check (default: the training data)")
     parser.add_argument("--parity-photos", type=int, default=64, help="how many photos the parity check encodes")
     parser.add_argument("--fp16-weights", action="store_true", help="store weights as float16 (half the size)")
@@ -57,6 +65,10 @@ def export_main(argv: list[str] | None = None) -> int:
         ' "margin": 1.0} zooms every photo (better on every protocol, indexing at about half the speed), {} never'
         " (default: the model's, or the recipe's for a model exported before zooming existed; docs/results.md)",
     )
+    parser.add_argument("--title", help="what a user calls the model (the window's model list); default: the source's")
+    parser.add_argument(
+        "--summary", help="what the model is good for, in a user's words (the model list); default: the source's"
+    )
     parser.add_argument("--int8", action="store_true", help="also write OUTPUT.int8.onnx (static QDQ quantization)")
     parser.add_argument("--calibration-photos", type=int, default=128, help="photos that calibrate the int8 model")
     args = parser.parse_args(argv)
@@ -77,6 +89,14 @@ def export_main(argv: list[str] | None = None) -> int:
     except Exception as error:  # torch.load and onnx.load raise many kinds for foreign files
         print(f"phpq-export: cannot read checkpoint {args.checkpoint}: {error}", file=sys.stderr)
         return 2
+    if args.config:
+        try:
+            changes = tomllib.loads(args.config.read_text())
+            model.config = replace(model.config, **changes.get("model", {}))
+        except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError) as error:
+            print(f"phpq-export: --config {args.config}: {error}", file=sys.stderr)
+            return 2
+        payload["description"] = {**payload.get("description", {}), **changes.get("description", {})}
     if args.mirror_average:
         model.config = replace(model.config, mirror_average=True)
     if args.encode_size:
@@ -93,13 +113,17 @@ def export_main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             print(f"phpq-export: --zoom: {error}", file=sys.stderr)
             return 2
+    for key in ("title", "summary"):
+        if getattr(args, key) is not None:
+            payload.setdefault("description", {})[key] = getattr(args, key)
     same_graph = not (model.config.general_dim or args.mirror_average or args.encode_size)
     same_zoom = payload["model_config"].get("zoom") == model.config.zoom
     same_codes = payload.get("exported_format") == FORMAT_VERSION and same_zoom
     if args.checkpoint.suffix == ".onnx" and same_graph and same_codes:
         # Nothing in the graph or the codes changes: only the search settings are written again, the model id
         # stays. A model of an older format (or another zoom) is exported again and gets a new model id.
-        model_id = write_metadata(args.checkpoint, args.output, search_metadata(model.config))
+        changes = search_metadata(model.config) | payload.get("description", {})
+        model_id = write_metadata(args.checkpoint, args.output, changes)
         print(f"wrote {args.output}: the search settings of {args.checkpoint.name} changed, model id {model_id[:16]}")
         return 0
     folder = args.photos or Path(payload.get("train_config", {}).get("data", ""))

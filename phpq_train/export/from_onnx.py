@@ -17,6 +17,7 @@ from phpq_train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 FP16_SUFFIX = "_fp16"  # phpq_train.export.onnx_export.store_weights_as_fp16
 # RetrievalEncoder's parameter names -> PHPQ's (the graph keeps the encoder's names for its weights).
 PREFIXES = {"backbone.": "backbone.", "fusion.": "head.fusion.", "descriptor.": "head.descriptor."}
+DESCRIPTION_KEYS = ("title", "summary")  # phpq.db.ModelRecord.title and .summary
 GENERAL_FIT = ("general.mean", "general.projection")  # phpq_train.general.GeneralDescriptor's fitted buffers
 
 
@@ -69,6 +70,7 @@ def payload_from_export(path: Path) -> dict[str, Any]:
         "exported_format": metadata.get("format_version"),  # phpq.model.FORMAT_VERSION when it was written
         "general_fit": general_fit or None,  # the general descriptor's centring and projection, when it has one
         "class_prototypes": metadata.get("class_prototypes"),  # phpq.prototypes, when it has them
+        "description": {key: metadata[key] for key in DESCRIPTION_KEYS if key in metadata},  # for a user
     }
 
 

@@ -53,6 +53,7 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
         "validation": json.dumps({k: round(v, 4) for k, v in metrics.items()}),
         "weights": "float16" if fp16_weights else "float32",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **checkpoint.get("description", {}),
     }
 
 
