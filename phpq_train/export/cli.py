@@ -124,7 +124,7 @@ def export_main(argv: list[str] | None = None) -> int:
         # stays. A model of an older format (or another zoom) is exported again and gets a new model id.
         changes = search_metadata(model.config) | payload.get("description", {})
         model_id = write_metadata(args.checkpoint, args.output, changes)
-        print(f"wrote {args.output}: the search settings of {args.checkpoint.name} changed, model id {model_id[:16]}")
+        print(f"wrote {args.output}: metadata of {args.checkpoint.name} only (same graph), model id {model_id[:16]}")
         return 0
     folder = args.photos or Path(payload.get("train_config", {}).get("data", ""))
     photos = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p)) if folder.is_dir() else []
