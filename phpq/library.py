@@ -10,10 +10,8 @@ the active model changes or another process writes to the index. Every public me
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -32,40 +30,12 @@ from phpq.scan import set_kernel_cache_root
 from phpq.search import CodeMatrix, SearchResult
 from phpq.searcher import Searcher
 from phpq.species import IDENTIFY_DEPTH, Identification, identify, vote_weight
+from phpq.status import LibraryStatus
 from phpq.threadguard import guarded
-from phpq.zoom import Zoom
 
 __all__ = ["IndexReport", "Library", "LibraryError", "LibraryStatus", "ReadOnlyError", "SearchSettings"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LibraryStatus:
-    database: Path
-    schema_version: int
-    model: ModelRecord
-    provider: str
-    bits: int
-    folders: list[FolderRecord]
-    images: int
-    indexed: int
-    pending: int
-    errors: int
-    search: SearchSettings  # how the active model ranks
-    zoom: Zoom | None = None  # when the active model encodes a photo again around a small bird
-
-    @property
-    def kind(self) -> str:
-        """Which kind of search the active model gives, in words."""
-        parts = [self.search.describe()]
-        if json.loads(self.model.metadata.get("general_descriptor") or "{}"):
-            parts.append("with the untrained network's view of each photo")
-        if self.zoom is not None and self.zoom.max_side >= 1.0:
-            parts.append("every photo encoded whole and around the bird")
-        elif self.zoom is not None:
-            parts.append(f"zooms in on small birds (up to {self.zoom.max_side:.0%} of the frame)")
-        return "; ".join(parts)
 
 
 @guarded

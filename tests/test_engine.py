@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -18,6 +19,7 @@ from PIL import Image
 from phpq.cli import main as phpq
 from phpq.index import CancelToken, IndexProgress
 from phpq.library import Library, LibraryError, ReadOnlyError
+from phpq.locations import bundled_models
 from phpq.model import ModelError, PHPQModel
 from tests.conftest import write_image_folder, write_photo
 
@@ -262,7 +264,8 @@ def test_phpq_command_line(tmp_path, tiny_model, capsys):
     assert "(0 photos, 0 unreadable, not scanned yet)" in folder_lines[0]
     assert "(12 photos, 0 unreadable, scanned 2" in folder_lines[1]
     assert phpq([*db, "models"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2  # the bundled default and the tiny model
+    listed = [line for line in capsys.readouterr().out.splitlines() if re.match(r"[* ] [0-9a-f]{12}  ", line)]
+    assert len(listed) == len(bundled_models()) + 1  # the bundled models (each with its summary) and the tiny one
     assert phpq([*db, "search", str(tmp_path / "missing.jpg")]) == 2
     assert phpq([*db, "remove", str(tmp_path / "nowhere")]) == 2
     assert phpq([*db, "models", "activate", "zzz"]) == 2

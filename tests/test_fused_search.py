@@ -11,12 +11,14 @@ import pytest
 
 from phpq import search
 from phpq.cli import main as phpq
-from phpq.db import SCHEMA_VERSION, IndexDatabase
+from phpq.db import SCHEMA_VERSION, IndexDatabase, ModelRecord
 from phpq.descriptor import dequantize, from_blobs, quantize
-from phpq.fusion import WHITENING_SAMPLE, AdaptiveWeight, CollectionCentring, NeighbourRerank
+from phpq.fusion import WHITENING_SAMPLE, AdaptiveWeight, CollectionCentring, NeighbourRerank, SearchSettings
 from phpq.library import Library, LibraryError
 from phpq.model import OUTPUTS_OF_FORMAT, ModelError, PHPQModel
 from phpq.pq import decode, lookup_tables
+from phpq.status import LibraryStatus
+from phpq.zoom import Zoom
 from phpq_train.evaluate import evaluate_exported_model, search_rankings
 from tests.conftest import write_image_folder, write_photo
 
@@ -477,3 +479,20 @@ def test_a_format_2_model_still_loads_and_never_zooms(tmp_path, tiny_model, synt
     assert format3.info.zoom is not None  # the same graph with its attention output zooms; unzoomed, it agrees
     format3.info = replace(format3.info, zoom=None)
     np.testing.assert_allclose(encoded.subvectors, format3.encode_paths(photos).subvectors, atol=1e-5)
+
+
+def test_the_kind_of_search_names_the_general_view_and_a_zoom_on_every_photo():
+    """``phpq status`` and the status bar's tooltip say what a model such as Thorough adds."""
+    settings = SearchSettings(512, 0.4, 3)
+    thorough = ModelRecord("a" * 64, "t", Path("t.onnx"), {"general_descriptor": '{"dim": 256, "weight": 0.5}'}, 0.0)
+    plain = ModelRecord("b" * 64, "p", Path("p.onnx"), {"general_descriptor": "{}"}, 0.0)
+
+    def kind(record: ModelRecord, zoom: Zoom | None) -> str:
+        return LibraryStatus(Path("i"), 1, record, "CPU", 64, [], 0, 0, 0, 0, settings, zoom).kind
+
+    base = settings.describe()
+    assert kind(thorough, Zoom(1.0, 1.0)) == (
+        f"{base}; with the untrained network's view of each photo; every photo encoded whole and around the bird"
+    )
+    assert kind(plain, Zoom(0.56, 1.3)) == f"{base}; zooms in on small birds (up to 56% of the frame)"
+    assert kind(plain, None) == base
