@@ -268,14 +268,14 @@ def run_remove(library: Library, args: argparse.Namespace) -> int:
 def run_models(library: Library, args: argparse.Namespace) -> int:
     if args.models_command == "import":
         record = library.import_model(args.file)
-        print(f"imported {record.name} ({record.id[:12]})")
+        print(f"imported {record.title} ({record.id[:12]})")
         if args.activate:
             library.activate_model(record.id)
             print("activated; run `phpq index` to encode your photos with it")
         return EXIT_OK
     if args.models_command == "activate":
         record = library.activate_model(args.model_id)
-        print(f"active model: {record.name} ({record.id[:12]}); run `phpq index` to encode your photos with it")
+        print(f"active model: {record.title} ({record.id[:12]}); run `phpq index` to encode your photos with it")
         return EXIT_OK
     active = library.active_model_id
     for record in library.models():
