@@ -42,7 +42,7 @@ RANK_CHOICES = (
         "any bird",
         0.3,
         "any bird: trusts the general look of the bird more than the species the model knows; best for"
-        " birds from elsewhere",
+        " birds from elsewhere (the Thorough model, in Library > Models…, is better at them still)",
     ),
 )
 DEFAULT_CHOICE = "balanced"
