@@ -8,7 +8,7 @@ Two collections:
 - ``other``: birds525-dev (263 species x 5, nearly all unknown to the model), all indexed; each species'
   first photo queries the other 1,314 (an indexed query is left out of its own results).
 
-For each "Rank by" choice (``phpq.gui.ranking.RANK_CHOICES``, the window's table) and the window's result
+For each "Rank by" choice (``phpq.ranking.RANK_CHOICES``, the window's table) and the window's result
 count (40): the share of the query's species among its first ``PRECISION_AT`` results (P@k: 10 on cub, 4
 on other, where 4 photos of the species are left), and the percent shown, and the ranking score, of the
 results of the query's species and of other species (10th, 50th and 90th percentiles). Last, a copy of an
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from phpq.gui.ranking import RANK_CHOICES
 from phpq.library import Library
 from phpq.prototypes import display_name
+from phpq.ranking import RANK_CHOICES
 from phpq.search import SearchHit
 
 TOP_K = 40  # the window's default result count
@@ -68,7 +68,7 @@ def measure(library: Library, name: str, queries: list[Path]) -> None:
         scores: dict[bool, list[float]] = {True: [], False: []}
         for query in queries:
             species = display_name(query.parent.name)  # the name its folder gives its species' photos
-            hits = library.search(query, top_k=TOP_K, weight=rank.weight).hits
+            hits = library.search(query, top_k=TOP_K, weight=rank.weight, steps=rank.steps).hits
             precision.append(sum(hit.species == species for hit in hits[:k]) / k)
             for hit in hits:
                 shown[hit.species == species].append(percent(hit))

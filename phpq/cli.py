@@ -24,6 +24,7 @@ from phpq.db import DatabaseError
 from phpq.index import IndexProgress
 from phpq.library import IndexReport, Library, LibraryError, ReadOnlyError
 from phpq.model import ModelError
+from phpq.ranking import RANK_CHOICES, choice
 from phpq.scan import warm_up_in_background
 from phpq.search import SearchHit
 from phpq.species import SpeciesGroup, group_by_species
@@ -56,7 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--folder", type=Path, action="append", help="only search this folder (repeatable)")
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.add_argument("--group", action="store_true", help="results grouped by species label, best group first")
-    search.add_argument(
+    ranking = search.add_mutually_exclusive_group()
+    ranking.add_argument(
+        "--rank",
+        choices=[rank.key for rank in RANK_CHOICES],
+        help="what to rank by, as the window's Rank by box: known (species), balanced (the model's own), any"
+        " (bird; for birds from elsewhere)",
+    )
+    ranking.add_argument(
         "--weight",
         type=float,
         help="a fixed weight of the code similarity in the fused ranking, 0 to 1 (default: the model's own,"
@@ -161,7 +169,9 @@ def print_report(report: IndexReport) -> None:
 def run_search(library: Library, args: argparse.Namespace) -> int:
     if args.top < 1:
         raise LibraryError("--top must be at least 1")
-    result = library.search(args.image, top_k=args.top, folders=args.folder, weight=args.weight)
+    chosen = choice(args.rank) if args.rank else None
+    weight, steps = (chosen.weight, chosen.steps) if chosen else (args.weight, None)
+    result = library.search(args.image, top_k=args.top, folders=args.folder, weight=weight, steps=steps)
     groups = group_by_species(result.hits) if args.group else [SpeciesGroup(None, result.hits, 0.0)]
     if args.json:
         summary = {"searched": result.n_searched, "code_weight": result.weight, "timings_ms": result.timings_ms}

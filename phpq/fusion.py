@@ -175,6 +175,21 @@ class CollectionCentring:
 
 
 @dataclass(frozen=True)
+class SearchSteps:
+    """The steps after the first scan when a user chooses them over the model's own (``phpq.ranking``):
+    how many best photos expand the query, and the neighbour re-ranking (None: none)."""
+
+    query_expansion: int
+    rerank: NeighbourRerank | None
+
+    def describe(self) -> str:
+        expansion = f"query expansion {self.query_expansion}" if self.query_expansion else "no query expansion"
+        if self.rerank is None:
+            return f"{expansion}, no neighbour re-ranking"
+        return f"{expansion}, the {self.rerank.depth} best re-ranked by {self.rerank.neighbours} neighbours"
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     """How a model ranks: similarity = w * ADC / M + (1 - w) * descriptor similarity, and the steps after
     the first scan. ``descriptor_dim`` 0 is a codes-only (format 1) model: ADC / M alone."""
@@ -217,6 +232,12 @@ class SearchSettings:
         if weight is None or not self.fused:
             return self
         return replace(self, fusion_weight=weight, adaptive=None)
+
+    def with_steps(self, steps: SearchSteps | None) -> SearchSettings:
+        """These settings with a user's steps after the first scan (None: the model's own)."""
+        if steps is None or not self.fused:
+            return self
+        return replace(self, query_expansion=steps.query_expansion, rerank=steps.rerank)
 
     def describe(self) -> str:
         """ "codes + descriptor (fused, w=0.4 or 0.7 by query, query expansion 3, neighbour re-ranking,

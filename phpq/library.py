@@ -20,7 +20,7 @@ from PIL import Image
 from phpq import indexfiles
 from phpq.db import FolderRecord, IndexDatabase, ModelRecord, PhotoSize
 from phpq.errors import LibraryError, ReadOnlyError
-from phpq.fusion import SearchSettings
+from phpq.fusion import SearchSettings, SearchSteps
 from phpq.index import CancelToken, IndexReport, ProgressCallback, index_folders
 from phpq.labels import FolderLabeller, apply_folder_labels, label_paths, restore_labels
 from phpq.locations import default_database_path
@@ -203,20 +203,31 @@ class Library:
         self._searcher.prepare()
 
     def search(
-        self, query: Path, top_k: int = 20, folders: list[Path] | None = None, weight: float | None = None
+        self,
+        query: Path,
+        top_k: int = 20,
+        folders: list[Path] | None = None,
+        weight: float | None = None,
+        steps: SearchSteps | None = None,
     ) -> SearchResult:
         """Photos that look most like the photo at ``query`` (it need not be indexed; if it is, it is
         left out of its own results). Indexed byte-identical copies of it come first: photos of one
         species can share a code, and so a score, and a copy should not hide among them.
 
-        ``weight`` overrides the model's weight w of the code similarity (format-2 models only)."""
-        return self._searcher.search_file(Path(query), top_k, self._folder_ids(folders), weight)
+        ``weight`` overrides the model's weight w of the code similarity, ``steps`` its steps after the
+        first scan (``phpq.ranking``; format-2 models only)."""
+        return self._searcher.search_file(Path(query), top_k, self._folder_ids(folders), weight, steps)
 
     def search_image(
-        self, image: Image.Image, top_k: int = 20, folders: list[Path] | None = None, weight: float | None = None
+        self,
+        image: Image.Image,
+        top_k: int = 20,
+        folders: list[Path] | None = None,
+        weight: float | None = None,
+        steps: SearchSteps | None = None,
     ) -> SearchResult:
         """Photos that look most like an image already in memory (a paste from the clipboard)."""
-        return self._searcher.search_image(image, top_k, self._folder_ids(folders), weight)
+        return self._searcher.search_image(image, top_k, self._folder_ids(folders), weight, steps)
 
     def identify(self, query: Path) -> Identification:
         """The species of the photo at ``query``: the label vote of its nearest labelled photos (its own

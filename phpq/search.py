@@ -11,7 +11,7 @@ import numpy as np
 
 from phpq.db import IndexDatabase
 from phpq.descriptor import from_blobs
-from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank, agreement
+from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank, SearchSteps, agreement
 from phpq.model import Encoding, PHPQModel
 from phpq.pq import decode, lookup_tables
 from phpq.scan import DescriptorScan, Scorer, pack_codes
@@ -77,12 +77,16 @@ class Query:
 
 
 def model_query(
-    model: PHPQModel, subvectors: np.ndarray, descriptor: np.ndarray | None, weight: float | None = None
+    model: PHPQModel,
+    subvectors: np.ndarray,
+    descriptor: np.ndarray | None,
+    weight: float | None = None,
+    steps: SearchSteps | None = None,
 ) -> Query:
     """The query of a photo's sub-vectors [M, d] and descriptor [E] under a model's search settings, at a
-    fixed ``weight`` when given; the one place both ``phpq search`` and ``phpq-eval --model`` build their
-    queries."""
-    settings = model.info.search.at_weight(weight)
+    fixed ``weight`` and with a user's ``steps`` after the first scan when given; the one place both
+    ``phpq search`` and ``phpq-eval --model`` build their queries."""
+    settings = model.info.search.at_weight(weight).with_steps(steps)
     table = lookup_tables(subvectors[None], model.codebooks)[0]
     return Query(
         table,

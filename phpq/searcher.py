@@ -19,6 +19,7 @@ from PIL import Image
 
 from phpq.db import EncodedImage, ImageRecord, IndexDatabase
 from phpq.errors import LibraryError
+from phpq.fusion import SearchSteps
 from phpq.imaging import decode_for_network, preprocess
 from phpq.index import FolderChanges, content_hash, describe_error
 from phpq.model import Encoding, PHPQModel, photo_source
@@ -97,7 +98,14 @@ class Searcher:
 
     # Queries --------------------------------------------------------------------------------------
 
-    def search_file(self, query: Path, top_k: int, folder_ids: list[int] | None, weight: float | None) -> SearchResult:
+    def search_file(
+        self,
+        query: Path,
+        top_k: int,
+        folder_ids: list[int] | None,
+        weight: float | None,
+        steps: SearchSteps | None = None,
+    ) -> SearchResult:
         """Photos that look most like the photo at ``query`` (it need not be indexed; if it is, it is
         left out of its own results). Indexed byte-identical copies of it come first: photos of one
         species can share a code, and so a score, and a copy should not hide among them."""
@@ -112,11 +120,16 @@ class Searcher:
         copies = [copy for copy in self._indexed_copies(Path(query), model.info.model_id) if copy.id not in exclude]
         timings = {"decode": _lap(clock)}
         source = photo_source(Path(query), decoded)
-        query_vectors, encoding = self._query(model, decoded.array, source, decoded.full_size, weight, timings)
+        query_vectors, encoding = self._query(model, decoded.array, source, decoded.full_size, weight, steps, timings)
         return self._scan(query_vectors, encoding, top_k, folder_ids, exclude, timings, copies)
 
     def search_image(
-        self, image: Image.Image, top_k: int, folder_ids: list[int] | None, weight: float | None
+        self,
+        image: Image.Image,
+        top_k: int,
+        folder_ids: list[int] | None,
+        weight: float | None,
+        steps: SearchSteps | None = None,
     ) -> SearchResult:
         """Photos that look most like an image already in memory (a paste from the clipboard)."""
         clock = time.perf_counter()
@@ -124,7 +137,7 @@ class Searcher:
         rgb = image.convert("RGB")
         array = preprocess(rgb, model.info.preprocessing)
         timings = {"decode": _lap(clock)}
-        query = self._query(model, array, lambda _: rgb, rgb.size, weight, timings)
+        query = self._query(model, array, lambda _: rgb, rgb.size, weight, steps, timings)
         return self._scan(*query, top_k, folder_ids, set(), timings)
 
     def _indexed_copies(self, path: Path, model_id: str) -> list[ImageRecord]:
@@ -146,10 +159,12 @@ class Searcher:
         source: PhotoSource,
         full_size: tuple[int, int],
         weight: float | None,
+        steps: SearchSteps | None,
         timings: dict[str, float],
     ) -> tuple[Query, Encoding]:
         """Encode a preprocessed query image (``source`` decodes it again for a zoom) into the query the
-        matrix scores (timed as "encode"), with the model's encoding of it."""
+        matrix scores (timed as "encode") at the user's ``weight`` and ``steps`` (None: the model's), with
+        the model's encoding of it."""
         clock = time.perf_counter()
         encoding = model.encode_photos(image[None], [source], [full_size])
         timings["encode"] = _lap(clock)
@@ -157,7 +172,7 @@ class Searcher:
         if weight is not None and not model.info.has_descriptor:
             log.warning("model %s gives codes only (format 1): the weight is not used", model.info.model_id[:12])
         try:
-            return model_query(model, encoding.subvectors[0], descriptor, weight), encoding
+            return model_query(model, encoding.subvectors[0], descriptor, weight, steps), encoding
         except ValueError as error:
             raise LibraryError(str(error)) from error
 

@@ -18,6 +18,7 @@ from phpq.eval.datasets import (
     scan_image_folder,
     split_protocol,
 )
+from phpq.ranking import RANK_CHOICES, choice
 from phpq_train.extra import needs_train_extra
 
 
@@ -92,8 +93,12 @@ def eval_main(argv: list[str] | None = None) -> int:
         help="other: every photo of --data queries all the others (e.g. ../shared/data/birds525-dev)",
     )
     parser.add_argument("--distance", choices=["adc", "sdc"], default="adc")
-    parser.add_argument(
+    ranking = parser.add_mutually_exclusive_group()
+    ranking.add_argument(
         "--weight", type=float, help="--model: a fixed weight of the code similarity (default: the model's own)"
+    )
+    ranking.add_argument(
+        "--rank", choices=[rank.key for rank in RANK_CHOICES], help="--model: as `phpq search --rank` ranks"
     )
     parser.add_argument("--engine", choices=["auto", "onnxruntime", "torch"], default="auto")
     parser.add_argument("--workers", type=int, default=2)
@@ -117,10 +122,13 @@ def eval_main(argv: list[str] | None = None) -> int:
             model = PHPQModel(args.model)
         except ModelError as error:
             parser.exit(2, f"phpq-eval: {error}\n")
+        chosen = choice(args.rank) if args.rank else None
+        weight, steps = (chosen.weight, chosen.steps) if chosen else (args.weight, None)
         metrics, _ = evaluate_exported_model(
-            model, split.query, split.database, args.distance, args.workers or 1, split.leave_one_out, args.weight
+            model, split.query, split.database, args.distance, args.workers or 1, split.leave_one_out, weight, steps
         )
-        kind = model.info.search.at_weight(args.weight).describe() if args.distance == "adc" else "codes only, SDC"
+        settings = model.info.search.at_weight(weight).with_steps(steps)
+        kind = settings.describe() if args.distance == "adc" else "codes only, SDC"
         report = {
             "method": f"PHPQ {model.info.bits} bits, {kind} (ONNX Runtime {model.provider})",
             **metrics,

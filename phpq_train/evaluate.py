@@ -7,6 +7,7 @@ import numpy as np
 from phpq.descriptor import quantize
 from phpq.eval.datasets import Photo
 from phpq.eval.metrics import DEFAULT_KS, relevance_report, retrieval_report
+from phpq.fusion import SearchSteps
 from phpq.model import Encoding, PHPQModel, unit_rows
 from phpq.pq import adc_scores, lookup_tables, sdc_scores
 from phpq.search import CodeMatrix, model_query
@@ -97,9 +98,11 @@ def evaluate_exported_model(
     threads: int = 2,
     leave_one_out: bool = False,
     weight: float | None = None,
+    steps: SearchSteps | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Encode query and database photos with an exported model (no torch) and score them as ``phpq
-    search`` does (``search_rankings``): fused at the model's weight or ``weight``, codes alone for a
+    search`` does (``search_rankings``): fused at the model's weight or ``weight`` (and its steps after the
+    first scan or ``steps``), codes alone for a
     format-1 model. ``distance="sdc"`` scores codes symmetrically instead (a comparison, not the app's).
 
     Returns the metrics and the codes of all photos, queries first.
@@ -121,7 +124,7 @@ def evaluate_exported_model(
             leave_one_out=leave_one_out,
         )
     else:
-        rankings = search_rankings(model, encoded_query, encoded_database, leave_one_out, weight)
+        rankings = search_rankings(model, encoded_query, encoded_database, leave_one_out, weight, steps)
         relevance = np.stack([database_labels[ranking] for ranking in rankings]) == query_labels[:, None]
         metrics = relevance_report(relevance)
     return metrics, np.concatenate([encoded_query.codes, encoded_database.codes])
@@ -133,6 +136,7 @@ def search_rankings(
     database: Encoding,
     leave_one_out: bool = False,
     weight: float | None = None,
+    steps: SearchSteps | None = None,
 ) -> list[np.ndarray]:
     """Every query's full ranking of the database (positions, best first) through the app's own search:
     the database in a ``CodeMatrix`` (descriptors in their stored int8 form), each query built by
@@ -145,6 +149,6 @@ def search_rankings(
     rankings = []
     for index in range(len(query.codes)):
         descriptor = None if query.descriptors is None else query.descriptors[index]
-        scan = model_query(model, query.subvectors[index], descriptor, weight)
+        scan = model_query(model, query.subvectors[index], descriptor, weight, steps)
         rankings.append(matrix.search(scan, len(positions), exclude={index} if leave_one_out else None)[1])
     return rankings

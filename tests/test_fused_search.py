@@ -13,10 +13,18 @@ from phpq import search
 from phpq.cli import main as phpq
 from phpq.db import SCHEMA_VERSION, IndexDatabase, ModelRecord
 from phpq.descriptor import dequantize, from_blobs, quantize
-from phpq.fusion import WHITENING_SAMPLE, AdaptiveWeight, CollectionCentring, NeighbourRerank, SearchSettings
+from phpq.fusion import (
+    WHITENING_SAMPLE,
+    AdaptiveWeight,
+    CollectionCentring,
+    NeighbourRerank,
+    SearchSettings,
+    SearchSteps,
+)
 from phpq.library import Library, LibraryError
 from phpq.model import OUTPUTS_OF_FORMAT, ModelError, PHPQModel
 from phpq.pq import decode, lookup_tables
+from phpq.ranking import choice
 from phpq.status import LibraryStatus
 from phpq.zoom import Zoom
 from phpq_train.evaluate import evaluate_exported_model, search_rankings
@@ -496,3 +504,41 @@ def test_the_kind_of_search_names_the_general_view_and_a_zoom_on_every_photo():
     )
     assert kind(plain, Zoom(0.56, 1.3)) == f"{base}; zooms in on small birds (up to 56% of the frame)"
     assert kind(plain, None) == base
+
+
+def test_a_user_s_search_steps_rank_as_a_model_that_states_them(tmp_path, tiny_model, capsys):
+    """Rank by: any bird (a weight and steps after the first scan over the model's own) ranks exactly as a
+    model whose metadata states the same settings; ``phpq search --rank any`` ranks the same way."""
+    photos = write_image_folder(tmp_path / "photos", n_classes=4, per_class=6)
+    query = write_photo(tmp_path / "q.png", 1, index=60)
+    any_bird = choice("any")
+    rerank = any_bird.steps.rerank
+    stated = {
+        "fusion_weight": str(any_bird.weight),
+        "adaptive_weight": "{}",
+        "query_expansion": str(any_bird.steps.query_expansion),
+        "neighbour_rerank": json.dumps({"depth": rerank.depth, "neighbours": rerank.neighbours}),
+    }
+    states_them = rewritten_model(tiny_model, tmp_path / "stated.onnx", "3", True, stated)
+    with open_library(tmp_path / "chosen", tiny_model) as library:
+        library.add_folder(photos)
+        library.index()
+        chosen = library.search(query, top_k=20, weight=any_bird.weight, steps=any_bird.steps)
+        assert library.model_for().info.search.query_expansion != any_bird.steps.query_expansion  # a real change
+    with open_library(tmp_path / "stated", states_them) as library:
+        library.add_folder(photos)
+        library.index()
+        own = library.search(query, top_k=20)
+    assert chosen.weight == own.weight == any_bird.weight
+    assert [(hit.path, round(hit.similarity, 5)) for hit in chosen.hits] == [
+        (hit.path, round(hit.similarity, 5)) for hit in own.hits
+    ]
+    database = tmp_path / "chosen" / "data" / "index.sqlite3"
+    assert phpq(["--db", str(database), "--cpu", "search", str(query), "--top", "20", "--rank", "any", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [Path(hit["path"]) for hit in printed["results"]] == [hit.path for hit in chosen.hits]
+    with pytest.raises(SystemExit):  # one or the other
+        phpq(["--db", str(database), "search", str(query), "--rank", "any", "--weight", "0.3"])
+    steps = SearchSteps(0, None)
+    assert steps.describe() == "no query expansion, no neighbour re-ranking"
+    assert SearchSettings(8, 0.5, 3, rerank=rerank).with_steps(steps) == SearchSettings(8, 0.5, 0, rerank=None)

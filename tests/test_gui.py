@@ -22,11 +22,11 @@ from phpq.gui.captions import is_generic_name, result_folders
 from phpq.gui.dialogs import AddFolderDialog, ModelsDialog
 from phpq.gui.errors import failure_text, offers_rebuild
 from phpq.gui.models import GROUP_ROLE, HIT_ROLE
-from phpq.gui.ranking import RANK_CHOICES, choice
 from phpq.gui.window import MainWindow
 from phpq.index import CancelToken
 from phpq.library import Library, LibraryError, ReadOnlyError
 from phpq.model import ModelError
+from phpq.ranking import RANK_CHOICES, choice
 from phpq.search import SearchHit
 from phpq.species import group_by_species
 from phpq.threadguard import WrongThreadError, allow_current_thread, forbid_current_thread
@@ -333,6 +333,7 @@ def test_rank_by_reranks_with_the_table_s_weight_and_is_kept_per_model(qtbot, wi
     assert box.currentText() == "balanced" and window.search.rank_by.weight() is None  # the model's own
     adaptive = status.search.adaptive  # the model's own per-query weights, as its metadata gives them
     assert "known species:" in box.toolTip() and f"per photo {adaptive.low} or {adaptive.high}" in box.toolTip()
+    assert "any bird w = 0.2 (no query expansion, the 50 best re-ranked by 3 neighbours)" in box.toolTip()
     index_folder(qtbot, window, write_image_folder(tmp_path / "photos", n_classes=4, per_class=4))
     query = write_photo(tmp_path / "query.png", label=1, index=90)
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS):
@@ -340,7 +341,8 @@ def test_rank_by_reranks_with_the_table_s_weight_and_is_kept_per_model(qtbot, wi
     for rank in sorted(RANK_CHOICES, key=lambda rank: rank.weight is None):  # balanced last
         with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS) as shown:
             box.setCurrentIndex(box.findData(rank.key))  # a new choice searches again, off the GUI thread
-        expected = off_gui(window.library.search, query, top_k=window.ui.top_k.value(), weight=rank.weight)
+        top_k = window.ui.top_k.value()
+        expected = off_gui(window.library.search, query, top_k=top_k, weight=rank.weight, steps=rank.steps)
         assert [hit.similarity for hit in shown.args[0].hits] == [hit.similarity for hit in expected.hits]
         assert settings.value(f"rank_by/{status.model.id}") == rank.key
     used = shown.args[0].weight  # balanced, last: the weight the model chose for this query, said in words

@@ -1,57 +1,16 @@
-"""The window's "Rank by" choice: what a user picks, in words, and the code weight each one searches with.
-
-``RANK_CHOICES`` is the one table from choice to weight (the lead re-tunes the weights here). The
-choice is kept per model in the window settings; a codes-only (format 1) model has nothing to choose.
+"""The window's "Rank by" box over ``phpq.ranking``'s choices: the tooltip that explains them, what the
+model's per-query weight said about a bird, and the box itself. The choice is kept per model in the
+window settings; a codes-only (format 1) model has nothing to choose.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QComboBox
 
-from phpq.fusion import SearchSettings
+from phpq.fusion import SearchSettings, SearchSteps
 from phpq.library import LibraryStatus
-
-
-@dataclass(frozen=True)
-class RankChoice:
-    key: str  # kept in the settings
-    label: str  # shown in the "Rank by" box
-    weight: float | None  # the code weight w it searches with; None: the model's own
-    meaning: str  # one plain sentence for the tooltip
-
-
-RANK_CHOICES = (
-    RankChoice(
-        "known",
-        "known species",
-        0.8,
-        "known species: trusts what the model learned about the species it was trained on (the 200 CUB"
-        " species for the bundled model); best when most of your birds are among them",
-    ),
-    RankChoice(
-        "balanced",
-        "balanced",
-        None,
-        "balanced: the model's own settings (Standard's decide per photo whether it knows the species)",
-    ),
-    RankChoice(
-        "any",
-        "any bird",
-        0.3,
-        "any bird: trusts the general look of the bird more than the species the model knows; best for"
-        " birds from elsewhere (the Thorough model, in Library > Models…, is better at them still)",
-    ),
-)
-DEFAULT_CHOICE = "balanced"
-
-
-def choice(key: str) -> RankChoice:
-    """The choice saved as ``key`` (the default one for a key this version does not know)."""
-    by_key = {rank.key: rank for rank in RANK_CHOICES}
-    return by_key.get(key, by_key[DEFAULT_CHOICE])
+from phpq.ranking import DEFAULT_CHOICE, RANK_CHOICES, choice
 
 
 def rank_tooltip(search: SearchSettings) -> str:
@@ -64,7 +23,11 @@ def rank_tooltip(search: SearchSettings) -> str:
         if adaptive is not None
         else f"{search.fusion_weight:g}"
     )
-    fixed = ", ".join(f"{rank.label} w = {rank.weight:g}" for rank in RANK_CHOICES if rank.weight is not None)
+    fixed = ", ".join(
+        f"{rank.label} w = {rank.weight:g}{'' if rank.steps is None else f' ({rank.steps.describe()})'}"
+        for rank in RANK_CHOICES
+        if rank.weight is not None
+    )
     lines = [rank.meaning for rank in RANK_CHOICES]
     lines.append(
         f"\nRanking = w × code similarity + (1 − w) × descriptor similarity; {fixed}; balanced: this model's w, {own}"
@@ -102,6 +65,10 @@ class RankByControl(QObject):
     def weight(self) -> float | None:
         """The weight to search with: None for the model's own (balanced, or a codes-only model)."""
         return choice(self.box.currentData()).weight if self.box.isEnabled() else None
+
+    def steps(self) -> SearchSteps | None:
+        """The steps after the first scan to search with: None for the model's own."""
+        return choice(self.box.currentData()).steps if self.box.isEnabled() else None
 
     def show_model(self, status: LibraryStatus) -> None:
         """The saved choice of the active model (balanced when none), and what it means."""

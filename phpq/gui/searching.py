@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from phpq.fusion import SearchSteps
 from phpq.gui.controller import Controller
 from phpq.gui.layout import WindowLayout
 from phpq.gui.presenter import ResultsPresenter
@@ -28,7 +29,7 @@ from phpq.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
-Search = Callable[[Library, int, float | None], SearchResult]  # runs a search on a worker thread
+Search = Callable[[Library, int, float | None, SearchSteps | None], SearchResult]  # runs on a worker thread
 Identify = Callable[[Library], Identification]  # names the query's species on a worker thread
 
 
@@ -88,7 +89,10 @@ class SearchController(Controller):
         cache = self.query_thumbnails
         if cache is not None:
             self.tasks.start(lambda: to_qimage(cache.load(path)), done=self._show_query_picture, failed=lambda _: None)
-        self._run(lambda library, k, w: library.search(path, top_k=k, weight=w), lambda library: library.identify(path))
+        self._run(
+            lambda library, k, w, s: library.search(path, top_k=k, weight=w, steps=s),
+            lambda library: library.identify(path),
+        )
 
     def search_image(self, image: QImage) -> None:
         """Search with an image from the clipboard."""
@@ -101,7 +105,7 @@ class SearchController(Controller):
 
     def _search_pasted(self, image: Image.Image) -> None:
         self._run(
-            lambda library, k, w: library.search_image(image, top_k=k, weight=w),
+            lambda library, k, w, s: library.search_image(image, top_k=k, weight=w, steps=s),
             lambda library: library.identify_image(image),
         )
 
@@ -124,10 +128,10 @@ class SearchController(Controller):
         self.generation += 1
         generation = self.generation
         library, top_k = self.library, self.ui.top_k.value()
-        weight = self.rank_by.weight()
+        weight, steps = self.rank_by.weight(), self.rank_by.steps()
         self.presenter.clear_suggestion()
         self.tasks.start(
-            lambda: search(library, top_k, weight),
+            lambda: search(library, top_k, weight, steps),
             done=lambda result: self._show_results(generation, result),
             failed=self.failed(),
         )
