@@ -32,25 +32,8 @@ from phpq.species import SpeciesGroup, group_by_species
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="phpq", description="Find look-alike photos in your own folders.")
-    parser.add_argument("--db", type=Path, help="index database (default: the user data directory)")
-    parser.add_argument("--cpu", action="store_true", help="do not try CUDA")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    add = commands.add_parser("add", help="add a folder and index it")
-    add.add_argument("folder", type=Path)
-    add.add_argument("--no-index", action="store_true", help="only register the folder")
-    add.add_argument(
-        "--species-from-folders",
-        action="store_true",
-        help="each photo's parent folder name is its species label (kept for later scans of the folder)",
-    )
-
-    index = commands.add_parser("index", help="bring the index up to date (all folders or one)")
-    index.add_argument("folder", type=Path, nargs="?")
-
+def add_search_command(commands: argparse._SubParsersAction) -> None:
+    """``phpq search IMAGE``: its options, the ranking ones (``--rank`` or ``--weight``) among them."""
     search = commands.add_parser("search", help="find the photos that look most like IMAGE")
     search.add_argument("image", type=Path)
     search.add_argument("--top", type=int, default=20, help="number of results (default 20)")
@@ -70,6 +53,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="a fixed weight of the code similarity in the fused ranking, 0 to 1 (default: the model's own,"
         " which may be set per query)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phpq", description="Find look-alike photos in your own folders.")
+    parser.add_argument("--db", type=Path, help="index database (default: the user data directory)")
+    parser.add_argument("--cpu", action="store_true", help="do not try CUDA")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    add = commands.add_parser("add", help="add a folder and index it")
+    add.add_argument("folder", type=Path)
+    add.add_argument("--no-index", action="store_true", help="only register the folder")
+    add.add_argument(
+        "--species-from-folders",
+        action="store_true",
+        help="each photo's parent folder name is its species label (kept for later scans of the folder)",
+    )
+
+    index = commands.add_parser("index", help="bring the index up to date (all folders or one)")
+    index.add_argument("folder", type=Path, nargs="?")
+
+    add_search_command(commands)
 
     identify = commands.add_parser("identify", help="the likely species of IMAGE, from your labels and the model")
     identify.add_argument("image", type=Path)
