@@ -67,6 +67,9 @@ class ModelRegistry:
                     self._retire(record, current.id)
         if self.db.get_setting(ACTIVE_MODEL_KEY) is None and self.db.models():
             self.db.set_setting(ACTIVE_MODEL_KEY, self.db.models()[0].id)
+        active = self.db.get_setting(ACTIVE_MODEL_KEY)
+        with self.lock:  # registering loaded each new model: keep only the active one (the rest load on use)
+            self._models = {model_id: model for model_id, model in self._models.items() if model_id == active}
 
     def records(self) -> list[ModelRecord]:
         return self.db.models()

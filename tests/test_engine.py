@@ -366,6 +366,7 @@ def test_a_second_bundled_model_is_offered_beside_the_default_and_never_replaces
     with Library(database, prefer_cuda=False) as library:
         default_id = library.active_model_id
         assert default_id == PHPQModel(default).info.model_id != thorough_id
+        assert list(library._registry._models) == [default_id]  # the other one loads only when used
         assert [(record.title, record.summary) for record in library.models()] == [
             ("phpq-default", ""),
             ("Thorough", "Better on other birds."),
