@@ -347,7 +347,11 @@ def test_rank_by_reranks_with_the_table_s_weight_and_is_kept_per_model(qtbot, wi
         assert settings.value(f"rank_by/{status.model.id}") == rank.key
     used = shown.args[0].weight  # balanced, last: the weight the model chose for this query, said in words
     assert used in (status.search.adaptive.low, status.search.adaptive.high)
-    said = "Looks like a species the model knows" if used == status.search.adaptive.high else "May be a species"
+    said = (
+        "Looks like a species the model knows"
+        if used == status.search.adaptive.high
+        else "May be a species the model does not know (Rank by: any bird"
+    )
     assert said in window.ui.query_info.text() and f"w = {used:g}" in window.ui.query_info.toolTip()
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT_MS):
         box.setCurrentIndex(box.findData("any"))

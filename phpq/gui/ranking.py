@@ -43,7 +43,7 @@ def ranked_as(weight: float | None, search: SearchSettings | None) -> str:
         return ""
     if weight == adaptive.high:
         return "Looks like a species the model knows"
-    return "May be a species the model does not know"
+    return "May be a species the model does not know (Rank by: any bird may suit it better)"
 
 
 class RankByControl(QObject):
