@@ -126,6 +126,24 @@ def test_an_exported_model_exports_again_to_the_same_encoder(partly_trained, syn
     assert info.search.rerank == NeighbourRerank(**RECIPE.model.neighbour_rerank)
 
 
+def test_an_export_with_a_general_descriptor_written_again_with_a_new_title_keeps_its_graph(partly_trained, tmp_path):
+    """Only the description (or search settings) changes: metadata only, the same graph and model id, no photo
+    encoded; a new general weight is a new graph."""
+    first, titled, reweighted = tmp_path / "first.onnx", tmp_path / "titled.onnx", tmp_path / "reweighted.onnx"
+    assert export_main([str(partly_trained), "-o", str(first), "--parity-photos", "4"]) == 0
+    (tmp_path / "no_photos").mkdir()
+    arguments = [str(first), "-o", str(titled), "--summary", "Other birds.", "--photos", str(tmp_path / "no_photos")]
+    assert export_main(arguments) == 0
+    before, after = PHPQModel(first, prefer_cuda=False).info, PHPQModel(titled, prefer_cuda=False).info
+    assert after.model_id == before.model_id and after.metadata["summary"] == "Other birds."
+    assert after.metadata["general_descriptor"] == before.metadata["general_descriptor"]
+    changes = tmp_path / "changes.toml"
+    changes.write_text("[model]\ngeneral_weight = 0.25\n")
+    assert export_main([str(first), "-o", str(reweighted), "--parity-photos", "4", "--config", str(changes)]) == 0
+    info = PHPQModel(reweighted, prefer_cuda=False).info
+    assert info.model_id != before.model_id and json.loads(info.metadata["general_descriptor"])["weight"] == 0.25
+
+
 def as_exported_before_the_general_descriptor(source: Path, target: Path) -> None:
     """``source`` with a model config that does not know the general descriptor (as the default shipped before)."""
     older = onnx.load(source)

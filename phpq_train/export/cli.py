@@ -15,6 +15,10 @@ import tomllib
 from phpq.imaging import is_image_path
 from phpq_train.extra import needs_train_extra
 
+# Fields of a model config that change the exported graph: an exported model written again with none of them
+# changed keeps its graph (and model id) and gets new metadata only.
+GRAPH_FIELDS = ("general_dim", "general_weight", "mirror_average", "encode_size")
+
 
 @needs_train_extra
 def export_main(argv: list[str] | None = None) -> int:
@@ -86,6 +90,7 @@ def export_main(argv: list[str] | None = None) -> int:
     try:
         payload = payload_from_file(args.checkpoint)
         model = model_from_checkpoint(payload)
+        source_config = model.config
     except Exception as error:  # torch.load and onnx.load raise many kinds for foreign files
         print(f"phpq-export: cannot read checkpoint {args.checkpoint}: {error}", file=sys.stderr)
         return 2
@@ -116,7 +121,7 @@ def export_main(argv: list[str] | None = None) -> int:
     for key in ("title", "summary"):
         if getattr(args, key) is not None:
             payload.setdefault("description", {})[key] = getattr(args, key)
-    same_graph = not (model.config.general_dim or args.mirror_average or args.encode_size)
+    same_graph = all(getattr(source_config, field) == getattr(model.config, field) for field in GRAPH_FIELDS)
     same_zoom = payload["model_config"].get("zoom") == model.config.zoom
     same_codes = payload.get("exported_format") == FORMAT_VERSION and same_zoom
     if args.checkpoint.suffix == ".onnx" and same_graph and same_codes:
