@@ -24,7 +24,7 @@ from phpq.db import DatabaseError
 from phpq.index import IndexProgress
 from phpq.library import IndexReport, Library, LibraryError, ReadOnlyError
 from phpq.model import ModelError
-from phpq.ranking import RANK_CHOICES, choice
+from phpq.ranking import RANK_CHOICES, ranked_with
 from phpq.scan import warm_up_in_background
 from phpq.search import SearchHit
 from phpq.species import SpeciesGroup, group_by_species
@@ -174,8 +174,7 @@ def print_report(report: IndexReport) -> None:
 def run_search(library: Library, args: argparse.Namespace) -> int:
     if args.top < 1:
         raise LibraryError("--top must be at least 1")
-    chosen = choice(args.rank) if args.rank else None
-    weight, steps = (chosen.weight, chosen.steps) if chosen else (args.weight, None)
+    weight, steps = ranked_with(args.rank, args.weight)
     result = library.search(args.image, top_k=args.top, folders=args.folder, weight=weight, steps=steps)
     groups = group_by_species(result.hits) if args.group else [SpeciesGroup(None, result.hits, 0.0)]
     if args.json:

@@ -52,3 +52,12 @@ def choice(key: str) -> RankChoice:
     """The choice saved as ``key`` (the default one for a key this version does not know)."""
     by_key = {rank.key: rank for rank in RANK_CHOICES}
     return by_key.get(key, by_key[DEFAULT_CHOICE])
+
+
+def ranked_with(rank: str | None, weight: float | None) -> tuple[float | None, SearchSteps | None]:
+    """The weight and steps a command-line search runs with: those of the choice ``rank`` (``--rank``),
+    else a fixed ``weight`` (``--weight``; None: the model's own) with the model's steps."""
+    if rank is None:
+        return weight, None
+    chosen = choice(rank)
+    return chosen.weight, chosen.steps

@@ -18,7 +18,7 @@ from phpq.eval.datasets import (
     scan_image_folder,
     split_protocol,
 )
-from phpq.ranking import RANK_CHOICES, choice
+from phpq.ranking import RANK_CHOICES, ranked_with
 from phpq_train.extra import needs_train_extra
 
 
@@ -122,8 +122,7 @@ def eval_main(argv: list[str] | None = None) -> int:
             model = PHPQModel(args.model)
         except ModelError as error:
             parser.exit(2, f"phpq-eval: {error}\n")
-        chosen = choice(args.rank) if args.rank else None
-        weight, steps = (chosen.weight, chosen.steps) if chosen else (args.weight, None)
+        weight, steps = ranked_with(args.rank, args.weight)
         metrics, _ = evaluate_exported_model(
             model, split.query, split.database, args.distance, args.workers or 1, split.leave_one_out, weight, steps
         )
