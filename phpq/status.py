@@ -32,7 +32,10 @@ class LibraryStatus:
     def kind(self) -> str:
         """Which kind of search the active model gives, in words."""
         parts = [self.search.describe()]
-        if json.loads(self.model.metadata.get("general_descriptor") or "{}"):
+        general = json.loads(self.model.metadata.get("general_descriptor") or "{}")
+        if general.get("from") == "trained_head":  # phpq_train.general.HeadGeneralDescriptor
+            parts.append("with a general view of each photo, learned from the untrained network")
+        elif general:
             parts.append("with the untrained network's view of each photo")
         if self.zoom is not None and self.zoom.max_side >= 1.0:
             parts.append("every photo encoded whole and around the bird")

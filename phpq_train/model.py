@@ -18,8 +18,10 @@ from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.imaging import Preprocessing
 from phpq.zoom import Zoom
 from phpq_train.backbone import EfficientNetLiteTaps
+from phpq_train.general import mixed_descriptor
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
+GENERAL_SOURCES = ("untrained_blocks", "trained_head")  # phpq_train.general
 DESCRIPTOR_POOLINGS = ("max", "avg", "both")
 # The fields of ModelConfig that only say how the app ranks (nothing trains them; general_weight also
 # changes the exported graph, where it mixes the general descriptor into the descriptor).
@@ -65,9 +67,11 @@ class ModelConfig:
     descriptor_pooling: str  # global max, global average, or both (each part L2-normalised)
     fusion_weight: float  # w in w * ADC / M + (1 - w) * descriptor cosine; chosen on the dev protocols
     # The exported descriptor also carries the untrained backbone's view (phpq_train.general), general_dim
-    # principal axes of it (0: none), weighted general_weight in the descriptor's cosine.
+    # principal axes of it (0: none), weighted general_weight in the descriptor's cosine; general_from says
+    # how the graph computes it: "untrained_blocks" (a second pass) or "trained_head" (a map fitted to it).
     general_dim: int
     general_weight: float
+    general_from: str
     # The per-query weight (phpq.fusion.AdaptiveWeight's low, high, threshold and k; {} for none):
     # fusion_weight is then the first scan's weight only.
     adaptive_weight: dict[str, float]
@@ -94,6 +98,8 @@ class ModelConfig:
             )
         if not set(self.descriptor_taps) <= set(self.taps):
             raise ValueError(f"descriptor_taps {self.descriptor_taps} must be among the taps {self.taps}")
+        if self.general_from not in GENERAL_SOURCES:
+            raise ValueError(f"general_from must be one of {GENERAL_SOURCES}, got {self.general_from!r}")
         if self.hybrid not in HYBRID_MODES:
             raise ValueError(f"hybrid must be one of {HYBRID_MODES}, got {self.hybrid!r}")
         Preprocessing(self.encode_size, self.encode_resize_ratio)  # raises ValueError when out of range
@@ -537,9 +543,12 @@ class RetrievalEncoder(nn.Module):
             images = torch.cat([images, torch.flip(images, dims=[3])])
         if self.general is None:
             maps, general = self.backbone(images), None
-        else:
+        elif self.general.source == "untrained_blocks":  # the untrained blocks again, from the maps at the cut
             maps, cut = self.backbone.forward_split(images, self.general.first_block)
             general = self.general(cut)
+        else:  # predicted from the trained head
+            maps = self.backbone(images)
+            general = self.general(maps[-1])
         pooled = self.pooling(maps)
         attention = maps[-1][:batch].mean(dim=1)  # the deepest map's channel mean: where the bird is (phpq.zoom)
         if self.mirror_average:
@@ -549,5 +558,5 @@ class RetrievalEncoder(nn.Module):
         similarities = torch.matmul(subvectors.transpose(0, 1), self.phpq_codebooks.transpose(1, 2))  # [M, B, K]
         descriptor = self.descriptor(pooled)
         if general is not None:
-            descriptor = self.general.combined(descriptor, general)
+            descriptor = mixed_descriptor(descriptor, general, self.general.weight)
         return subvectors, similarities.argmax(dim=-1).transpose(0, 1), descriptor, attention

@@ -494,6 +494,7 @@ def test_the_kind_of_search_names_the_general_view_and_a_zoom_on_every_photo():
     settings = SearchSettings(512, 0.4, 3)
     thorough = ModelRecord("a" * 64, "t", Path("t.onnx"), {"general_descriptor": '{"dim": 256, "weight": 0.5}'}, 0.0)
     plain = ModelRecord("b" * 64, "p", Path("p.onnx"), {"general_descriptor": "{}"}, 0.0)
+    learned = ModelRecord("c" * 64, "h", Path("h.onnx"), {"general_descriptor": '{"from": "trained_head"}'}, 0.0)
 
     def kind(record: ModelRecord, zoom: Zoom | None) -> str:
         return LibraryStatus(Path("i"), 1, record, "CPU", 64, [], 0, 0, 0, 0, settings, zoom).kind
@@ -504,6 +505,7 @@ def test_the_kind_of_search_names_the_general_view_and_a_zoom_on_every_photo():
     )
     assert kind(plain, Zoom(0.56, 1.3)) == f"{base}; zooms in on small birds (up to 56% of the frame)"
     assert kind(plain, None) == base
+    assert kind(learned, None) == f"{base}; with a general view of each photo, learned from the untrained network"
 
 
 def test_a_user_s_search_steps_rank_as_a_model_that_states_them(tmp_path, tiny_model, capsys):

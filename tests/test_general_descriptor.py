@@ -22,7 +22,7 @@ from phpq_train.general import attach_to_checkpoint_model, first_trained_block, 
 from phpq_train.model import PHPQ
 from tests.test_export import RECIPE, TINY
 
-GENERAL = replace(TINY, general_dim=8, general_weight=0.6)
+GENERAL = replace(TINY, general_dim=8, general_weight=0.6, general_from="untrained_blocks")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,54 @@ def test_export_carries_the_general_descriptor_mixed_into_the_descriptor(partly_
     cosine = ours.descriptors @ ours.descriptors.T  # the app's descriptor similarity mixes the two cosines
     np.testing.assert_allclose(cosine, 0.4 * trained @ trained.T + 0.6 * general @ general.T, atol=1e-5)
     assert not np.allclose(general @ general.T, trained @ trained.T, atol=0.05)
+
+
+def test_the_general_descriptor_from_the_trained_head_runs_no_second_pass(partly_trained, synthetic_folder, tmp_path):
+    """``general_from = "trained_head"``: one linear map of the trained head's pooling, fitted to the untrained
+    view on the training photos; the graph holds no untrained block, and the codes and trained part are as
+    without it."""
+    second_pass, from_head = tmp_path / "second_pass.onnx", tmp_path / "from_head.onnx"
+    changes = tmp_path / "head.toml"
+    changes.write_text('[model]\ngeneral_from = "trained_head"\n')
+    assert export_main([str(partly_trained), "-o", str(second_pass), "--parity-photos", "4"]) == 0
+    arguments = [str(partly_trained), "-o", str(from_head), "--parity-photos", "8", "--config", str(changes)]
+    assert export_main(arguments) == 0
+    runtime, reference = PHPQModel(from_head, prefer_cuda=False), PHPQModel(second_pass, prefer_cuda=False)
+    assert runtime.info.metadata["general_descriptor"] == '{"dim": 8, "weight": 0.6, "from": "trained_head"}'
+    names = {initializer.name for initializer in onnx.load(from_head).graph.initializer}
+    assert not any(name.startswith("general.blocks") for name in names)
+    assert any(name.startswith("general.blocks") for name in {i.name for i in onnx.load(second_pass).graph.initializer})
+    photos = [p.path for p in load_photo_set(synthetic_folder).photos]  # the photos it was fitted on
+    ours, theirs = runtime.encode_paths(photos), reference.encode_paths(photos)
+    np.testing.assert_array_equal(ours.codes, theirs.codes)
+    np.testing.assert_allclose(ours.descriptors[:, :16], theirs.descriptors[:, :16], atol=1e-4)
+    predicted, untrained = ours.descriptors[:, 16:] / np.sqrt(0.6), theirs.descriptors[:, 16:] / np.sqrt(0.6)
+    np.testing.assert_allclose(np.linalg.norm(predicted, axis=1), 1.0, atol=1e-4)
+    agreement = np.sum(predicted * untrained, axis=1)  # the map reproduces the untrained view it was fitted to
+    assert agreement.mean() > 0.9, agreement
+    again = tmp_path / "again.onnx"  # a new title: the graph and its fitted map are kept
+    (tmp_path / "no_photos").mkdir()
+    arguments = [str(from_head), "-o", str(again), "--title", "Head", "--photos", str(tmp_path / "no_photos")]
+    assert export_main(arguments) == 0 and PHPQModel(again, prefer_cuda=False).info.model_id == runtime.info.model_id
+    payload = payload_from_export(from_head)
+    assert payload["model_config"]["general_from"] == "trained_head"
+    assert payload["general_fit"]["linear"].shape == (8, 1280)
+    assert payload_from_export(second_pass)["general_fit"]["projection"].shape == (8, 1280)
+
+
+def test_a_general_descriptor_exported_before_general_from_keeps_its_second_pass(partly_trained, tmp_path):
+    """A model exported with the untrained blocks before the field existed (Thorough, say) is read as such, not
+    as the recipe's kind."""
+    first = tmp_path / "first.onnx"
+    assert export_main([str(partly_trained), "-o", str(first), "--parity-photos", "4"]) == 0
+    older = onnx.load(first)
+    for entry in older.metadata_props:
+        if entry.key == "phpq.model_config":
+            config = json.loads(entry.value)
+            del config["general_from"]
+            entry.value = json.dumps(config)
+    onnx.save(older, first)
+    assert payload_from_export(first)["model_config"]["general_from"] == "untrained_blocks"
 
 
 def test_writing_an_export_again_keeps_its_general_fit(partly_trained, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from phpq_train.extra import needs_train_extra
 
 # Fields of a model config that change the exported graph: an exported model written again with none of them
 # changed keeps its graph (and model id) and gets new metadata only.
-GRAPH_FIELDS = ("general_dim", "general_weight", "mirror_average", "encode_size")
+GRAPH_FIELDS = ("general_dim", "general_weight", "general_from", "mirror_average", "encode_size")
 
 
 @needs_train_extra

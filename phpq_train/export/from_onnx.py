@@ -18,7 +18,8 @@ FP16_SUFFIX = "_fp16"  # phpq_train.export.onnx_export.store_weights_as_fp16
 # RetrievalEncoder's parameter names -> PHPQ's (the graph keeps the encoder's names for its weights).
 PREFIXES = {"backbone.": "backbone.", "fusion.": "head.fusion.", "descriptor.": "head.descriptor."}
 DESCRIPTION_KEYS = ("title", "summary")  # phpq.db.ModelRecord.title and .summary
-GENERAL_FIT = ("general.mean", "general.projection")  # phpq_train.general.GeneralDescriptor's fitted buffers
+# The fitted buffers of phpq_train.general.GeneralDescriptor and HeadGeneralDescriptor.
+GENERAL_FIT = ("general.mean", "general.projection", "general.linear", "general.offset")
 
 
 def payload_from_export(path: Path) -> dict[str, Any]:
@@ -49,6 +50,9 @@ def payload_from_export(path: Path) -> dict[str, Any]:
     # The exporter stores a tensor once: the general descriptor's copies of untrained weights (the frozen
     # batch-norm statistics of the trained blocks, say) stand for the backbone's own.
     first_block = json.loads(metadata.get("general_descriptor") or "{}").get("first_block")
+    model_config = json.loads(metadata["model_config"])
+    if first_block is not None:  # exported before general_from existed: the untrained blocks ran again
+        model_config.setdefault("general_from", "untrained_blocks")
     for name, values in general.items():
         part, rest = name.split(".", 2)[1:]
         if part == "blocks":
@@ -58,7 +62,7 @@ def payload_from_export(path: Path) -> dict[str, Any]:
             state_dict.setdefault(f"backbone.{part}.{rest}", values)
     return {
         "format": CHECKPOINT_FORMAT,
-        "model_config": json.loads(metadata["model_config"]),
+        "model_config": model_config,
         "train_config": json.loads(metadata.get("training_data", "{}")),
         "class_names": json.loads(metadata.get("class_names", "[]")),
         "epoch": None,
