@@ -289,7 +289,8 @@ THOROUGH_MODEL_NAME = "phpq-cub200-lite0-64bit-thorough.onnx"
 
 def test_the_shipped_thorough_model_is_the_default_exported_with_its_recipe():
     """The second bundled model: the default's weights with phpq_train/recipes/thorough.toml's changes (its
-    general descriptor, zoom on every photo and weights), listed after the default."""
+    general descriptor predicted from the trained head, zoom on every photo and weights), listed after the
+    default."""
     models = Path(__file__).resolve().parents[1] / "assets" / "models"
     default, thorough = PHPQModel(models / DEFAULT_MODEL_NAME), PHPQModel(models / THOROUGH_MODEL_NAME)
     recipe = tomllib.loads((Path(phpq_train.__file__).parent / "recipes" / "thorough.toml").read_text())
@@ -300,6 +301,7 @@ def test_the_shipped_thorough_model_is_the_default_exported_with_its_recipe():
     assert info.search.fusion_weight == recipe["model"]["fusion_weight"]
     general = json.loads(info.metadata["general_descriptor"])
     assert (general["dim"], general["weight"]) == (recipe["model"]["general_dim"], recipe["model"]["general_weight"])
+    assert general["from"] == recipe["model"]["general_from"] == "trained_head"  # no second pass in its graph
     assert {key: info.metadata[key] for key in ("title", "summary")} == recipe["description"]
     assert info.search.rerank == default.info.search.rerank and info.search.centring == default.info.search.centring
     np.testing.assert_array_equal(thorough.codebooks, default.codebooks)  # the same weights
