@@ -336,13 +336,13 @@ def test_byte_identical_copies_of_the_query_come_first(library, tmp_path):
     assert first / "002.class_1" / "z_copy.jpg" not in [hit.path for hit in from_copy]
 
 
-def write_other_model(source: Path, target: Path, **metadata: str) -> str:
-    """``source`` with its codebooks reversed (so another model id) and these ``phpq.*`` metadata props,
-    written to ``target``; returns the new model id."""
+def write_other_model(source: Path, target: Path, axis: int = 1, **metadata: str) -> str:
+    """``source`` with its codebooks reversed along ``axis`` (so another model id) and these ``phpq.*``
+    metadata props, written to ``target``; returns the new model id."""
     model = onnx.load(str(source))
     for initializer in model.graph.initializer:
         if initializer.name == "phpq_codebooks":
-            codebooks = numpy_helper.to_array(initializer)[:, ::-1].copy()
+            codebooks = np.flip(numpy_helper.to_array(initializer), axis=axis).copy()
             initializer.CopyFrom(numpy_helper.from_array(codebooks, "phpq_codebooks"))
     model_id = hashlib.sha256(model.graph.SerializeToString()).hexdigest()
     props = {entry.key: entry.value for entry in model.metadata_props} | {"phpq.model_id": model_id}
@@ -384,6 +384,31 @@ def test_a_second_bundled_model_is_offered_beside_the_default_and_never_replaces
     assert phpq(["--db", str(database), "--cpu", "models"]) == 0
     listed = capsys.readouterr().out
     assert "Thorough" in listed and "Better on other birds." in listed and f"* {default_id[:12]}" in listed
+
+
+def test_an_upgraded_second_bundled_model_stays_the_user_s_choice_and_the_default_keeps_its_codes(
+    tmp_path, tiny_model, monkeypatch
+):
+    """Thorough in use, then a new version of it ships (another model id in the same file name): the index
+    switches to the new one and encodes the photos with it; the default and its codes are untouched."""
+    package = tmp_path / "package"
+    package.mkdir()
+    default, thorough = package / "phpq-default.onnx", package / "phpq-default-thorough.onnx"
+    shutil.copyfile(tiny_model, default)
+    old_id = write_other_model(tiny_model, thorough, title="Thorough")
+    monkeypatch.setattr("phpq.registry.bundled_models", lambda: [default, thorough])
+    database = tmp_path / "data" / "index.sqlite3"
+    with Library(database, prefer_cuda=False) as library:
+        default_id = library.active_model_id
+        library.add_folder(folder_of_photos(tmp_path / "photos", per_class=2))
+        assert library.index().encoded == 8 and library.index(model_id=old_id).encoded == 8
+        library.activate_model(old_id)
+    new_id = write_other_model(tiny_model, thorough, axis=0, title="Thorough", summary="Faster.")
+    with Library(database, prefer_cuda=False) as library:
+        assert library.active_model_id == new_id != old_id
+        assert [record.id for record in library.models()] == [default_id, new_id]
+        assert library.status().pending == 8 and library.counts(default_id)["pending"] == 0
+        assert library.index().encoded == 8 and library.status().model.summary == "Faster."
 
 
 def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(tmp_path, tiny_model, monkeypatch):
