@@ -136,11 +136,12 @@ class ModelRegistry:
         return model
 
     def _retire(self, outdated: ModelRecord, replacement_id: str) -> None:
-        """Drop an outdated default model and its codes; its replacement becomes active if it was."""
+        """Drop an outdated bundled model and its codes; its replacement becomes active if it was."""
         if self.db.get_setting(ACTIVE_MODEL_KEY) == outdated.id:
             self.db.set_setting(ACTIVE_MODEL_KEY, replacement_id)
             log.warning(
-                "the default model was updated (%s -> %s): run `phpq index` to encode your photos with it",
+                "the bundled model %s was updated (%s -> %s): run `phpq index` to encode your photos with it",
+                outdated.title,
                 outdated.id[:12],
                 replacement_id[:12],
             )

@@ -387,7 +387,7 @@ def test_a_second_bundled_model_is_offered_beside_the_default_and_never_replaces
 
 
 def test_an_upgraded_second_bundled_model_stays_the_user_s_choice_and_the_default_keeps_its_codes(
-    tmp_path, tiny_model, monkeypatch
+    tmp_path, tiny_model, monkeypatch, caplog
 ):
     """Thorough in use, then a new version of it ships (another model id in the same file name): the index
     switches to the new one and encodes the photos with it; the default and its codes are untouched."""
@@ -409,6 +409,7 @@ def test_an_upgraded_second_bundled_model_stays_the_user_s_choice_and_the_defaul
         assert [record.id for record in library.models()] == [default_id, new_id]
         assert library.status().pending == 8 and library.counts(default_id)["pending"] == 0
         assert library.index().encoded == 8 and library.status().model.summary == "Faster."
+    assert "the bundled model Thorough was updated" in caplog.text
 
 
 def test_an_upgraded_bundled_model_takes_over_and_the_photos_are_encoded_again(tmp_path, tiny_model, monkeypatch):
