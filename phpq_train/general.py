@@ -190,7 +190,7 @@ def attach_to_checkpoint_model(model: nn.Module, payload: dict) -> GeneralDescri
     (``phpq_train.export.from_onnx``) when it is of the model's kind and dims, else one on its training
     photos."""
     fitted = payload.get("general_fit") or {}
-    carried = fitted.get("linear" if model.config.general_from == "trained_head" else "projection")
+    carried = fitted.get("linear" if model.config.general_from == HeadGeneralDescriptor.source else "projection")
     if carried is not None and len(carried) == model.config.general_dim:
         return attach_general_descriptor(model, [], fitted)
     return attach_general_descriptor(model, checkpoint_training_photos(payload))
