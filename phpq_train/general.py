@@ -66,6 +66,15 @@ class GeneralDescriptor(nn.Module):
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         return self.project(self.features(maps))
 
+    def encode(self, backbone: EfficientNetLiteTaps, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The backbone's tapped maps of ``images`` and their general descriptor, from the maps at the cut."""
+        maps, cut = backbone.forward_split(images, self.first_block)
+        return maps, self(cut)
+
+    def metadata(self) -> dict[str, int]:
+        """Where its graph starts (the exported model's ``general_descriptor``)."""
+        return {"first_block": self.first_block}
+
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """Unit ``features`` -> centred, projected to the principal axes, unit vector."""
         return F.normalize((features - self.mean) @ self.projection.T, dim=1)
@@ -109,6 +118,15 @@ class HeadGeneralDescriptor(nn.Module):
     def forward(self, head_maps: torch.Tensor) -> torch.Tensor:
         return F.normalize(head_maps.amax(dim=(2, 3)) @ self.linear.T + self.offset, dim=1)
 
+    def encode(self, backbone: EfficientNetLiteTaps, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The backbone's tapped maps of ``images`` and their general descriptor, from the head's maps."""
+        maps = backbone(images)
+        return maps, self(maps[-1])
+
+    def metadata(self) -> dict[str, str]:
+        """Where its graph starts (the exported model's ``general_descriptor``)."""
+        return {"from": self.source}
+
     @torch.no_grad()
     def fit(self, pooled: torch.Tensor, targets: torch.Tensor) -> None:
         """Ridge regression of ``targets`` (the untrained view) on ``pooled`` (the trained head's global max
@@ -120,6 +138,9 @@ class HeadGeneralDescriptor(nn.Module):
         solution = torch.linalg.solve(gram, standard.T @ (targets - targets.mean(dim=0)))
         self.linear.copy_((solution / scale[:, None]).T)
         self.offset.copy_(targets.mean(dim=0) - (mean / scale) @ solution)
+
+
+GENERAL_SOURCES = (GeneralDescriptor.source, HeadGeneralDescriptor.source)  # ModelConfig.general_from
 
 
 def mixed_descriptor(trained: torch.Tensor, general: torch.Tensor, weight: float) -> torch.Tensor:

@@ -18,10 +18,9 @@ from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
 from phpq.imaging import Preprocessing
 from phpq.zoom import Zoom
 from phpq_train.backbone import EfficientNetLiteTaps
-from phpq_train.general import mixed_descriptor
+from phpq_train.general import GENERAL_SOURCES, mixed_descriptor
 
 HYBRID_MODES = ("sum", "concat", "avg", "max")
-GENERAL_SOURCES = ("untrained_blocks", "trained_head")  # phpq_train.general
 DESCRIPTOR_POOLINGS = ("max", "avg", "both")
 # The fields of ModelConfig that only say how the app ranks (nothing trains them; general_weight also
 # changes the exported graph, where it mixes the general descriptor into the descriptor).
@@ -543,12 +542,8 @@ class RetrievalEncoder(nn.Module):
             images = torch.cat([images, torch.flip(images, dims=[3])])
         if self.general is None:
             maps, general = self.backbone(images), None
-        elif self.general.source == "untrained_blocks":  # the untrained blocks again, from the maps at the cut
-            maps, cut = self.backbone.forward_split(images, self.general.first_block)
-            general = self.general(cut)
-        else:  # predicted from the trained head
-            maps = self.backbone(images)
-            general = self.general(maps[-1])
+        else:
+            maps, general = self.general.encode(self.backbone, images)
         pooled = self.pooling(maps)
         attention = maps[-1][:batch].mean(dim=1)  # the deepest map's channel mean: where the bird is (phpq.zoom)
         if self.mirror_average:

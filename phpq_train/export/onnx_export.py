@@ -41,7 +41,7 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
         "dim": str(config.dim),
         "descriptor_dim": str(config.descriptor_dim + (general.dim if general is not None else 0)),
         "general_descriptor": json.dumps(
-            {} if general is None else {"dim": general.dim, "weight": general.weight, **general_origin(general)}
+            {} if general is None else {"dim": general.dim, "weight": general.weight, **general.metadata()}
         ),
         **search_metadata(config),
         **carried_prototypes(config, checkpoint),
@@ -53,11 +53,6 @@ def model_metadata(model: PHPQ, checkpoint: dict[str, Any], model_id: str, fp16_
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         **checkpoint.get("description", {}),
     }
-
-
-def general_origin(general: torch.nn.Module) -> dict[str, Any]:
-    """Where a general descriptor's graph starts: the first untrained block run again, or the trained head."""
-    return {"first_block": general.first_block} if general.source == "untrained_blocks" else {"from": general.source}
 
 
 def search_metadata(config: ModelConfig) -> dict[str, str]:
