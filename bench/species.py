@@ -93,7 +93,7 @@ def label_votes(
     votes = []
     for index in range(len(queries.codes)):
         query = model_query(model, queries.subvectors[index], queries.descriptors[index], vote_weight(model.info))
-        scores, ids, _, _ = matrix.search(query, IDENTIFY_DEPTH, exclude={index} if leave_one_out else None)
+        scores, ids = matrix.search(query, IDENTIFY_DEPTH, exclude={index} if leave_one_out else None)[:2]
         hits = [SearchHit(j, Path(), s, species[j]) for j, s in zip(ids.tolist(), scores.tolist(), strict=True)]
         votes.append(label_vote(hits))
     return votes

@@ -10,6 +10,10 @@
   photos searched, so what all of a collection's birds share (the light, the kind of photo) stops
   counting and what sets one species apart counts more; optionally whitened by the collection's
   covariance, so that a few directions in which its photos differ most do not drown the others.
+- The collection gate: a model trained on some species ranks their photos best with what it learned
+  of them, and other birds best with the general look of the bird. Where most of a collection's photos
+  look like species the model knows, its own search ranks as for them; else as for birds from
+  elsewhere. ``bench/collection_gate.py`` measures the signal and chooses the values.
 
 ``SearchSettings`` holds them all, with the weight and the query expansion, as a model's metadata
 states them.
@@ -175,6 +179,47 @@ class CollectionCentring:
 
 
 @dataclass(frozen=True)
+class CollectionGate:
+    """How a model's own search ranks in a collection: as for the species it knows when at least
+    ``fraction`` of the collection's photos look like one of them (the class probability of their stored
+    code, by the model's class prototypes, at least ``probability``): its own settings with the trained
+    descriptor alone (the untrained network's view left out); else as for birds from elsewhere: the
+    whole descriptor, the code weight ``weight`` for every query and these steps after the first scan."""
+
+    probability: float
+    fraction: float
+    weight: float
+    query_expansion: int = 0
+    rerank: NeighbourRerank | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("probability", "fraction", "weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"collection gate: {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.query_expansion < 0:
+            raise ValueError(f"collection gate: query_expansion must be at least 0, got {self.query_expansion}")
+
+    @classmethod
+    def from_json(cls, text: str) -> CollectionGate | None:
+        """The metadata form (a JSON object, its ``rerank`` one too; ``{}`` when the model has none)."""
+        gate = setting_from_json(cls, text, "collection gate")
+        if gate is not None and isinstance(gate.rerank, dict):
+            return replace(gate, rerank=NeighbourRerank.from_json(json.dumps(gate.rerank)))
+        return gate
+
+    def known(self, fraction: float) -> bool:
+        """Whether a collection with this fraction of photos of known species is ranked as for them."""
+        return fraction >= self.fraction
+
+    def describe(self) -> str:
+        steps = SearchSteps(self.query_expansion, self.rerank).describe()
+        return (
+            f"as for known species where at least {self.fraction:.0%} of the collection looks like them"
+            f" (probability {self.probability:g}), else w={self.weight:g}, {steps}"
+        )
+
+
+@dataclass(frozen=True)
 class SearchSteps:
     """The steps after the first scan when a user chooses them over the model's own (``phpq.ranking``):
     how many best photos expand the query, and the neighbour re-ranking (None: none)."""
@@ -200,6 +245,7 @@ class SearchSettings:
     adaptive: AdaptiveWeight | None = None
     rerank: NeighbourRerank | None = None
     centring: CollectionCentring | None = None
+    gate: CollectionGate | None = None  # the model's own settings only: a user's weight or steps end it
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str]) -> SearchSettings:
@@ -219,6 +265,7 @@ class SearchSettings:
             AdaptiveWeight.from_json(metadata.get("adaptive_weight", "{}")),
             NeighbourRerank.from_json(metadata.get("neighbour_rerank", "{}")),
             CollectionCentring.from_json(metadata.get("collection_centring", "{}")),
+            CollectionGate.from_json(metadata.get("collection_gate", "{}")),
         )
 
     @property
@@ -231,13 +278,13 @@ class SearchSettings:
             raise ValueError(f"the weight of the code similarity must be in [0, 1], got {weight}")
         if weight is None or not self.fused:
             return self
-        return replace(self, fusion_weight=weight, adaptive=None)
+        return replace(self, fusion_weight=weight, adaptive=None, gate=None)
 
     def with_steps(self, steps: SearchSteps | None) -> SearchSettings:
         """These settings with a user's steps after the first scan (None: the model's own)."""
         if steps is None or not self.fused:
             return self
-        return replace(self, query_expansion=steps.query_expansion, rerank=steps.rerank)
+        return replace(self, query_expansion=steps.query_expansion, rerank=steps.rerank, gate=None)
 
     def describe(self) -> str:
         """ "codes + descriptor (fused, w=0.4 or 0.7 by query, query expansion 3, neighbour re-ranking,
@@ -252,4 +299,6 @@ class SearchSettings:
             parts.append("neighbour re-ranking")
         if self.centring is not None:
             parts.append(self.centring.describe())
+        if self.gate is not None:
+            parts.append(self.gate.describe())
         return f"codes + descriptor (fused, {', '.join(parts)})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,10 +12,13 @@ import numpy as np
 
 from phpq.db import IndexDatabase
 from phpq.descriptor import from_blobs
-from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank, SearchSteps, agreement
-from phpq.model import Encoding, PHPQModel
+from phpq.fusion import AdaptiveWeight, CollectionCentring, CollectionGate, NeighbourRerank, SearchSteps, agreement
+from phpq.model import Encoding, ModelInfo, PHPQModel
 from phpq.pq import decode, lookup_tables
+from phpq.prototypes import ClassPrototypes
 from phpq.scan import DescriptorScan, Scorer, pack_codes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class SearchResult:
     timings_ms: dict[str, float]
     weight: float | None = None  # the code weight w this query was ranked with (None: codes alone)
     query_encoding: Encoding | None = None  # what the model gave for the query photo (one row)
+    known_species: bool | None = None  # the model's collection gate ranked as for known species (None: no gate)
 
 
 class Ranking(NamedTuple):
@@ -46,6 +51,36 @@ class Ranking(NamedTuple):
     image_ids: np.ndarray
     n_searched: int  # photos searched (after the folder filter)
     weight: float | None  # the w the query was ranked with (its own, with a per-query weight); None: codes alone
+    known_species: bool | None = None  # a collection gate's choice: ranked as for known species; None: no gate
+
+
+_UNGATED: set[str] = set()  # models whose gate was not used, warned once
+
+
+@dataclass(frozen=True)
+class GatedRanking:
+    """A model's collection gate with what it needs: the model's class prototypes of the code's
+    sub-vectors, and the weight of each descriptor dimension when it ranks as for known species."""
+
+    gate: CollectionGate
+    prototypes: ClassPrototypes
+    known_scale: np.ndarray  # [E]: 1 / (1 - b) on the trained descriptor, 0 on the untrained network's view
+
+    @classmethod
+    def of_model(cls, info: ModelInfo, gate: CollectionGate | None) -> GatedRanking | None:
+        """The model's gate, or None without one (or, logged, without prototypes of its code to judge by)."""
+        if gate is None:
+            return None
+        prototypes = ClassPrototypes.from_model(info)
+        if prototypes is None or prototypes.embedding != "subvectors":
+            if info.model_id not in _UNGATED:
+                _UNGATED.add(info.model_id)
+                log.warning("model %s: its collection gate needs prototypes of its code; not used", info.model_id[:12])
+            return None
+        scale = np.zeros(info.descriptor_dim, np.float32)
+        trained, trained_weight = info.descriptor_parts[0]
+        scale[trained] = 1.0 / trained_weight
+        return cls(gate, prototypes, scale)
 
 
 @dataclass(frozen=True)
@@ -74,6 +109,10 @@ class Query:
     centring: CollectionCentring | None = None
     mean: np.ndarray | None = None
     metric: np.ndarray | None = None
+    # A collection gate (the model's own settings only) picks the ranking for the collection searched;
+    # as for known species, each descriptor dimension counts ``scale`` times (None: once).
+    gate: GatedRanking | None = None
+    scale: np.ndarray | None = None
 
 
 def model_query(
@@ -97,6 +136,7 @@ def model_query(
         settings.adaptive,
         settings.rerank,
         settings.centring,
+        gate=GatedRanking.of_model(model.info, settings.gate),
     )
 
 
@@ -131,6 +171,9 @@ class CodeMatrix:
         # whitening (W^2) per setting until the rows next change.
         self._descriptor_total = np.zeros(descriptor_dim, np.float64)
         self._metric: dict[CollectionCentring, np.ndarray | None] = {}
+        # The fraction of the collection's photos of a known species, per gate probability and prototypes,
+        # until the rows next change.
+        self._known: dict[tuple[float, int], float] = {}
 
     @classmethod
     def load(cls, db: IndexDatabase, model_id: str, n_subspaces: int, descriptor_dim: int = 0) -> CodeMatrix:
@@ -242,6 +285,7 @@ class CodeMatrix:
         for start in range(0, len(rows), 65536):
             self._descriptor_total += sign * self._stored(rows[start : start + 65536]).sum(axis=0, dtype=np.float64)
         self._metric.clear()
+        self._known.clear()
 
     def _stored(self, rows: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
         """The stored descriptors of these rows as float32 unit vectors [n, E], less ``mean`` when given.
@@ -249,18 +293,51 @@ class CodeMatrix:
         stored = self._descriptors[rows].astype(np.float32) * self._scales[rows, None]
         return stored if mean is None else stored - mean
 
+    def known_fraction(self, gated: GatedRanking, codebooks: np.ndarray) -> float:
+        """The fraction of the collection's photos (of at most ``WHITENING_SAMPLE`` evenly spaced ones) whose
+        stored code, reconstructed, the model's class prototypes give a probability of at least the gate's
+        for some species (1 for an empty collection). Call with the lock held."""
+        key = (gated.gate.probability, id(gated.prototypes.vectors))
+        if key not in self._known:
+            rows = CollectionCentring.sample(self._size)
+            if len(rows) == 0:
+                return 1.0
+            codes = self._words[rows].view(np.uint8)[:, : self.n_subspaces]
+            reconstructed = decode(codes, codebooks).reshape(len(rows), -1)
+            reconstructed /= np.maximum(np.linalg.norm(reconstructed, axis=1, keepdims=True), 1e-12)
+            best = gated.prototypes.probabilities(reconstructed).max(axis=1)
+            self._known[key] = float(np.mean(best >= gated.gate.probability))
+        return self._known[key]
+
+    def _gated(self, query: Query) -> tuple[Query, bool | None]:
+        """The query as its collection gate ranks it in this collection, and whether as for known species
+        (None: no gate). Call with the lock held."""
+        gated = query.gate
+        if gated is None or query.descriptor is None or not self.descriptor_dim:
+            return query, None
+        if gated.gate.known(self.known_fraction(gated, query.codebooks)):
+            return replace(query, gate=None, scale=gated.known_scale), True
+        gate = gated.gate
+        elsewhere = {"weight": gate.weight, "adaptive": None, "expansion": gate.query_expansion, "rerank": gate.rerank}
+        return replace(query, gate=None, **elsewhere), False
+
     def _centred(self, query: Query) -> Query:
         """The query under collection centring: the collection's mean descriptor resolved, subtracted from
-        the query's, the rest made a unit vector, whitened when the setting says so. Call with the lock held."""
+        the query's, the rest made a unit vector, whitened when the setting says so; then each dimension
+        weighted by the query's ``scale``. Call with the lock held."""
         centring = query.centring
-        if centring is None or query.descriptor is None or not self.descriptor_dim:
+        if query.descriptor is None or not self.descriptor_dim:
             return query
-        mean = centring.mean(self._descriptor_total, self._size)
-        if centring not in self._metric:
-            self._metric[centring] = centring.metric(self._stored(centring.sample(self._size)), mean)
-        metric = self._metric[centring]
-        descriptor = centring.query(query.descriptor, mean, metric)
-        return replace(query, descriptor=descriptor, centring=None, mean=mean, metric=metric)
+        if centring is not None:
+            mean = centring.mean(self._descriptor_total, self._size)
+            if centring not in self._metric:
+                self._metric[centring] = centring.metric(self._stored(centring.sample(self._size)), mean)
+            metric = self._metric[centring]
+            descriptor = centring.query(query.descriptor, mean, metric)
+            query = replace(query, descriptor=descriptor, centring=None, mean=mean, metric=metric)
+        if query.scale is not None:
+            query = replace(query, descriptor=query.descriptor * query.scale)
+        return query
 
     def _scorer(self, query: Query) -> Scorer:
         """The one definition of a query's similarity to the rows, for the scan and for listed rows alike:
@@ -291,6 +368,8 @@ class CodeMatrix:
             stored = self._stored(np.asarray(rows, np.int64), query.mean)
             if query.metric is not None:
                 stored = stored @ query.metric
+            if query.scale is not None:
+                stored = stored * query.scale
             descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
         return Query(table, descriptor, query.weight, mean=query.mean, metric=query.metric)
 
@@ -304,6 +383,8 @@ class CodeMatrix:
             return similarity
         stored = self._stored(rows, query.mean)
         weighted = stored if query.metric is None else stored @ query.metric
+        if query.scale is not None:
+            weighted = weighted * query.scale
         return query.weight * similarity + (1 - query.weight) * (weighted @ stored.T)
 
     def _adapted(self, query: Query, candidates: np.ndarray) -> Query:
@@ -378,6 +459,7 @@ class CodeMatrix:
             if folder_ids is not None:
                 mask = np.isin(self._folder_ids[:size], np.asarray(folder_ids, np.int64))
             n_searched = size if mask is None else int(mask.sum())
+            query, known_species = self._gated(query)
             query = self._centred(query)
             scorer = self._scorer(query)
             pinned_rows = np.array([self._row_of[i] for i in first or [] if i in self._row_of][:k], np.int64)
@@ -393,6 +475,5 @@ class CodeMatrix:
         keep = np.array([image_id not in hidden for image_id in image_ids.tolist()], dtype=bool)
         scores = np.concatenate([pinned_scores, scores[keep]])[:k]
         fused = query.descriptor is not None and self.descriptor_dim > 0
-        return Ranking(
-            scores, np.concatenate([pinned_ids, image_ids[keep]])[:k], n_searched, query.weight if fused else None
-        )
+        ids = np.concatenate([pinned_ids, image_ids[keep]])[:k]
+        return Ranking(scores, ids, n_searched, query.weight if fused else None, known_species)

@@ -190,7 +190,8 @@ class Searcher:
         marked ``same_photo``. Each hit carries its species label; the result, the query's encoding."""
         clock = time.perf_counter()
         pinned = [copy.id for copy in copies or [] if folder_ids is None or copy.folder_id in folder_ids]
-        scores, image_ids, n_searched, weight = self.matrix().search(query, top_k, folder_ids, exclude, pinned)
+        ranking = self.matrix().search(query, top_k, folder_ids, exclude, pinned)
+        scores, image_ids = ranking.scores, ranking.image_ids
         timings["scan"] = _lap(clock)
         clock = time.perf_counter()
         paths = self.db.paths(image_ids.tolist())
@@ -203,7 +204,7 @@ class Searcher:
             if image_id in paths
         ]
         timings["fetch"] = _lap(clock)
-        return SearchResult(hits, n_searched, timings, weight, encoding)
+        return SearchResult(hits, ranking.n_searched, timings, ranking.weight, encoding, ranking.known_species)
 
 
 def _add_codes(matrix: CodeMatrix, db: IndexDatabase, results: list[EncodedImage]) -> None:

@@ -350,14 +350,14 @@ def test_a_per_query_weight_follows_how_far_code_and_descriptor_agree():
         signal = reference_agreement(code_part, descriptor_part, adaptive.k)
         assert (signal >= adaptive.threshold) == (expected_weight == adaptive.high)
         query = search.Query(table, descriptor, 0.5, adaptive=adaptive)
-        scores, found, searched, used_weight = matrix.search(query, n_photos)
+        scores, found, searched, used_weight = matrix.search(query, n_photos)[:4]
         assert used_weight == expected_weight
         assert searched == n_photos and sorted(found.tolist()) == ids.tolist()
         reference = expected_weight * code_part + (1 - expected_weight) * descriptor_part
         np.testing.assert_allclose(scores, reference[found - 100], atol=1e-5)
         assert list(found[:5] - 100) == list(np.argsort(-reference, kind="stable")[:5])
         # a fixed weight (the user's, or a model without a per-query weight) is used as it is
-        fixed_scores, fixed_found, _, used_weight = matrix.search(search.Query(table, descriptor, 0.5), n_photos)
+        fixed_scores, fixed_found, _, used_weight = matrix.search(search.Query(table, descriptor, 0.5), n_photos)[:4]
         assert used_weight == 0.5
         fixed = 0.5 * code_part + 0.5 * descriptor_part
         np.testing.assert_allclose(fixed_scores, fixed[fixed_found - 100], atol=1e-5)

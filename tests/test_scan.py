@@ -74,12 +74,12 @@ def test_code_matrix_stays_equal_to_a_rebuilt_one_through_upserts_moves_and_remo
     # every photo is there once, with its own code (its score) and its own folder
     expected = dict(zip(ids.tolist(), (adc_scores(table[None], codes)[0] / 8).tolist(), strict=True))
     for folder in (1, 2, 3, 9):
-        scores, found, searched, _ = matrix.search(query, len(truth), folder_ids=[folder])
+        scores, found, searched = matrix.search(query, len(truth), folder_ids=[folder])[:3]
         assert sorted(found.tolist()) == sorted(i for i, (f, _) in truth.items() if f == folder) and searched == len(
             found
         )
         np.testing.assert_allclose(scores, [expected[i] for i in found.tolist()], rtol=1e-5)
-    scores, found, searched, weight = matrix.search(query, 10, folder_ids=[9, 2])
+    scores, found, searched, weight = matrix.search(query, 10, folder_ids=[9, 2])[:4]
     assert weight is None  # codes alone
     in_folders = np.array([truth[i][0] in (9, 2) for i in ids.tolist()])
     expected_scores, expected_rows = reference_top_k(table, codes, 10, in_folders)
@@ -114,7 +114,7 @@ def test_fused_scan_equals_numpy_and_pinned_rows_get_the_scan_score(monkeypatch,
     matrix.upsert(ids, ids % 3, codes, (values, scales))
     expected = fused_reference(table, codes, query_descriptor, values, scales, weight)
     query = Query(table, query_descriptor, weight)
-    scores, found, searched, used_weight = matrix.search(query, 50, folder_ids=[0, 2])
+    scores, found, searched, used_weight = matrix.search(query, 50, folder_ids=[0, 2])[:4]
     assert used_weight == weight
     in_folders = (ids % 3) != 1
     order = np.argsort(-np.where(in_folders, expected, -np.inf), kind="stable")[:50]
