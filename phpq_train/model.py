@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
+from phpq.fusion import AdaptiveWeight, CollectionCentring, CollectionGate, NeighbourRerank
 from phpq.imaging import Preprocessing
 from phpq.zoom import Zoom
 from phpq_train.backbone import EfficientNetLiteTaps
@@ -29,6 +29,7 @@ SEARCH_FIELDS = (
     "adaptive_weight",
     "neighbour_rerank",
     "collection_centring",
+    "collection_gate",
     "query_expansion",
     "general_weight",
 )
@@ -80,6 +81,10 @@ class ModelConfig:
     # Descriptors compared after subtracting the searched collection's mean, optionally whitened
     # (phpq.fusion.CollectionCentring's prior and whitening; {} for none).
     collection_centring: dict[str, float]
+    # Where most of a collection's photos are not of its species, the model's own search ranks as for birds
+    # from elsewhere (phpq.fusion.CollectionGate's probability, fraction, weight, query_expansion and rerank;
+    # {} for never). It needs class prototypes of the code in the model (python -m phpq_train.export.prototypes).
+    collection_gate: dict
     query_expansion: int  # the app ranks by the mean similarity to the query and its this many best photos
     mirror_average: bool  # the exported model encodes each photo and its mirror image, pooled features averaged
     # A photo whose bird looks small is encoded again from a crop around it (phpq.zoom.Zoom's max_side and
@@ -109,6 +114,7 @@ class ModelConfig:
         AdaptiveWeight.from_json(json.dumps(self.adaptive_weight))  # raises ValueError when malformed
         NeighbourRerank.from_json(json.dumps(self.neighbour_rerank))
         CollectionCentring.from_json(json.dumps(self.collection_centring))
+        CollectionGate.from_json(json.dumps(self.collection_gate))
         Zoom.from_json(json.dumps(self.zoom))
 
     @property

@@ -62,6 +62,7 @@ def search_metadata(config: ModelConfig) -> dict[str, str]:
         "adaptive_weight": json.dumps(config.adaptive_weight),
         "neighbour_rerank": json.dumps(config.neighbour_rerank),
         "collection_centring": json.dumps(config.collection_centring),
+        "collection_gate": json.dumps(config.collection_gate),
         "query_expansion": str(config.query_expansion),
         "zoom": json.dumps(config.zoom),
         "model_config": json.dumps(config.to_dict()),
