@@ -60,11 +60,11 @@ _UNGATED: set[str] = set()  # models whose gate was not used, warned once
 @dataclass(frozen=True)
 class GatedRanking:
     """A model's collection gate with what it needs: the model's class prototypes of the code's
-    sub-vectors, and the weight of each descriptor dimension when it ranks as for known species."""
+    sub-vectors, and the trained part of its descriptor, which alone ranks as for known species."""
 
     gate: CollectionGate
     prototypes: ClassPrototypes
-    known_scale: np.ndarray  # [E]: 1 / (1 - b) on the trained descriptor, 0 on the untrained network's view
+    trained: tuple[int, float]  # its first dims, and their share 1 - b of the descriptor's cosine
 
     @classmethod
     def of_model(cls, info: ModelInfo, gate: CollectionGate | None) -> GatedRanking | None:
@@ -77,10 +77,8 @@ class GatedRanking:
                 _UNGATED.add(info.model_id)
                 log.warning("model %s: its collection gate needs prototypes of its code; not used", info.model_id[:12])
             return None
-        scale = np.zeros(info.descriptor_dim, np.float32)
-        trained, trained_weight = info.descriptor_parts[0]
-        scale[trained] = 1.0 / trained_weight
-        return cls(gate, prototypes, scale)
+        trained, weight = info.descriptor_parts[0]
+        return cls(gate, prototypes, (trained.stop, weight))
 
 
 @dataclass(frozen=True)
@@ -109,10 +107,11 @@ class Query:
     centring: CollectionCentring | None = None
     mean: np.ndarray | None = None
     metric: np.ndarray | None = None
-    # A collection gate (the model's own settings only) picks the ranking for the collection searched;
-    # as for known species, each descriptor dimension counts ``scale`` times (None: once).
+    # A collection gate (the model's own settings only) picks the ranking for the collection searched; as
+    # for known species, the descriptor's first ``trained[0]`` dims alone (their share of its cosine
+    # ``trained[1]``) are compared, as if they were the whole descriptor.
     gate: GatedRanking | None = None
-    scale: np.ndarray | None = None
+    trained: tuple[int, float] | None = None
 
 
 def model_query(
@@ -170,7 +169,7 @@ class CodeMatrix:
         # The sum of the stored unit descriptors, for collection centring; ``_metric`` caches its
         # whitening (W^2) per setting until the rows next change.
         self._descriptor_total = np.zeros(descriptor_dim, np.float64)
-        self._metric: dict[CollectionCentring, np.ndarray | None] = {}
+        self._metric: dict[tuple[CollectionCentring, int], np.ndarray | None] = {}
         # The fraction of the collection's photos of a known species, per gate probability and prototypes,
         # until the rows next change.
         self._known: dict[tuple[float, int], float] = {}
@@ -316,28 +315,37 @@ class CodeMatrix:
         if gated is None or query.descriptor is None or not self.descriptor_dim:
             return query, None
         if gated.gate.known(self.known_fraction(gated, query.codebooks)):
-            return replace(query, gate=None, scale=gated.known_scale), True
+            return replace(query, gate=None, trained=gated.trained), True
         gate = gated.gate
         elsewhere = {"weight": gate.weight, "adaptive": None, "expansion": gate.query_expansion, "rerank": gate.rerank}
         return replace(query, gate=None, **elsewhere), False
 
     def _centred(self, query: Query) -> Query:
         """The query under collection centring: the collection's mean descriptor resolved, subtracted from
-        the query's, the rest made a unit vector, whitened when the setting says so; then each dimension
-        weighted by the query's ``scale``. Call with the lock held."""
+        the query's, the rest made a unit vector, whitened when the setting says so. With ``trained``, only
+        the descriptor's first dims count, centred, whitened and made a unit vector among themselves: their
+        metric (W^2 of them, over their share of the cosine) is the query's, zero elsewhere. Call with the
+        lock held."""
         centring = query.centring
-        if query.descriptor is None or not self.descriptor_dim:
+        if query.descriptor is None or not self.descriptor_dim or (centring is None and query.trained is None):
             return query
+        mean = np.zeros(self.descriptor_dim, np.float32)
         if centring is not None:
             mean = centring.mean(self._descriptor_total, self._size)
-            if centring not in self._metric:
-                self._metric[centring] = centring.metric(self._stored(centring.sample(self._size)), mean)
-            metric = self._metric[centring]
-            descriptor = centring.query(query.descriptor, mean, metric)
-            query = replace(query, descriptor=descriptor, centring=None, mean=mean, metric=metric)
-        if query.scale is not None:
-            query = replace(query, descriptor=query.descriptor * query.scale)
-        return query
+        dims, share = query.trained or (self.descriptor_dim, 1.0)
+        key = (centring or CollectionCentring(0), dims)
+        if key not in self._metric:
+            sample = self._stored(CollectionCentring.sample(self._size))[:, :dims]
+            within = key[0].metric(sample, mean[:dims])
+            if dims == self.descriptor_dim:
+                self._metric[key] = within
+            else:  # the trained part alone: zero on the rest, scaled to the part's unit length
+                metric = np.zeros((self.descriptor_dim, self.descriptor_dim), np.float32)
+                metric[:dims, :dims] = (np.eye(dims, dtype=np.float32) if within is None else within) / share
+                self._metric[key] = metric
+        metric = self._metric[key]
+        descriptor = CollectionCentring.query(query.descriptor, mean, metric)
+        return replace(query, descriptor=descriptor, centring=None, trained=None, mean=mean, metric=metric)
 
     def _scorer(self, query: Query) -> Scorer:
         """The one definition of a query's similarity to the rows, for the scan and for listed rows alike:
@@ -368,8 +376,6 @@ class CodeMatrix:
             stored = self._stored(np.asarray(rows, np.int64), query.mean)
             if query.metric is not None:
                 stored = stored @ query.metric
-            if query.scale is not None:
-                stored = stored * query.scale
             descriptor = (descriptor + stored.sum(axis=0)) / (1 + len(rows))
         return Query(table, descriptor, query.weight, mean=query.mean, metric=query.metric)
 
@@ -383,8 +389,6 @@ class CodeMatrix:
             return similarity
         stored = self._stored(rows, query.mean)
         weighted = stored if query.metric is None else stored @ query.metric
-        if query.scale is not None:
-            weighted = weighted * query.scale
         return query.weight * similarity + (1 - query.weight) * (weighted @ stored.T)
 
     def _adapted(self, query: Query, candidates: np.ndarray) -> Query:

@@ -100,10 +100,11 @@ def parse_value(text: str) -> Any:
 
 
 def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``changes`` applied; tables (dicts) merge key by key, other values replace."""
+    """``base`` with ``changes`` applied; tables (dicts) merge key by key, other values replace, and so does
+    an empty table (``{}``: a setting turned off, such as ``model.collection_gate={}``)."""
     merged = dict(base)
     for key, value in changes.items():
-        both_tables = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        both_tables = isinstance(value, dict) and bool(value) and isinstance(merged.get(key), dict)
         merged[key] = merge(merged[key], value) if both_tables else value
     return merged
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from phpq.descriptor import quantize
@@ -11,6 +13,8 @@ from phpq.fusion import SearchSteps
 from phpq.model import Encoding, PHPQModel, unit_rows
 from phpq.pq import adc_scores, lookup_tables, sdc_scores
 from phpq.search import CodeMatrix, model_query
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_codes(
@@ -146,9 +150,16 @@ def search_rankings(
     matrix = CodeMatrix("evaluation", model.info.n_subspaces, model.info.descriptor_dim)
     stored = None if database.descriptors is None else quantize(database.descriptors)
     matrix.upsert(positions, np.zeros_like(positions), database.codes, stored)
-    rankings = []
+    rankings, known_species = [], None
     for index in range(len(query.codes)):
         descriptor = None if query.descriptors is None else query.descriptors[index]
         scan = model_query(model, query.subvectors[index], descriptor, weight, steps)
-        rankings.append(matrix.search(scan, len(positions), exclude={index} if leave_one_out else None)[1])
+        ranking = matrix.search(scan, len(positions), exclude={index} if leave_one_out else None)
+        rankings.append(ranking.image_ids)
+        known_species = ranking.known_species
+    if known_species is not None:
+        kind = "the species it knows" if known_species else "birds from elsewhere"
+        with matrix.lock:
+            fraction = matrix.known_fraction(scan.gate, model.codebooks)
+        log.info("the collection gate ranked as for %s (%.3f of the photos like a known species)", kind, fraction)
     return rankings
