@@ -26,7 +26,7 @@ from phpq.library import IndexReport, Library, LibraryError, ReadOnlyError
 from phpq.model import ModelError
 from phpq.ranking import RANK_CHOICES, ranked_with
 from phpq.scan import warm_up_in_background
-from phpq.search import SearchHit
+from phpq.search import SearchHit, SearchResult
 from phpq.species import SpeciesGroup, group_by_species
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -178,7 +178,12 @@ def run_search(library: Library, args: argparse.Namespace) -> int:
     result = library.search(args.image, top_k=args.top, folders=args.folder, weight=weight, steps=steps)
     groups = group_by_species(result.hits) if args.group else [SpeciesGroup(None, result.hits, 0.0)]
     if args.json:
-        summary = {"searched": result.n_searched, "code_weight": result.weight, "timings_ms": result.timings_ms}
+        summary = {
+            "searched": result.n_searched,
+            "code_weight": result.weight,
+            "ranked_for": ranked_for(result),
+            "timings_ms": result.timings_ms,
+        }
         if args.group:
             found = [
                 {
@@ -203,8 +208,14 @@ def run_search(library: Library, args: argparse.Namespace) -> int:
             print(f"{rank:4d}  {hit.similarity:6.3f}  {hit.path}{label}{'  (same photo)' if hit.same_photo else ''}")
     total_ms = sum(result.timings_ms.values())
     weight = "" if result.weight is None else f" (code weight {result.weight:g})"
-    print(f"{len(result.hits)} of {result.n_searched} photos in {total_ms:.1f} ms{weight}", file=sys.stderr)
+    gate = "" if result.known_species is None else f", ranked as for {ranked_for(result)}"
+    print(f"{len(result.hits)} of {result.n_searched} photos in {total_ms:.1f} ms{weight}{gate}", file=sys.stderr)
     return EXIT_OK
+
+
+def ranked_for(result: SearchResult) -> str | None:
+    """The model's collection gate's choice: "known species", "any bird", or None without a gate."""
+    return None if result.known_species is None else "known species" if result.known_species else "any bird"
 
 
 def hit_json(hit: SearchHit) -> dict:

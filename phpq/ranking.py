@@ -33,7 +33,8 @@ RANK_CHOICES = (
         "balanced",
         "balanced",
         None,
-        "balanced: the model's own settings (Standard's decide per photo whether it knows the species)",
+        "balanced: the model's own settings (Standard's look at your collection: where most of its birds are"
+        " species it was trained on, it ranks as for them, else as for any bird)",
     ),
     RankChoice(
         "any",

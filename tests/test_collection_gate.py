@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 
 from phpq import search
+from phpq.cli import main as phpq
 from phpq.descriptor import dequantize, quantize
 from phpq.fusion import CollectionGate, NeighbourRerank, SearchSettings, SearchSteps
+from phpq.gui.ranking import rank_tooltip, ranked_as
 from phpq.model import PHPQModel
 from phpq.pq import decode, lookup_tables
 from phpq.prototypes import ClassPrototypes
+from phpq_train.export.prototypes import class_prototypes
+from tests.conftest import write_photo
 from tests.test_fused_search import rewritten_model
 
 N_SUBSPACES, N_CODEWORDS, SUB_DIM, DIM, GENERAL = 4, 256, 8, 8, 3
@@ -189,3 +193,36 @@ def test_the_gate_is_the_model_s_own_setting_and_needs_prototypes_of_its_code(tm
     trained = model.info.descriptor_dim - 2
     assert query.gate.trained == (trained, 0.75)
     assert search.model_query(model, subvectors, descriptor, weight=0.4).gate is None  # a user's weight
+
+
+@pytest.mark.parametrize(("probability", "ranked_for"), [(0.0, "known species"), (1.0, "any bird")])
+def test_a_gated_model_s_search_says_how_it_ranked_the_collection(
+    tmp_path, tiny_model, synthetic_folder, capsys, probability, ranked_for
+):
+    """Through ``phpq search`` and the window's words: every photo like a known species (probability 0), or
+    none of them (probability 1, above any softmax but a certain one)."""
+    gate = {"probability": probability, "fraction": 0.5, "weight": 0.2}
+    tiny = PHPQModel(tiny_model, prefer_cuda=False)
+    prototypes = class_prototypes(tiny, synthetic_folder, None, "subvectors", 0.5)
+    settings = {"collection_gate": json.dumps(gate)}
+    settings["class_prototypes"] = prototypes.to_metadata(len(tiny.info.class_names))
+    gated = rewritten_model(tiny_model, tmp_path / "gated.onnx", "2", True, settings)
+    model = PHPQModel(gated, prefer_cuda=False)
+    db = ["--db", str(tmp_path / "data" / "index.sqlite3"), "--cpu"]
+    assert phpq([*db, "models", "import", str(gated), "--activate"]) == 0
+    assert phpq([*db, "add", str(synthetic_folder)]) == 0
+    capsys.readouterr()
+    query = write_photo(tmp_path / "q.png", 2, 70)
+    assert phpq([*db, "search", str(query), "--top", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ranked_for"] == ranked_for
+    search_settings = model.info.search
+    if ranked_for == "any bird":
+        assert result["code_weight"] == 0.2
+        assert ranked_as(0.2, search_settings, False).startswith("Most of your photos are of species the model")
+    else:
+        assert result["code_weight"] in (search_settings.adaptive.low, search_settings.adaptive.high)
+        assert "species the model" in ranked_as(result["code_weight"], search_settings, True)
+    assert phpq([*db, "search", str(query), "--top", "3", "--weight", "0.3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ranked_for"] is None  # a user's weight: no gate
+    assert "as any bird ranks" in rank_tooltip(search_settings)

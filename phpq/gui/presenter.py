@@ -99,7 +99,7 @@ class ResultsPresenter(Controller):
         total = sum(result.timings_ms.values())
         self.ui.time_label.setText(f"query {total:.0f} ms")
         self.ui.time_label.setToolTip(", ".join(f"{key} {value:.1f} ms" for key, value in result.timings_ms.items()))
-        ranked_as = self.rank_by.explain(result.weight)
+        ranked_as = self.rank_by.explain(result.weight, result.known_species)
         count = f"{len(result.hits)} of {result.n_searched:,} photos"
         self.ui.query_info.setText(f"{count}\n{ranked_as}" if ranked_as else count)
         self.ui.query_info.setToolTip("" if result.weight is None else f"ranked with code weight w = {result.weight:g}")

@@ -32,12 +32,21 @@ def rank_tooltip(search: SearchSettings) -> str:
     lines.append(
         f"\nRanking = w × code similarity + (1 − w) × descriptor similarity; {fixed}; balanced: this model's w, {own}"
     )
+    if search.gate is not None:
+        gate = search.gate
+        lines.append(
+            f"Balanced, where fewer than {gate.fraction:.1%} of your photos look like a species the model was trained"
+            f" on (probability {gate.probability:g} or more): w = {gate.weight:g}, as any bird ranks"
+        )
     return "\n".join(lines)
 
 
-def ranked_as(weight: float | None, search: SearchSettings | None) -> str:
-    """What the weight the model chose for a query says about the bird, in words ("" when the user fixed
-    the weight or the model has no per-query weight)."""
+def ranked_as(weight: float | None, search: SearchSettings | None, known_species: bool | None = None) -> str:
+    """What the model's own ranking of a query says, in words: how its collection gate judged the collection
+    (``known_species``), else what the weight it chose says about the bird ("" when the user fixed the weight
+    or the model has neither)."""
+    if known_species is False:
+        return "Most of your photos are of species the model was not trained on: ranked as for any bird"
     adaptive = search.adaptive if search is not None else None
     if weight is None or adaptive is None:
         return ""
@@ -81,9 +90,9 @@ class RankByControl(QObject):
         self.box.setEnabled(search.fused)
         self.box.setToolTip(rank_tooltip(search))
 
-    def explain(self, weight: float | None) -> str:
-        """What the weight a query was ranked with says, when the model chose it for the query."""
-        return ranked_as(weight, self.search) if self.weight() is None else ""
+    def explain(self, weight: float | None, known_species: bool | None = None) -> str:
+        """What the model's own ranking of a query says (its weight, its gate's choice), when it chose them."""
+        return ranked_as(weight, self.search, known_species) if self.weight() is None else ""
 
     def _chosen(self, _index: int) -> None:
         if self.key is not None:
