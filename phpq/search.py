@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,13 +11,11 @@ import numpy as np
 
 from phpq.db import IndexDatabase
 from phpq.descriptor import from_blobs
-from phpq.fusion import AdaptiveWeight, CollectionCentring, CollectionGate, NeighbourRerank, SearchSteps, agreement
-from phpq.model import Encoding, ModelInfo, PHPQModel
+from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank, SearchSteps, agreement
+from phpq.gate import GatedRanking
+from phpq.model import Encoding, PHPQModel
 from phpq.pq import decode, lookup_tables
-from phpq.prototypes import ClassPrototypes
 from phpq.scan import DescriptorScan, Scorer, pack_codes
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,33 +49,6 @@ class Ranking(NamedTuple):
     n_searched: int  # photos searched (after the folder filter)
     weight: float | None  # the w the query was ranked with (its own, with a per-query weight); None: codes alone
     known_species: bool | None = None  # a collection gate's choice: ranked as for known species; None: no gate
-
-
-_UNGATED: set[str] = set()  # models whose gate was not used, warned once
-
-
-@dataclass(frozen=True)
-class GatedRanking:
-    """A model's collection gate with what it needs: the model's class prototypes of the code's
-    sub-vectors, and the trained part of its descriptor, which alone ranks as for known species."""
-
-    gate: CollectionGate
-    prototypes: ClassPrototypes
-    trained: tuple[int, float]  # its first dims, and their share 1 - b of the descriptor's cosine
-
-    @classmethod
-    def of_model(cls, info: ModelInfo, gate: CollectionGate | None) -> GatedRanking | None:
-        """The model's gate, or None without one (or, logged, without prototypes of its code to judge by)."""
-        if gate is None:
-            return None
-        prototypes = ClassPrototypes.from_model(info)
-        if prototypes is None or prototypes.embedding != "subvectors":
-            if info.model_id not in _UNGATED:
-                _UNGATED.add(info.model_id)
-                log.warning("model %s: its collection gate needs prototypes of its code; not used", info.model_id[:12])
-            return None
-        trained, weight = info.descriptor_parts[0]
-        return cls(gate, prototypes, (trained.stop, weight))
 
 
 @dataclass(frozen=True)
@@ -302,10 +272,7 @@ class CodeMatrix:
             if len(rows) == 0:
                 return 1.0
             codes = self._words[rows].view(np.uint8)[:, : self.n_subspaces]
-            reconstructed = decode(codes, codebooks).reshape(len(rows), -1)
-            reconstructed /= np.maximum(np.linalg.norm(reconstructed, axis=1, keepdims=True), 1e-12)
-            best = gated.prototypes.probabilities(reconstructed).max(axis=1)
-            self._known[key] = float(np.mean(best >= gated.gate.probability))
+            self._known[key] = gated.known_fraction(codes, codebooks)
         return self._known[key]
 
     def _gated(self, query: Query) -> tuple[Query, bool | None]:

@@ -11,6 +11,7 @@ from phpq import search
 from phpq.cli import main as phpq
 from phpq.descriptor import dequantize, quantize
 from phpq.fusion import CollectionGate, NeighbourRerank, SearchSettings, SearchSteps
+from phpq.gate import GatedRanking
 from phpq.gui.ranking import rank_tooltip, ranked_as
 from phpq.model import PHPQModel
 from phpq.pq import decode, lookup_tables
@@ -99,7 +100,7 @@ def test_the_gate_ranks_by_what_the_collection_holds_and_follows_it_as_photos_co
     table = lookup_tables(rng.standard_normal((1, N_SUBSPACES, SUB_DIM)).astype(np.float32), CODEBOOKS)[0]
     descriptor = unit(rng.standard_normal(DIM))
     query = search.Query(table, descriptor, 0.6, codebooks=CODEBOOKS)
-    gated = replace(query, gate=search.GatedRanking(gate, PROTOTYPES, TRAINED))
+    gated = replace(query, gate=GatedRanking(gate, PROTOTYPES, TRAINED))
     collection = Collection()
     collection.put(list(range(30)), known=True)
     collection.put(list(range(30, 40)), known=False)
@@ -130,7 +131,7 @@ def test_each_side_of_the_gate_takes_its_own_steps_and_the_known_side_leaves_the
     table = lookup_tables(rng.standard_normal((1, N_SUBSPACES, SUB_DIM)).astype(np.float32), CODEBOOKS)[0]
     descriptor = unit(rng.standard_normal(DIM))
     own = search.Query(table, descriptor, 0.6, expansion=2, codebooks=CODEBOOKS)
-    gated = replace(own, gate=search.GatedRanking(gate, PROTOTYPES, TRAINED))
+    gated = replace(own, gate=GatedRanking(gate, PROTOTYPES, TRAINED))
     collection = Collection()
     collection.put(list(range(12)), known=False)
     elsewhere = replace(own, weight=0.3, expansion=0, rerank=steps.rerank)
