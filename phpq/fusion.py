@@ -214,7 +214,7 @@ class CollectionGate:
     def describe(self) -> str:
         steps = SearchSteps(self.query_expansion, self.rerank).describe()
         return (
-            f"as for known species where at least {self.fraction:.0%} of the collection looks like them"
+            f"as for known species where at least {self.fraction:.1%} of the collection looks like them"
             f" (probability {self.probability:g}), else w={self.weight:g}, {steps}"
         )
 

@@ -12,7 +12,7 @@ import torch
 
 import phpq_train
 from phpq.eval.datasets import load_photo_set
-from phpq.fusion import AdaptiveWeight, CollectionCentring, NeighbourRerank
+from phpq.fusion import AdaptiveWeight, CollectionCentring, CollectionGate, NeighbourRerank
 from phpq.locations import DEFAULT_MODEL_NAME, bundled_models
 from phpq.model import CODEBOOKS_NAME, ModelError, PHPQModel
 from phpq.prototypes import ClassPrototypes
@@ -270,8 +270,13 @@ def test_the_shipped_default_model_loads_and_encodes():
     model = PHPQModel(path)
     assert (model.info.bits, model.info.n_subspaces, model.info.n_codewords, model.info.input_size) == (64, 8, 256, 288)
     assert len(model.info.class_names) == 200 and model.info.metadata["weights"] == "float16"
-    assert model.info.has_descriptor and model.info.descriptor_dim == 256 and model.info.search.fusion_weight == 0.5
+    recipe = load_config().model
+    general = json.loads(model.info.metadata["general_descriptor"])  # the trained descriptor and the view
+    assert general == {"dim": recipe.general_dim, "weight": recipe.general_weight, "from": "trained_head"}
+    assert model.info.descriptor_dim == 256 + recipe.general_dim and model.info.search.fusion_weight == 0.5
     assert model.info.search.query_expansion == 3
+    assert model.info.search.gate == CollectionGate.from_json(json.dumps(recipe.collection_gate))
+    assert ClassPrototypes.from_model(model.info) is not None  # the gate judges a collection by them
     assert model.info.search.adaptive == AdaptiveWeight(**load_config().model.adaptive_weight)
     assert model.info.search.rerank == NeighbourRerank(**load_config().model.neighbour_rerank)
     assert model.info.search.centring == CollectionCentring(**load_config().model.collection_centring)
@@ -279,7 +284,7 @@ def test_the_shipped_default_model_loads_and_encodes():
     assert model.info.metadata["format_version"] == "3" and model.info.zoom == Zoom(**load_config().model.zoom)
     encoded = model.encode(np.zeros((2, 3, 288, 288), np.float32))
     assert encoded.subvectors.shape == (2, 8, 128) and encoded.codes.shape == (2, 8)
-    assert encoded.descriptors.shape == (2, 256) and encoded.attention.shape == (2, 9, 9)
+    assert encoded.descriptors.shape == (2, 256 + recipe.general_dim) and encoded.attention.shape == (2, 9, 9)
     np.testing.assert_allclose(np.linalg.norm(encoded.descriptors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(model.codebooks, axis=-1), 1.0, atol=1e-5)
 
