@@ -220,7 +220,7 @@ def test_a_gated_model_s_search_says_how_it_ranked_the_collection(
     search_settings = model.info.search
     if ranked_for == "any bird":
         assert result["code_weight"] == 0.2
-        assert ranked_as(0.2, search_settings, False).startswith("Most of your photos are of species the model")
+        assert ranked_as(0.2, search_settings, False).startswith("Mostly species the model was not trained on")
     else:
         assert result["code_weight"] in (search_settings.adaptive.low, search_settings.adaptive.high)
         assert "species the model" in ranked_as(result["code_weight"], search_settings, True)

@@ -46,7 +46,7 @@ def ranked_as(weight: float | None, search: SearchSettings | None, known_species
     (``known_species``), else what the weight it chose says about the bird ("" when the user fixed the weight
     or the model has neither)."""
     if known_species is False:
-        return "Most of your photos are of species the model was not trained on: ranked as for any bird"
+        return "Mostly species the model was not trained on: ranked as for any bird"
     adaptive = search.adaptive if search is not None else None
     if weight is None or adaptive is None:
         return ""
