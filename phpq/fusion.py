@@ -44,6 +44,13 @@ def setting_from_json(cls: type[Setting], text: str, what: str) -> Setting | Non
         raise ValueError(f"{what}: {error}") from error
 
 
+def require_unit_interval(setting: object, what: str, names: tuple[str, ...]) -> None:
+    """ValueError, naming ``what`` and the field, unless each named field of ``setting`` is in [0, 1]."""
+    for name in names:
+        if not 0.0 <= getattr(setting, name) <= 1.0:
+            raise ValueError(f"{what}: {name} must be in [0, 1], got {getattr(setting, name)}")
+
+
 @dataclass(frozen=True)
 class AdaptiveWeight:
     """w = ``high`` for a query whose ``k`` best photos by code and by descriptor share at least a
@@ -55,9 +62,7 @@ class AdaptiveWeight:
     k: int
 
     def __post_init__(self) -> None:
-        for name in ("low", "high", "threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"adaptive weight: {name} must be in [0, 1], got {getattr(self, name)}")
+        require_unit_interval(self, "adaptive weight", ("low", "high", "threshold"))
         if self.k < 1:
             raise ValueError(f"adaptive weight: k must be at least 1, got {self.k}")
 
@@ -193,9 +198,7 @@ class CollectionGate:
     rerank: NeighbourRerank | None = None
 
     def __post_init__(self) -> None:
-        for name in ("probability", "fraction", "weight"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"collection gate: {name} must be in [0, 1], got {getattr(self, name)}")
+        require_unit_interval(self, "collection gate", ("probability", "fraction", "weight"))
         if self.query_expansion < 0:
             raise ValueError(f"collection gate: query_expansion must be at least 0, got {self.query_expansion}")
 
