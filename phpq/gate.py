@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from phpq.fusion import CollectionGate
-from phpq.model import ModelInfo
+from phpq.model import ModelInfo, unit_rows
 from phpq.pq import decode
 from phpq.prototypes import ClassPrototypes
 
@@ -47,7 +47,6 @@ class GatedRanking:
     def known_fraction(self, codes: np.ndarray, codebooks: np.ndarray) -> float:
         """The share of these stored codes [N, M] whose reconstruction the prototypes give at least the gate's
         probability for some species."""
-        reconstructed = decode(codes, codebooks).reshape(len(codes), -1)
-        reconstructed /= np.maximum(np.linalg.norm(reconstructed, axis=1, keepdims=True), 1e-12)
+        reconstructed = unit_rows(decode(codes, codebooks).reshape(len(codes), -1))
         best = self.prototypes.probabilities(reconstructed).max(axis=1)
         return float(np.mean(best >= self.gate.probability))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phpq.model import Encoding, ModelInfo
+from phpq.model import Encoding, ModelInfo, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,7 @@ def model_embeddings(encoding: Encoding, embedding: str) -> np.ndarray:
         vectors = encoding.subvectors.reshape(len(encoding.subvectors), -1)
     else:
         raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
-    vectors = vectors.astype(np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return unit_rows(vectors)
 
 
 def display_name(class_name: str) -> str:
